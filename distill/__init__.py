@@ -1,0 +1,1 @@
+"""The shard format, KD losses, students and the lean trainer (torch is imported lazily)."""

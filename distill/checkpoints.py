@@ -1,0 +1,92 @@
+"""Hugging Face checkpoints: safe loading, character vocabularies, and fingerprints.
+
+Every stage takes a local directory or a hub id. Weights load through safetensors only and remote
+code never runs. Nothing here downloads unless the user names a hub id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from distill.errors import DistillError
+from distill.shards import file_sha256
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MODEL_KINDS = ("sequence", "token", "mlm")
+
+
+def char_vocab(texts: Iterable[str], *, max_size: int | None = None, min_count: int = 1) -> list[str]:
+    """Special tokens, then characters by descending frequency (ties by code point), whitespace excluded."""
+    counts = Counter(c for text in texts for c in text if not c.isspace())
+    chars = sorted((c for c, n in counts.items() if n >= min_count), key=lambda c: (-counts[c], c))
+    if max_size is not None:
+        chars = chars[: max(0, max_size - len(SPECIAL_TOKENS))]
+    return [*SPECIAL_TOKENS, *chars]
+
+
+def save_char_tokenizer(vocab: list[str], out_dir: Path):
+    """A BERT tokenizer that splits Chinese into characters, saved as a `save_pretrained` folder."""
+    from transformers import BertTokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_file = out_dir / "vocab.txt"
+    vocab_file.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
+    # BertTokenizer(vocab=...), not BertTokenizerFast(vocab_file=...), which ignores the file in transformers 5.
+    tokenizer = BertTokenizer(vocab=str(vocab_file), do_lower_case=False, tokenize_chinese_chars=True)
+    tokenizer.save_pretrained(str(out_dir))
+    return tokenizer
+
+
+def load_tokenizer(name_or_path: str | Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise DistillError(f"cannot load a tokenizer from {name_or_path}: {err}") from err
+
+
+def load_model(kind: str, name_or_path: str | Path, **kwargs):
+    """A sequence-classification, token-classification or masked-LM model, from safetensors only."""
+    import transformers
+
+    auto = {
+        "sequence": transformers.AutoModelForSequenceClassification,
+        "token": transformers.AutoModelForTokenClassification,
+        "mlm": transformers.AutoModelForMaskedLM,
+    }
+    if kind not in auto:
+        raise DistillError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
+    try:
+        return auto[kind].from_pretrained(
+            str(name_or_path), use_safetensors=True, trust_remote_code=False, **kwargs
+        )
+    except (OSError, ValueError) as err:
+        raise DistillError(f"cannot load a {kind} model from {name_or_path}: {err}") from err
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Same vocabulary and normalisation ⇒ same token ids: that is what the fingerprint captures."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    identity = {
+        "class": type(tokenizer).__name__,
+        "vocab": vocab,
+        "lowercase": bool(getattr(tokenizer, "do_lower_case", False)),
+    }
+    return hashlib.sha256(json.dumps(identity, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def weights_fingerprint(model_dir: str | Path) -> str:
+    """sha256 over the checkpoint's safetensors files (a hub id is fingerprinted by name only)."""
+    model_dir = Path(model_dir)
+    files = sorted(model_dir.glob("*.safetensors")) if model_dir.is_dir() else []
+    if not files:
+        return "hub:" + hashlib.sha256(str(model_dir).encode("utf-8")).hexdigest()
+    if len(files) == 1:
+        return file_sha256(files[0])
+    return hashlib.sha256("".join(file_sha256(p) for p in files).encode()).hexdigest()

@@ -1,0 +1,5 @@
+"""The error a user's mistake raises in distill: the CLI prints it as one line, without a traceback."""
+
+
+class DistillError(Exception):
+    """Bad input or configuration given to distill (the message says what and where)."""

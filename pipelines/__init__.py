@@ -1,0 +1,1 @@
+"""Beam pipelines that build soft-label datasets, the bundled corpora and the `zhkd` CLI."""

@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny random Hugging Face checkpoints built in temporary directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SENTIMENT_LABELS = ["negative", "positive"]
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+
+
+def corpus_chars() -> list[str]:
+    """Characters of the bundled corpora's dev splits: enough that tiny models see real text."""
+    from pipelines.corpora import load_corpus
+
+    texts = [r["text"] for r in load_corpus("chnsenti", "dev")]
+    texts += ["".join(r["tokens"]) for r in load_corpus("pd98-ner", "dev")]
+    return texts
+
+
+def tiny_checkpoint(out_dir: Path, kind: str, *, labels: list[str] | None = None, seed: int = 0,
+                    hidden: int = 32, layers: int = 2, max_positions: int = 512) -> Path:
+    """A random BERT of the given kind ("sequence", "token" or "mlm") with a character tokenizer."""
+    import torch
+    import transformers
+
+    from distill.checkpoints import char_vocab, save_char_tokenizer
+
+    vocab = char_vocab(corpus_chars(), max_size=3000)
+    tokenizer = save_char_tokenizer(vocab, out_dir)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=hidden * 2, max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if labels is not None:
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {name: i for i, name in enumerate(labels)}
+    model_class = {
+        "sequence": transformers.BertForSequenceClassification,
+        "token": transformers.BertForTokenClassification,
+        "mlm": transformers.BertForMaskedLM,
+    }[kind]
+    torch.manual_seed(seed)  # test fixture only: operators never touch the global RNG
+    model_class(config).save_pretrained(str(out_dir), safe_serialization=True)
+    return Path(out_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny-classifier"), "sequence", labels=SENTIMENT_LABELS)
+
+
+@pytest.fixture(scope="session")
+def tiny_tagger(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny-tagger"), "token", labels=NER_LABELS)
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny-mlm"), "mlm")
+
+
+def run_zhkd(*args: str, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """The installed `zhkd` console script of this environment, as a user runs it."""
+    zhkd = Path(sys.executable).with_name("zhkd")
+    return subprocess.run([str(zhkd), *map(str, args)], capture_output=True, text=True, check=check, **kwargs)
