@@ -27,30 +27,17 @@ def corpus_chars() -> list[str]:
 
 
 def tiny_checkpoint(out_dir: Path, kind: str, *, labels: list[str] | None = None, seed: int = 0,
-                    hidden: int = 32, layers: int = 2, max_positions: int = 512) -> Path:
+                    hidden: int = 32, layers: int = 2) -> Path:
     """A random BERT of the given kind ("sequence", "token" or "mlm") with a character tokenizer."""
-    import torch
-    import transformers
-
     from distill.checkpoints import char_vocab, save_char_tokenizer
+    from distill.students import Shape, build_model
 
     vocab = char_vocab(corpus_chars(), max_size=3000)
     tokenizer = save_char_tokenizer(vocab, out_dir)
-    config = transformers.BertConfig(
-        vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=hidden * 2, max_position_embeddings=max_positions,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    if labels is not None:
-        config.id2label = dict(enumerate(labels))
-        config.label2id = {name: i for i, name in enumerate(labels)}
-    model_class = {
-        "sequence": transformers.BertForSequenceClassification,
-        "token": transformers.BertForTokenClassification,
-        "mlm": transformers.BertForMaskedLM,
-    }[kind]
-    torch.manual_seed(seed)  # test fixture only: operators never touch the global RNG
-    model_class(config).save_pretrained(str(out_dir), safe_serialization=True)
+    shape = Shape(f"tiny-{hidden}x{layers}", layers, hidden, 2, hidden * 2)
+    model = build_model(shape, kind=kind, vocab_size=len(vocab), labels=labels,
+                        pad_token_id=tokenizer.pad_token_id, seed=seed)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
     return Path(out_dir)
 
 
