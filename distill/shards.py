@@ -109,7 +109,10 @@ def write_shard(rows: list[dict], path: Path, schema: pa.Schema) -> ShardInfo:
     table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["id"]), schema=schema)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_table(table, max_chunksize=1000)
+        if table.num_rows:
+            writer.write_table(table, max_chunksize=1000)
+        else:  # one empty batch: datasets cannot load a stream that has none
+            writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
     os.replace(tmp, path)
     return ShardInfo(path.name, table.num_rows, path.stat().st_size, file_sha256(path))
 
@@ -220,3 +223,166 @@ def validate(out_dir: Path, *, check_checksums: bool = True) -> dict:
         if rows != shard["rows"]:
             raise DatasetError(f"{path}: {rows} rows, the manifest says {shard['rows']}")
     return manifest
+
+
+class EpochOrder:
+    """A seeded order over rows held in parts (blocks of shards; one list of rows), one rank's share of it,
+    and the position in it.
+
+    Each epoch shuffles the order of the parts, then the rows inside each part (seeded by seed, epoch
+    and part), so the order is the same on every run and only one part's permutation is held at a time.
+    Rank r of W takes the epoch positions r, r+W, r+2W, ...: every row exactly once per epoch over all
+    ranks. A batch step s covers positions [s*B*W, (s+1)*B*W) on all ranks together, so the ranks agree
+    on the step count; the last step may give a rank fewer rows, or none.
+
+    `epoch` and `consumed` (rows of this rank's share already taken this epoch) are the resumable state.
+    """
+
+    def __init__(self, part_sizes: list[int], *, seed: int = 0, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise DistillError(f"rank {rank} is outside a world of {world_size}")
+        self.part_sizes = list(part_sizes)
+        self.num_rows = sum(self.part_sizes)
+        self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
+        self.epoch = 0
+        self.consumed = 0
+        self._permutation: tuple[int, int, object] | None = None  # (epoch, part, rows in shuffled order)
+        self._layout: tuple[int, list[int], object] | None = None  # (epoch, part order, cumulative ends)
+
+    @property
+    def rows_per_epoch(self) -> int:
+        """Rows this rank sees in one epoch."""
+        return len(range(self.rank, self.num_rows, self.world_size))
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Batch steps in one epoch, the same on every rank."""
+        return -(-self.num_rows // (batch_size * self.world_size))
+
+    def part_order(self, epoch: int) -> list[int]:
+        import random
+
+        order = list(range(len(self.part_sizes)))
+        if self.shuffle:
+            random.Random(f"zhkd-parts:{self.seed}:{epoch}").shuffle(order)
+        return order
+
+    def _rows_of_part(self, epoch: int, part: int):
+        import numpy as np
+
+        if self._permutation is None or self._permutation[:2] != (epoch, part):
+            size = self.part_sizes[part]
+            rows = (np.random.default_rng([self.seed, epoch, part]).permutation(size) if self.shuffle
+                    else np.arange(size))
+            self._permutation = (epoch, part, rows)
+        return self._permutation[2]
+
+    def locate(self, epoch: int, start: int, stop: int) -> list[tuple[int, object]]:
+        """This rank's rows [start, stop) of an epoch as (part, row indices) runs, in order."""
+        import numpy as np
+
+        positions = np.arange(start, min(stop, self.rows_per_epoch), dtype=np.int64) * self.world_size + self.rank
+        if self._layout is None or self._layout[0] != epoch:
+            order = self.part_order(epoch)
+            self._layout = (epoch, order, np.cumsum([self.part_sizes[p] for p in order]))
+        _, order, ends = self._layout
+        slots = np.searchsorted(ends, positions, side="right")
+        runs = []
+        for slot in np.unique(slots):
+            within = positions[slots == slot] - (ends[slot] - self.part_sizes[order[slot]])
+            part = order[int(slot)]
+            runs.append((part, self._rows_of_part(epoch, part)[within]))
+        return runs
+
+    def step_range(self, step: int, batch_size: int) -> tuple[int, int]:
+        """This rank's rows of batch step `step`: [step*B, (step+1)*B) of its share, clipped."""
+        return min(step * batch_size, self.rows_per_epoch), min((step + 1) * batch_size, self.rows_per_epoch)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed, "shuffle": self.shuffle,
+                "rank": self.rank, "world_size": self.world_size, "num_rows": self.num_rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("seed", "shuffle", "world_size", "num_rows"):
+            if state[key] != getattr(self, key):
+                raise DistillError(
+                    f"cannot resume: the saved {key} is {state[key]!r}, this run has {getattr(self, key)!r}"
+                )
+        if not 0 <= state["consumed"] <= self.rows_per_epoch:
+            raise DistillError(f"cannot resume: {state['consumed']} rows consumed of an epoch of {self.rows_per_epoch}")
+        self.epoch, self.consumed = state["epoch"], state["consumed"]
+
+
+class ShardReader(EpochOrder):
+    """A validated soft-label dataset, read from memory-mapped Arrow streams in a seeded block shuffle.
+
+    The directory is validated first (COMPLETED, manifest, checksums, schema). Each shard is cut into
+    blocks of `block_rows` consecutive rows; an epoch visits the blocks of all shards in a shuffled
+    order and the rows of each block in a shuffled order. Rows inside a shard are sorted by their
+    hashed id, so a block is already a random sample of its shard. Only the current block's columns
+    are copied out of the memory map (two blocks and two shard maps at most), so memory stays flat
+    however large the dataset. Iterating yields row dicts from the saved position to the end of the
+    epoch, then moves to the next epoch. Picklable for DataLoader workers (maps are reopened there).
+    """
+
+    def __init__(self, path: str | Path, *, seed: int = 0, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1, columns: list[str] | None = None, check_checksums: bool = True,
+                 block_rows: int = 8192):
+        self.path = Path(path)
+        self.manifest = validate(self.path, check_checksums=check_checksums)
+        self.task: str = self.manifest["task"]
+        self.label_names: list[str] = self.manifest["label_names"]
+        self.files = [s["file"] for s in self.manifest["shards"]]
+        full = schema_for(self.task, label_names=self.label_names)
+        unknown = sorted(set(columns or ()) - set(full.names))
+        if unknown:
+            raise DatasetError(f"{self.path}: no column {', '.join(unknown)} in a {self.task} dataset")
+        self.columns = list(columns) if columns else full.names
+        self.schema = pa.schema([full.field(name) for name in self.columns])
+        sizes = [s["rows"] for s in self.manifest["shards"]]
+        self.blocks = [(shard, start) for shard, rows in enumerate(sizes) for start in range(0, rows, block_rows)]
+        self._maps: dict[int, pa.Table] = {}  # shard -> its zero-copy table over the memory map
+        self._block_tables: dict[int, pa.Table] = {}  # block -> its rows, copied out of the map
+        super().__init__([min(block_rows, sizes[shard] - start) for shard, start in self.blocks], seed=seed,
+                         shuffle=shuffle, rank=rank, world_size=world_size)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}, "_block_tables": {}, "_permutation": None, "_layout": None}
+
+    @staticmethod
+    def _remember(cache: dict, key: int, value):
+        if len(cache) >= 2:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+        return value
+
+    def _block(self, part: int) -> pa.Table:
+        if part in self._block_tables:
+            return self._block_tables[part]
+        shard, start = self.blocks[part]
+        if shard not in self._maps:
+            with pa.memory_map(str(self.path / self.files[shard])) as source:
+                self._remember(self._maps, shard, pa.ipc.open_stream(source).read_all().select(self.columns))
+        # One contiguous copy of the block: a take over a chunked table would copy the whole shard per call.
+        block = self._maps[shard].slice(start, self.part_sizes[part]).combine_chunks()
+        return self._remember(self._block_tables, part, block)
+
+    def take(self, epoch: int, start: int, stop: int) -> pa.Table:
+        """This rank's rows [start, stop) of an epoch's order, as one Arrow table."""
+        tables = [self._block(part).take(pa.array(rows)) for part, rows in self.locate(epoch, start, stop)]
+        if not tables:
+            return self.schema.empty_table()
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    def batch(self, epoch: int, step: int, batch_size: int) -> pa.Table:
+        return self.take(epoch, *self.step_range(step, batch_size))
+
+    def __iter__(self):
+        chunk = 256
+        while self.consumed < self.rows_per_epoch:
+            start = self.consumed
+            rows = self.take(self.epoch, start, start + chunk).to_pylist()
+            for i, row in enumerate(rows):
+                self.consumed = start + i + 1
+                yield row
+        self.epoch, self.consumed = self.epoch + 1, 0

@@ -69,3 +69,77 @@ def build_model(shape: Shape | str, *, kind: str, vocab_size: int, num_labels: i
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return model_class[kind](config)
+
+
+LAYER_MAPPINGS = ("uniform", "bottom", "top")
+
+
+def student_names() -> list[str]:
+    """The shapes selection may pick (the reference shape is not one), in catalogue order."""
+    return [s.name for s in SHAPES.values() if s.student]
+
+
+def mapped_layers(teacher_layers: int, student_layers: int, mapping: str) -> list[int]:
+    """Which teacher layer initialises each student layer.
+
+    uniform: every k-th layer ending at the top (12 -> 3 gives 3, 7, 11, 0-based); bottom: the first
+    layers; top: the last.
+    """
+    if mapping not in LAYER_MAPPINGS:
+        raise DistillError(f"unknown layer mapping {mapping!r}; one of {', '.join(LAYER_MAPPINGS)}")
+    if student_layers > teacher_layers:
+        raise DistillError(f"a {student_layers}-layer student cannot take layers from a {teacher_layers}-layer teacher")
+    if mapping == "bottom":
+        return list(range(student_layers))
+    if mapping == "top":
+        return list(range(teacher_layers - student_layers, teacher_layers))
+    return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
+
+
+def _copy_matching(target, source) -> list[str]:
+    """Copy every tensor whose name and shape agree; return the names copied."""
+    import torch
+
+    theirs = source.state_dict()
+    copied = []
+    with torch.no_grad():
+        for name, tensor in target.state_dict().items():
+            if name in theirs and theirs[name].shape == tensor.shape:
+                tensor.copy_(theirs[name])
+                copied.append(name)
+    return copied
+
+
+def init_from_teacher(student, teacher, *, mapping: str = "uniform") -> dict:
+    """Start a student from its teacher where the widths allow it; leave the rest as initialised.
+
+    Embeddings (word, position, type, LayerNorm) are copied tensor by tensor where shapes agree (so a
+    shared tokenizer and hidden size copy all of them); encoder layers follow `mapping` when hidden,
+    intermediate and head sizes all match; the pooler and classifier are copied when they fit.
+    Returns what was copied, for the training log.
+    """
+    s_config, t_config = student.config, teacher.config
+    s_base, t_base = student.base_model, teacher.base_model
+    report: dict = {"mapping": mapping, "embeddings": [], "layers": {}, "head": []}
+    if s_config.hidden_size != t_config.hidden_size:
+        report["reason"] = f"hidden {s_config.hidden_size} != teacher's {t_config.hidden_size}: random init"
+        return report
+    report["embeddings"] = _copy_matching(s_base.embeddings, t_base.embeddings)
+    same_layers = (s_config.intermediate_size == t_config.intermediate_size
+                   and s_config.num_attention_heads == t_config.num_attention_heads)
+    if same_layers:
+        chosen = mapped_layers(t_config.num_hidden_layers, s_config.num_hidden_layers, mapping)
+        for i, j in enumerate(chosen):
+            s_base.encoder.layer[i].load_state_dict(t_base.encoder.layer[j].state_dict())
+            report["layers"][i] = j
+    else:
+        report["reason"] = "layer widths differ from the teacher's: encoder layers left random"
+    if getattr(s_base, "pooler", None) is not None and getattr(t_base, "pooler", None) is not None:
+        report["head"] += [f"pooler.{n}" for n in _copy_matching(s_base.pooler, t_base.pooler)]
+    if hasattr(student, "classifier") and hasattr(teacher, "classifier"):
+        report["head"] += [f"classifier.{n}" for n in _copy_matching(student.classifier, teacher.classifier)]
+    return report
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -14,6 +14,14 @@ import sys
 
 COMMANDS = {
     "corpora": ("pipelines.corpora_cli", "rebuild or check the bundled corpora"),
+    "augment": ("augment.cli", "augment a JSONL file with a task policy"),
+    "build": ("pipelines.build_cli", "build a soft-label dataset with Beam"),
+    "validate": ("pipelines.validate_cli", "check a dataset directory"),
+    "evaluate": ("distill.evaluate_cli", "score models by task type, with speed and size"),
+    "pretrain": ("distill.pretrain_cli", "pre-train a small character MLM from text"),
+    "demo": ("pipelines.demo", "the paper in miniature: teacher, datasets, students and the report"),
+    "finetune": ("distill.finetune_cli", "fine-tune a teacher or student on gold labels"),
+    "distill": ("distill.distill_cli", "distil a student from a soft-label dataset"),
 }
 
 

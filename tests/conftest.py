@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,3 +61,20 @@ def run_zhkd(*args: str, check: bool = False, **kwargs) -> subprocess.CompletedP
     """The installed `zhkd` console script of this environment, as a user runs it."""
     zhkd = Path(sys.executable).with_name("zhkd")
     return subprocess.run([str(zhkd), *map(str, args)], capture_output=True, text=True, check=check, **kwargs)
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    """Rows as a UTF-8 JSONL file (Chinese kept readable)."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine they stall: use one, then restore."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,83 @@
+"""The operator protocol and helpers every operator shares.
+
+An operator is a small object holding configuration only (cheap to pickle); `apply` turns one
+`Segmented` into another, drawing every random choice from the rng it is given, and returns None
+when it cannot change the sentence (nothing eligible, or a rate of 0). Heavy state (lexicon indexes,
+converters, models) lives in per-process caches outside the operator.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Protocol
+
+from augment.charset import is_cjk
+from augment.lexicon import is_content_word, synonym_sets
+from augment.segment import Segmented
+
+
+class Operator(Protocol):
+    name: str          # recorded in Variant.ops, e.g. "synonym" or "convert:s2tw"
+    span_safe: bool    # keeps every entity word (edits only outside entities, moves entities whole)
+
+    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None: ...
+
+
+def count_for(p: float, eligible: int) -> int:
+    """How many of the eligible units a rate p changes: at least one when p > 0 and any is eligible."""
+    if p <= 0 or eligible == 0:
+        return 0
+    n = round(p * eligible)
+    return 1 if n < 1 else eligible if n > eligible else n
+
+
+def choose(rng: random.Random, slots: Sequence, count: int) -> list:
+    """`count` distinct slots in draw order (one draw is the common case, and sample() costs 5x randrange)."""
+    if count == 1:
+        return [slots[rng.randrange(len(slots))]]
+    return rng.sample(slots, count) if count else []
+
+
+def is_wordlike(word: str) -> bool:
+    """A word with a CJK character, letter or digit (not punctuation or whitespace)."""
+    return any(is_cjk(c) or c.isalnum() for c in word)
+
+
+def free_words(seg: Segmented) -> list[int]:
+    """Indices of the word-like words outside entities."""
+    return seg.remember("free", _free_words)
+
+
+def _free_words(seg: Segmented) -> list[int]:
+    return [i for i, (w, e) in enumerate(zip(seg.words, seg.ents, strict=True)) if e is None and is_wordlike(w)]
+
+
+def _content_words(seg: Segmented) -> list[int]:
+    return [i for i, (w, tag, ent) in enumerate(zip(seg.words, seg.pos, seg.ents, strict=True))
+            if ent is None and is_content_word(w, tag)]
+
+
+def content_words(seg: Segmented) -> list[int]:
+    """Indices of the words lexical operators may rewrite (see lexicon.is_content_word)."""
+    return seg.remember("content", _content_words)
+
+
+def synonym_slots(seg: Segmented) -> list[tuple[int, tuple]]:
+    """(word index, its synonym sets) for the content words that have synonyms."""
+    return seg.remember("synonyms", lambda s: [(i, sets) for i in content_words(s)
+                                               if (sets := synonym_sets(s.words[i], s.pos[i]))])
+
+
+def check_rate(name: str, p: float) -> float:
+    from augment.errors import AugmentError
+
+    if not 0.0 <= p <= 1.0:
+        raise AugmentError(f"{name}: rate p must lie in [0, 1], got {p}")
+    return p
+
+
+def pick(rng: random.Random, items: Sequence[str], cum_weights: Sequence[float]) -> str:
+    """One item drawn with the given cumulative weights (what rng.choices does, at a third of its cost)."""
+    return items[min(bisect_right(cum_weights, rng.random() * cum_weights[-1]), len(items) - 1)]

@@ -1,0 +1,27 @@
+"""`mask`: replace words by the mask token (Tang et al. 2019), one token per character of a Chinese word,
+so a character-level model sees the word's length as BERT's whole-word masking shows it."""
+
+from __future__ import annotations
+
+import random
+
+from augment.charset import MASK_TOKEN, is_cjk_word
+from augment.ops.base import check_rate, choose, count_for, free_words
+from augment.segment import Segmented
+
+
+class Mask:
+    name = "mask"
+    span_safe = True
+
+    def __init__(self, p: float = 0.1, token: str = MASK_TOKEN) -> None:
+        self.p = check_rate(self.name, p)
+        self.token = token
+
+    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None:
+        slots = [i for i in free_words(seg) if self.token not in seg.words[i]]
+        chosen = choose(rng, slots, count_for(self.p, len(slots)))
+        if not chosen:
+            return None
+        return seg.replace({i: self.token * (len(seg.words[i]) if is_cjk_word(seg.words[i]) else 1)
+                            for i in chosen})

@@ -1,0 +1,209 @@
+"""Task policies: which operators, at what rates, chained how, and N distinct variants per example.
+
+Default recipes (documented in docs/augment.md). Each variant draws one primary operator by weight;
+after a non-convert primary, a Traditional-script conversion is chained with probability CHAIN_CONVERT.
+`mlm` and `wordvec` join a default recipe only when their resource (--mlm-model, --wordvec) is given.
+Variants equal to the original or to an earlier variant are dropped and another attempt is made, up to
+`attempts` in all, so an example may yield fewer than N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+from augment import ops as registry
+from augment.errors import AugmentError
+from augment.example import Example, Variant
+from augment.ids import variant_id
+from augment.ops.base import pick
+from augment.rng import derive_rng
+from augment.segment import Segmented, segmenter, tokens_and_tags
+
+TASKS = ("classification", "pair", "ner")
+AUGMENT_VERSION = 1   # bump when an operator's output for the same config and seed changes
+CHAIN_CONVERT = 0.1
+
+# Primary operators and their weights per task (family names expand into equal shares).
+RECIPES: dict[str, dict[str, float]] = {
+    "classification": {"synonym": 0.15, "mlm": 0.2, "wordvec": 0.1, "homophone": 0.1, "mask": 0.1,
+                       "ngram": 0.1, "eda": 0.15, "convert": 0.1},
+    "ner": {"synonym": 0.2, "mlm": 0.25, "wordvec": 0.1, "homophone": 0.1, "mask": 0.1, "eda": 0.15,
+            "convert": 0.1},
+}
+RECIPES["pair"] = RECIPES["classification"]
+# Operator options per task (rates are per eligible unit: words, or characters for homophone).
+OPTIONS: dict[str, dict] = {
+    "synonym": {"p": 0.2}, "mlm": {"p": 0.2}, "wordvec": {"p": 0.2}, "homophone": {"p": 0.1},
+    "mask": {"p": 0.1}, "ngram": {"n_min": 1, "n_max": 5}, "eda": {"p": 0.1}, "convert": {},
+}
+# Pair task: which side a variant changes.
+PAIR_SIDES = (("text", 0.4), ("text_pair", 0.4), ("both", 0.2))
+
+
+class Draw(NamedTuple):
+    """The plan of attempt k: its operator chain and, for pairs, the side(s) it changes."""
+
+    chain: tuple[str, ...]
+    side: str
+
+
+class Policy:
+    """Config only: operators are small, heavy state lives in per-process caches, so this pickles cheaply."""
+
+    def __init__(self, task: str, primaries: list[tuple[str, float]], converts: tuple[str, ...], *,
+                 num_aug: int, seed: int, resources: dict) -> None:
+        self.task = task
+        self.num_aug = num_aug
+        self.seed = seed
+        self.primaries = primaries
+        self.converts = converts
+        self.resources = resources
+        self.attempts = 2 * num_aug + 4
+        self.operators = {spec: registry.build(spec, **_options(spec, resources))
+                          for spec in [s for s, _ in primaries] + list(converts)}
+        self._cum = []
+        total = 0.0
+        for _, weight in primaries:
+            total += weight
+            self._cum.append(total)
+
+    def load(self) -> None:
+        """Create the per-process state now (segmenter, lexicons, models), so a bad resource fails early."""
+        segmenter(self.resources.get("user_dict"))
+        for op in self.operators.values():
+            if hasattr(op, "load"):
+                op.load()
+
+    def config(self) -> dict:
+        return {
+            "augment_version": AUGMENT_VERSION, "task": self.task, "num_aug": self.num_aug, "seed": self.seed,
+            "attempts": self.attempts, "user_dict": self.resources.get("user_dict"),
+            "primaries": [[spec, round(w, 6)] for spec, w in self.primaries],
+            "chain_convert": CHAIN_CONVERT if self.converts else 0.0, "converts": list(self.converts),
+            "pair_sides": [list(s) for s in PAIR_SIDES] if self.task == "pair" else None,
+            "options": {spec: _options(spec, self.resources) for spec in self.operators},
+        }
+
+    def draws(self, example_id: str) -> Iterator[Draw]:
+        """The plans of attempts 0, 1, ... of an example: one stream from (seed, example id, "recipe")."""
+        rng = derive_rng(self.seed, example_id, ("recipe",), 0)
+        specs = [s for s, _ in self.primaries]
+        sides, side_weights = [s for s, _ in PAIR_SIDES], [w for _, w in PAIR_SIDES]
+        for _ in range(self.attempts):
+            primary = pick(rng, specs, self._cum)
+            chain = (primary,)
+            if self.converts and not primary.startswith("convert:") and rng.random() < CHAIN_CONVERT:
+                chain += (rng.choice(self.converts),)
+            side = rng.choices(sides, weights=side_weights)[0] if self.task == "pair" else "text"
+            yield Draw(chain, side)
+
+    def variants(self, example: Example) -> list[Variant]:
+        return self.variants_batch([example])[0]
+
+    def variants_batch(self, examples: Sequence[Example]) -> list[list[Variant]]:
+        """The same as one `variants` call per example; operators that batch (mlm) prepare all at once."""
+        segs = [self._segment(e) for e in examples]
+        preparing = {spec: op for spec, op in self.operators.items() if hasattr(op, "prepare")}
+        draws: list = [list(self.draws(e.id)) if preparing else self.draws(e.id) for e in examples]
+        for spec, op in preparing.items():
+            wanted = []
+            for (main, pair), plan in zip(segs, draws, strict=True):
+                if any(d.chain[0] == spec for d in plan):
+                    wanted += [main] if pair is None else [main, pair]
+            op.prepare(wanted)
+        return [self._generate(e, s, d) for e, s, d in zip(examples, segs, draws, strict=True)]
+
+    def _segment(self, example: Example) -> tuple[Segmented, Segmented | None]:
+        seg = segmenter(self.resources.get("user_dict"))
+        if self.task == "ner":
+            if example.tokens is None or example.tags is None:
+                raise AugmentError(f"example {example.id}: the ner task needs tokens and tags")
+            return seg.segment_tagged(tuple(example.tokens), tuple(example.tags)), None
+        if self.task == "pair" and example.text_pair is None:
+            raise AugmentError(f"example {example.id}: the pair task needs text_pair")
+        pair = seg.segment(example.text_pair) if self.task == "pair" else None
+        return seg.segment(example.text), pair
+
+    def _run(self, chain: tuple[str, ...], seg: Segmented, example_id: str, k: int, side: str) -> Segmented | None:
+        rng = derive_rng(self.seed, example_id, chain + (side,), k)
+        for spec in chain:
+            seg = self.operators[spec].apply(seg, rng)
+            if seg is None:
+                return None
+        return seg
+
+    def _generate(self, example: Example, segs: tuple[Segmented, Segmented | None],
+                  draws: Iterable[Draw]) -> list[Variant]:
+        main, pair = segs
+        original = Variant.original(example)
+        seen = {(original.text, original.text_pair)}
+        out = [original]
+        char_level = example.tokens is not None and all(len(t) == 1 for t in example.tokens)
+        for k, draw in enumerate(draws):
+            if len(out) > self.num_aug:
+                break
+            new_main, new_pair = main, pair
+            if draw.side in ("text", "both"):
+                new_main = self._run(draw.chain, main, example.id, k, "text")
+            if draw.side in ("text_pair", "both") and new_main is not None:
+                new_pair = self._run(draw.chain, pair, example.id, k, "text_pair")
+            if new_main is None or new_pair is None and pair is not None:
+                continue
+            text, text_pair = new_main.text, None if new_pair is None else new_pair.text
+            if (text, text_pair) in seen or not text.strip():
+                continue
+            seen.add((text, text_pair))
+            ops = draw.chain if self.task != "pair" else tuple(f"{s}@{draw.side}" for s in draw.chain)
+            tokens = tags = None
+            if self.task == "ner":
+                tokens, tags = tokens_and_tags(new_main, char_level)
+            out.append(Variant(variant_id(example.id, ops, k), example.id, text, text_pair, example.label,
+                               tokens, tags, ops, False))
+        return out
+
+
+def _options(spec: str, resources: dict) -> dict:
+    name = spec.partition(":")[0]
+    options = dict(OPTIONS[name])
+    if name == "mlm":
+        options["model"] = resources["mlm_model"]
+    if name == "wordvec":
+        options["path"] = resources["wordvec"]
+    return options
+
+
+def make_policy(task: str, *, num_aug: int = 4, ops: Sequence[str] | None = None, seed: int = 0,
+                mlm_model: str | None = None, wordvec: str | None = None,
+                user_dict: str | None = None) -> Policy:
+    """The task's default recipe, or its restriction to `ops`; AugmentError on a bad task or operator."""
+    if task not in TASKS:
+        raise AugmentError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    if num_aug < 0:
+        raise AugmentError(f"num_aug must be >= 0, got {num_aug}")
+    resources = {"mlm_model": mlm_model, "wordvec": wordvec, "user_dict": user_dict}
+    recipe = RECIPES[task]
+    if ops is None:
+        names = [n for n in recipe if not (n == "mlm" and not mlm_model or n == "wordvec" and not wordvec)]
+        specs = [(spec, recipe[n] / len(registry.expand(n))) for n in names for spec in registry.expand(n)]
+    else:
+        named = list(dict.fromkeys(spec for name in ops for spec in registry.expand(name)))
+        if not named:
+            raise AugmentError("no operator named")
+        specs = [(spec, recipe.get(spec.partition(":")[0], 0.1) / _family_size(spec, named)) for spec in named]
+        for spec, _ in specs:
+            if spec.startswith("mlm") and not mlm_model:
+                raise AugmentError("operator mlm needs a masked-LM checkpoint (--mlm-model)")
+            if spec.startswith("wordvec") and not wordvec:
+                raise AugmentError("operator wordvec needs a word-vector file (--wordvec)")
+    converts = tuple(s for s, _ in specs if s.startswith("convert:"))
+    if task == "ner":
+        for spec, _ in specs:
+            if not registry.operator_class(spec).span_safe:
+                raise AugmentError(f"operator {spec} is not span-safe and cannot augment ner examples")
+    return Policy(task, specs, converts, num_aug=num_aug, seed=seed, resources=resources)
+
+
+def _family_size(spec: str, named: list[str]) -> int:
+    name = spec.partition(":")[0]
+    return sum(1 for s in named if s.partition(":")[0] == name)

@@ -1,0 +1,84 @@
+"""What `zhkd finetune` and `zhkd distill` share: training options, the output directory, the run context.
+
+Light at import (no torch): the CLI imports it to build `--help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from distill.config import TrainConfig
+from distill.errors import DistillError
+
+TASKS = ("classification", "pair", "ner")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per stage (default {d.epochs})")
+    group.add_argument("--max-steps", type=int, help="steps per stage, overriding --epochs")
+    group.add_argument("--batch-size", type=int, default=d.batch_size,
+                       help=f"rows per process per step (default {d.batch_size})")
+    group.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    group.add_argument("--seed", type=int, default=d.seed, help=f"data order and initialisation (default {d.seed})")
+    group.add_argument("--max-length", type=int, default=d.max_length,
+                       help=f"pieces per row (default {d.max_length})")
+    group.add_argument("--warmup", type=float, default=d.warmup,
+                       help=f"fraction of steps warming up the learning rate (default {d.warmup})")
+    group.add_argument("--num-workers", type=int, default=d.num_workers,
+                       help="DataLoader worker processes collating batches (default 0: in the main process)")
+    group.add_argument("--save-every", type=int, default=d.save_every,
+                       help=f"steps between resumable checkpoints (default {d.save_every})")
+    group.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+
+
+def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
+    for name in ("epochs", "batch_size", "max_length", "save_every"):
+        if getattr(args, name) < 1:
+            raise DistillError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise DistillError("--max-steps must be at least 1")
+    if args.lr <= 0:
+        raise DistillError("--lr must be positive")
+    values = {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr,
+              "seed": args.seed, "max_length": args.max_length, "warmup": args.warmup,
+              "num_workers": args.num_workers, "save_every": args.save_every}
+    return TrainConfig(**{**values, **overrides})
+
+
+def model_kind(task: str) -> str:
+    return "token" if task == "ner" else "sequence"
+
+
+def prepare_output(out_dir: Path, *, resume: bool) -> bool:
+    """False when the run in `out_dir` is already complete (nothing to do); refuses to train over a run."""
+    from distill.train import CHECKPOINT, SUMMARY
+
+    summary = out_dir / SUMMARY
+    if summary.exists() and json.loads(summary.read_text("utf-8")).get("complete"):
+        if resume:
+            return False
+        raise DistillError(f"{out_dir} holds a finished run; choose another --output")
+    if not resume and (out_dir / CHECKPOINT).exists():
+        raise DistillError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or another --output")
+    if resume and not (out_dir / CHECKPOINT).exists():
+        raise DistillError(f"{out_dir}: no checkpoint to resume from")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def make_run(out_dir: Path, task: str, label_names: list[str], tokenizer, dev_rows, rank: int, world: int,
+             device: str):
+    from distill.train import LOG, JsonlLog, Run
+
+    return Run(out_dir=out_dir, task=task, label_names=label_names, tokenizer=tokenizer, dev_rows=dev_rows,
+               log=JsonlLog(out_dir / LOG, enabled=rank == 0), rank=rank, world_size=world, device=device)
+
+
+def stage_line(name: str, result: dict) -> str:
+    dev = result.get("dev")
+    score = f"dev {dev['metric']} {dev['score']:.4f}" if dev else "no dev split"
+    return f"{name}: {result['steps']} steps, {score}"

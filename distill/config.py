@@ -1,0 +1,44 @@
+"""The trainer's options as small dataclasses (no torch here, so the CLI can show their defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distill.errors import DistillError
+
+SOFT_LOSSES = ("kl", "ce", "mse")
+
+
+@dataclass
+class TrainConfig:
+    """Options of one stage; the defaults suit BERT-style fine-tuning of small models."""
+
+    epochs: int = 3
+    max_steps: int | None = None  # when set, the stage runs exactly this many steps, whatever the epochs
+    batch_size: int = 32  # rows per rank per step
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # fraction of the steps spent warming the learning rate up from zero
+    grad_clip: float = 1.0
+    max_length: int = 256  # pieces per row fed to the model
+    seed: int = 0
+    num_workers: int = 0  # DataLoader worker processes collating batches
+    save_every: int = 500  # steps between resumable checkpoints
+    log_every: int = 10
+
+
+@dataclass
+class LossConfig:
+    """How the student learns from a batch: soft loss at `temperature`, mixed with gold labels by `alpha`."""
+
+    temperature: float = 4.0  # TextBrewer's range is 4..8
+    alpha: float = 0.0  # weight of the hard-label loss; 1 - alpha goes to the soft loss
+    soft: str = "kl"  # "kl", "ce" (soft cross-entropy) or "mse" (logit MSE)
+
+    def __post_init__(self):
+        if self.soft not in SOFT_LOSSES:
+            raise DistillError(f"soft loss {self.soft!r}; one of {', '.join(SOFT_LOSSES)}")
+        if self.temperature <= 0:
+            raise DistillError(f"temperature must be positive, not {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise DistillError(f"alpha must lie in [0, 1], not {self.alpha}")

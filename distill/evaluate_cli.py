@@ -1,0 +1,75 @@
+"""`zhkd evaluate`: score models by task type, with their size and measured speed, in one table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from distill.errors import DistillError
+
+TASKS = ("classification", "pair", "ner")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
+                        help="a checkpoint to evaluate; repeat for several (NAME defaults to the directory name)")
+    parser.add_argument("--teacher", metavar="[NAME=]PATH",
+                        help="the teacher: %% of its score, speed-up and compression are computed against it")
+    parser.add_argument("--test", required=True, type=Path, help="labelled test JSONL (.jsonl or .jsonl.gz)")
+    parser.add_argument("--output", required=True, type=Path,
+                        help="directory for evaluation.json, evaluation.md and evaluation.png")
+    parser.add_argument("--reference", default="bert-base",
+                        help="catalogue shape of the random-weight speed reference, or 'none' (default: %(default)s)")
+    parser.add_argument("--seq-len", type=int, help="latency input length (default: median token length of --test)")
+    parser.add_argument("--runs", type=int, default=30, help="timed forward passes per measurement (default: 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed passes before them (default: 3)")
+    parser.add_argument("--throughput-batch", type=int, default=32, help="batch of the throughput figure (default: 32)")
+    parser.add_argument("--devices", help="comma-separated timing devices (default: cpu, and cuda when present)")
+    parser.add_argument("--batch-size", type=int, default=32, help="scoring batch size (default: 32)")
+    parser.add_argument("--max-length", type=int, default=512, help="scoring truncation length (default: 512)")
+
+
+def parse_model_spec(spec: str) -> tuple[str, str]:
+    """`NAME=PATH` or `PATH` (named after its last component)."""
+    name, sep, path = spec.partition("=")
+    if sep and name and path and "/" not in name:
+        return name, path
+    return Path(spec.rstrip("/")).name or spec, spec
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.evaluate import LatencySettings, evaluate_models, label_names_of, render_markdown
+    from distill.predict import read_task_rows
+
+    models: dict[str, str] = {}
+    for spec in args.model:
+        name, path = parse_model_spec(spec)
+        if name in models:
+            raise DistillError(f"two models are named {name!r}; name them with NAME=PATH")
+        models[name] = path
+    teacher_name, teacher = parse_model_spec(args.teacher) if args.teacher else ("teacher", None)
+    if teacher is not None and args.teacher == teacher:  # a bare path: call it the teacher
+        teacher_name = "teacher"
+    for value, what in ((args.runs, "--runs"), (args.throughput_batch, "--throughput-batch"),
+                        (args.batch_size, "--batch-size"), (args.seq_len or 1, "--seq-len")):
+        if value < 1:
+            raise DistillError(f"{what} must be at least 1")
+    if args.warmup < 0:
+        raise DistillError("--warmup must not be negative")
+    devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else None
+    if devices and any(d not in ("cpu", "cuda") for d in devices):
+        raise DistillError(f"--devices takes cpu and cuda, not {args.devices!r}")
+
+    labels = label_names_of(teacher if teacher is not None else next(iter(models.values())))
+    rows, labels = read_task_rows(args.test, args.task, label_names=labels)
+    result = evaluate_models(
+        args.task, models, rows, labels, args.output, teacher=teacher, teacher_name=teacher_name,
+        reference=None if args.reference.lower() == "none" else args.reference,
+        latency=LatencySettings(runs=args.runs, warmup=args.warmup, throughput_batch=args.throughput_batch,
+                                seq_len=args.seq_len, devices=devices),
+        batch_size=args.batch_size, max_length=args.max_length, test_source=str(args.test),
+    )
+    print(render_markdown(result))
+    print(f"wrote {args.output / 'evaluation.json'}, evaluation.md and evaluation.png")
+    return 0

@@ -1,0 +1,71 @@
+"""Batches for the trainer: one rank's share of an epoch, collated in DataLoader workers, resumable.
+
+A source is an `EpochOrder` that can fetch the rows of a batch step: the `ShardReader` over a
+soft-label dataset, or `RowSource` over gold rows held in memory. Worker k of K collates steps
+k, k+K, ...; the DataLoader hands batches back round-robin, so they arrive in step order whatever
+the worker count. The source's `consumed` advances only as the trainer receives each batch, so its
+`state_dict()` at any step resumes at exactly the next batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import torch.utils.data
+
+from distill.shards import EpochOrder
+
+
+class RowSource(EpochOrder):
+    """Rows held in memory (a gold task file), in the same seeded, rank-partitioned order as shards."""
+
+    def __init__(self, rows: Sequence[dict], *, seed: int = 0, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1):
+        super().__init__([len(rows)], seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
+        self.rows = rows
+
+    def batch(self, epoch: int, step: int, batch_size: int) -> list[dict]:
+        runs = self.locate(epoch, *self.step_range(step, batch_size))
+        return [self.rows[i] for _, indices in runs for i in indices.tolist()]
+
+
+class StepBatches(torch.utils.data.IterableDataset):
+    """Collated batch steps [first_step, end of epoch) of a source; worker k of K takes every K-th."""
+
+    def __init__(self, source, collate: Callable, epoch: int, first_step: int, batch_size: int):
+        self.source, self.collate, self.epoch, self.first_step, self.batch_size = (
+            source, collate, epoch, first_step, batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        for step in range(self.first_step + worker, self.source.steps_per_epoch(self.batch_size), workers):
+            yield self.collate(self.source.batch(self.epoch, step, self.batch_size))
+
+
+class BatchLoader:
+    """The rest of the current epoch's batches of `source` for this rank, then the epoch advances."""
+
+    def __init__(self, source, batch_size: int, collate: Callable, *, num_workers: int = 0):
+        self.source, self.batch_size, self.collate, self.num_workers = source, batch_size, collate, num_workers
+
+    def __len__(self) -> int:
+        return self.source.steps_per_epoch(self.batch_size)
+
+    @property
+    def next_step(self) -> int:
+        """Index in the epoch of the batch the next iteration starts with."""
+        return -(-self.source.consumed // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        source, size = self.source, self.batch_size
+        first = self.next_step
+        batches = StepBatches(source, self.collate, source.epoch, first, size)
+        # A generator of its own: the loader's seed draw must not advance the global RNG (dropout's).
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=self.num_workers,
+                                             generator=torch.Generator())
+        for step, batch in enumerate(loader, start=first):
+            source.consumed = source.step_range(step, size)[1]
+            if step == len(self) - 1:
+                source.epoch, source.consumed = source.epoch + 1, 0
+            yield batch

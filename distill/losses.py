@@ -1,0 +1,83 @@
+"""Distillation losses, per position: rows for classification and pairs, real tokens for NER.
+
+Each function returns one loss per position (no reduction) so the trainer can sum over a rank's
+batch and divide by the count over all ranks: the data-parallel gradient then equals the
+single-process one exactly. The temperature and the weights are the trainer's options; the data
+holds raw logits at T=1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from distill.collate import IGNORE_INDEX
+from distill.config import LossConfig
+
+
+def kd_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher ‖ student) of the distributions at temperature T, times T² (Hinton et al.) so the
+    gradient's scale does not shrink as T grows. Zero when the logits are equal, at any T."""
+    log_p_student = F.log_softmax(student / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher / temperature, dim=-1)
+    return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1) * temperature**2
+
+
+def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy against the teacher's distribution at T, times T²: the KL plus the teacher's
+    entropy, a constant, so the same gradient with a non-zero floor."""
+    p_teacher = F.softmax(teacher / temperature, dim=-1)
+    return -(p_teacher * F.log_softmax(student / temperature, dim=-1)).sum(-1) * temperature**2
+
+
+def logit_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of raw logits (Ba & Caruana; Tang et al. 2019)."""
+    return (student - teacher).pow(2).mean(-1)
+
+
+def hard_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with gold labels; zero where the label is IGNORE_INDEX (no gold label)."""
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")
+
+
+def loss_sums(student: torch.Tensor, labels: torch.Tensor | None, teacher: torch.Tensor | None,
+              config: LossConfig, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Summed soft and hard losses with the number of positions each sums over.
+
+    `student`/`teacher`: [rows, labels] or [rows, tokens, labels]; `mask` ([rows, tokens]) keeps the real
+    tokens. A term without its target (no teacher logits, no gold label) has count zero.
+    """
+    if mask is not None:
+        student = student[mask]
+        teacher = None if teacher is None else teacher[mask]
+        labels = None if labels is None else labels[mask]
+    zero = student.new_zeros(())
+    sums = {"soft_sum": zero, "soft_count": zero, "hard_sum": zero, "hard_count": zero}
+    if teacher is not None and config.alpha < 1.0:
+        teacher = teacher.to(student.dtype)
+        if config.soft == "kl":
+            soft = kd_kl(student, teacher, config.temperature)
+        elif config.soft == "ce":
+            soft = soft_cross_entropy(student, teacher, config.temperature)
+        else:
+            soft = logit_mse(student, teacher)
+        sums["soft_sum"], sums["soft_count"] = soft.sum(), student.new_tensor(float(soft.numel()))
+    if labels is not None and (config.alpha > 0.0 or teacher is None):
+        hard = hard_cross_entropy(student, labels)
+        sums["hard_sum"] = hard.sum()
+        sums["hard_count"] = (labels != IGNORE_INDEX).sum().to(student.dtype)
+    return sums
+
+
+def combine(sums: dict[str, torch.Tensor], counts: dict[str, float], config: LossConfig,
+            *, distilling: bool) -> torch.Tensor:
+    """The loss to back-propagate: each term's sum over the global count of its positions.
+
+    `counts` are the totals over all ranks; a term with no positions anywhere contributes nothing.
+    Fine-tuning (`distilling=False`) uses the hard term alone.
+    """
+    soft = sums["soft_sum"] / counts["soft_count"] if counts["soft_count"] else sums["soft_sum"] * 0
+    hard = sums["hard_sum"] / counts["hard_count"] if counts["hard_count"] else sums["hard_sum"] * 0
+    if not distilling:
+        return hard
+    return (1.0 - config.alpha) * soft + config.alpha * hard

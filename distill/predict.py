@@ -1,0 +1,237 @@
+"""Batched inference for every task, and the task-file reader that evaluation and fine-tuning share.
+
+Rows are sorted by length so each batch pads little, run under `inference_mode`, and returned in
+input order. NER logits are those of each token's first piece. A token without a piece of its own
+(whitespace, which the tokenizer drops) gets all-zero logits, a uniform distribution: the model said
+nothing about it, and `predict_labels` tags it with the outside label "O" (label 0 without one).
+NER rows longer than `max_length` pieces are cut into consecutive windows at token boundaries, so
+every token is predicted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from distill.collate import Collator, encode_texts, encode_tokens, gather_token_logits, require_word_alignment
+from distill.errors import DistillError
+
+TASKS = ("classification", "pair", "ner")
+
+
+def _device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _ner_windows(tokenizer, rows: Sequence[dict], max_length: int) -> list[tuple[int, int, int]]:
+    """(row, first token, end token) windows whose pieces fit in `max_length` with the special tokens."""
+    require_word_alignment(tokenizer)
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    encoding = tokenizer([list(r["tokens"]) for r in rows], is_split_into_words=True, truncation=False,
+                         return_attention_mask=False, return_token_type_ids=False)
+    windows = []
+    for index, row in enumerate(rows):
+        pieces = [0] * len(row["tokens"])
+        for word in encoding.word_ids(index):
+            if word is not None:
+                pieces[word] += 1
+        begin, used = 0, 0
+        for t, count in enumerate(pieces):
+            if used + count > budget and t > begin:
+                windows.append((index, begin, t))
+                begin, used = t, 0
+            used += count
+        windows.append((index, begin, len(pieces)))
+    return windows
+
+
+def _predict(model, tokenizer, rows: Sequence[dict], task: str, *, batch_size: int, max_length: int,
+             device: str | None, progress: bool) -> tuple[list, list[list[bool]] | None]:
+    """Logits per row (per token for NER) and, for NER, which tokens had a piece."""
+    import torch
+    from tqdm import tqdm
+
+    if task not in TASKS:
+        raise DistillError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    device = _device(device)
+    max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
+    collate = Collator(task, tokenizer, max_length=max_length, stored_ids=True,
+                       token_types=getattr(model.config, "type_vocab_size", 1) > 1)
+    if task == "ner":
+        units = _ner_windows(tokenizer, rows, max_length)
+        ids, starts = encode_tokens(tokenizer, [rows[r]["tokens"][a:b] for r, a, b in units], max_length=max_length)
+        items = [{"input_ids": i, "token_starts": s} for i, s in zip(ids, starts, strict=True)]
+    else:
+        pairs = [r.get("text_pair") for r in rows] if task == "pair" else None
+        ids = encode_texts(tokenizer, [r["text"] for r in rows], pairs, max_length=max_length)
+        units = [(i, 0, 0) for i in range(len(rows))]
+        items = [{"input_ids": i} for i in ids]
+    order = sorted(range(len(items)), key=lambda i: (len(items[i]["input_ids"]), i))
+    results: list = [None] * len(items)
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.inference_mode():
+            for begin in tqdm(range(0, len(order), batch_size), desc="predict", unit="batch", disable=not progress,
+                              leave=False):
+                chosen = order[begin : begin + batch_size]
+                batch = collate([items[i] for i in chosen])
+                inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")
+                          if k in batch}
+                logits = model(**inputs).logits.float()
+                if task == "ner":
+                    logits = gather_token_logits(logits, batch["token_starts"].to(device))
+                    logits = logits.masked_fill(~batch["token_mask"].to(device).unsqueeze(-1), 0.0)
+                for row, i in zip(logits.cpu().tolist(), chosen, strict=True):
+                    results[i] = row
+    finally:
+        model.train(was_training)
+    if task != "ner":
+        return results, None
+    per_row: list[list] = [[] for _ in rows]
+    has_piece: list[list[bool]] = [[] for _ in rows]
+    for (row, a, b), logits, item in zip(units, results, items, strict=True):
+        per_row[row].extend(logits[: b - a])
+        has_piece[row].extend(s >= 0 for s in item["token_starts"][: b - a])
+    return per_row, has_piece
+
+
+def predict_logits(model, tokenizer, rows: Sequence[dict], task: str, *, batch_size: int = 32,
+                   max_length: int = 512, device: str | None = None, progress: bool = False) -> list:
+    """Raw logits in input order: a list of floats per row, or per token of `row["tokens"]` for NER."""
+    logits, _ = _predict(model, tokenizer, rows, task, batch_size=batch_size, max_length=max_length,
+                         device=device, progress=progress)
+    return logits
+
+
+def argmax(values: Sequence[float]) -> int:
+    """Index of the largest value, the first on ties (as torch.argmax)."""
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def predict_labels(model, tokenizer, rows: Sequence[dict], task: str, **kwargs) -> list[int] | list[list[int]]:
+    """Label ids: one per row, or one per token for NER (tokens without a piece get the outside label)."""
+    logits, has_piece = _predict(model, tokenizer, rows, task, batch_size=kwargs.pop("batch_size", 32),
+                                 max_length=kwargs.pop("max_length", 512), device=kwargs.pop("device", None),
+                                 progress=kwargs.pop("progress", False))
+    if kwargs:
+        raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
+    if task != "ner":
+        return [argmax(row) for row in logits]
+    outside = getattr(model.config, "label2id", {}).get("O", 0)
+    return [[argmax(t) if piece else outside for t, piece in zip(row, pieces, strict=True)]
+            for row, pieces in zip(logits, has_piece, strict=True)]
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _default_label_order(task: str, seen: set[str]) -> list[str]:
+    """Sorted labels; for NER "O" first, then each entity type's B- before its I-."""
+    if task != "ner":
+        return sorted(seen)
+    def key(tag: str) -> tuple:
+        prefix, _, etype = tag.partition("-")
+        return (tag != "O", etype, prefix)
+    return sorted(seen, key=key)
+
+
+def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = None, *,
+                   require_labels: bool = True) -> tuple[list[dict], list[str]]:
+    """Rows of a task JSONL file (`.jsonl` or `.jsonl.gz`), validated, with labels mapped to ids.
+
+    Classification: {"id", "text", "label"}; pair adds "text_pair"; NER: {"id", "tokens", "tags"}.
+    Labels are names (or ids into `label_names`). Without `label_names` the label set is the file's,
+    sorted (NER: "O" first). A bad row raises DistillError naming file:line. With
+    `require_labels=False` a row may omit its label (its label becomes None).
+    """
+    if task not in TASKS:
+        raise DistillError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    path = Path(path)
+    if not path.is_file():
+        raise DistillError(f"{path}: no such file")
+    label_key = "tags" if task == "ner" else "label"
+    raw: list[tuple[int, dict]] = []
+    with _open_text(path) as f:
+        try:
+            lines = list(enumerate(f, start=1))
+        except (UnicodeDecodeError, OSError, EOFError) as err:
+            raise DistillError(f"{path}: cannot be read as UTF-8 text ({err})") from err
+    for line_no, line in lines:
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DistillError(f"{where}: not valid JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise DistillError(f"{where}: a row must be a JSON object")
+        _check_row(row, task, where, require_labels)
+        raw.append((line_no, row))
+    if not raw:
+        raise DistillError(f"{path}: no rows")
+    if label_names is None:
+        seen: set[str] = set()
+        for _, row in raw:
+            value = row.get(label_key)
+            if value is not None:
+                seen.update(value if task == "ner" else [value])
+        if any(not isinstance(v, str) for v in seen):
+            raise DistillError(f"{path}: integer labels need the label names")
+        label_names = _default_label_order(task, seen)
+    index = {name: i for i, name in enumerate(label_names)}
+    rows = []
+    for line_no, row in raw:
+        where = f"{path}:{line_no}"
+        out = {"id": str(row.get("id", f"{path.name}:{line_no}"))}
+        if task == "ner":
+            out["tokens"] = row["tokens"]
+            tags = row.get("tags")
+            out["tags"] = None if tags is None else [_label_id(t, index, label_names, where) for t in tags]
+        else:
+            out["text"] = row["text"]
+            if task == "pair":
+                out["text_pair"] = row["text_pair"]
+            label = row.get("label")
+            out["label"] = None if label is None else _label_id(label, index, label_names, where)
+        rows.append(out)
+    return rows, list(label_names)
+
+
+def _check_row(row: dict, task: str, where: str, require_labels: bool) -> None:
+    if task == "ner":
+        tokens, tags = row.get("tokens"), row.get("tags")
+        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+            raise DistillError(f"{where}: \"tokens\" must be a non-empty list of strings")
+        if tags is None:
+            if require_labels:
+                raise DistillError(f"{where}: no \"tags\"")
+            return
+        if not isinstance(tags, list) or len(tags) != len(tokens):
+            raise DistillError(f"{where}: \"tags\" must be a list as long as \"tokens\" ({len(tokens)})")
+        return
+    for key in ("text", "text_pair") if task == "pair" else ("text",):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            raise DistillError(f"{where}: \"{key}\" must be a non-empty string")
+    if row.get("label") is None and require_labels:
+        raise DistillError(f"{where}: no \"label\"")
+
+
+def _label_id(label, index: dict[str, int], names: list[str], where: str) -> int:
+    if isinstance(label, bool) or not isinstance(label, str | int):
+        raise DistillError(f"{where}: label {label!r} must be a name or an integer id")
+    if isinstance(label, int):
+        if not 0 <= label < len(names):
+            raise DistillError(f"{where}: label id {label} is outside 0..{len(names) - 1}")
+        return label
+    if label not in index:
+        raise DistillError(f"{where}: label {label!r} is not one of {', '.join(names)}")
+    return index[label]

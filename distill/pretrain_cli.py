@@ -1,0 +1,77 @@
+"""`zhkd pretrain`: a small character masked-language model from text lines or JSONL rows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from distill.errors import DistillError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = _defaults()
+    parser.add_argument("--input", required=True,
+                        help="comma-separated files: plain text (one text per line) or JSONL rows with "
+                             "text / text_pair / tokens (.gz read as gzip)")
+    parser.add_argument("--output", required=True, type=Path, help="checkpoint directory to write")
+    parser.add_argument("--shape", default=defaults.shape, help="catalogue shape (default: %(default)s)")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="keep the most frequent characters, special tokens included (default: all)")
+    parser.add_argument("--min-count", type=int, default=defaults.min_count,
+                        help="rarer characters become [UNK] (default: %(default)s)")
+    parser.add_argument("--max-length", type=int, default=defaults.max_length,
+                        help="tokens per packed block (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
+    parser.add_argument("--epochs", type=float, default=defaults.epochs, help="(default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (overrides epochs)")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default: %(default)s)")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup,
+                        help="fraction of the steps warming the learning rate up (default: %(default)s)")
+    parser.add_argument("--mask-prob", type=float, default=defaults.mask_prob, help="(default: %(default)s)")
+    parser.add_argument("--whole-word", action="store_true",
+                        help="mask whole jieba words instead of single characters")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every, help="(default: %(default)s)")
+    parser.add_argument("--save-every", type=int, default=defaults.save_every,
+                        help="steps between resume checkpoints, 0 for none (default: %(default)s)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last resume checkpoint in --output (same input and settings)")
+
+
+def _defaults():
+    from distill.pretrain import PretrainConfig
+
+    return PretrainConfig()
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.pretrain import RESUME_DIR, SUMMARY_FILE, PretrainConfig, pretrain_mlm, read_texts
+
+    paths = [p.strip() for p in args.input.split(",") if p.strip()]
+    if not paths:
+        raise DistillError("--input names no file")
+    config = PretrainConfig(
+        shape=args.shape, vocab_size=args.vocab_size, min_count=args.min_count, max_length=args.max_length,
+        batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
+        warmup=args.warmup, mask_prob=args.mask_prob, whole_word=args.whole_word, seed=args.seed,
+        log_every=args.log_every, save_every=args.save_every, device=args.device,
+    )
+    config.validate()
+    if not args.resume and (args.output / SUMMARY_FILE).exists():
+        raise DistillError(f"{args.output} holds a finished pre-training; choose another --output")
+    if not args.resume and (args.output / RESUME_DIR).exists():
+        raise DistillError(f"{args.output} holds an interrupted pre-training; pass --resume, or another --output")
+    counts: dict[str, int] = {}
+    texts = list(read_texts(paths, counts))
+    if counts["dropped"]:
+        print(f"pretrain: {counts['dropped']} JSONL rows had no text, text_pair or tokens and were skipped",
+              file=sys.stderr)
+    out = pretrain_mlm(texts, args.output, config, resume=args.resume)
+    summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
+    print(f"pre-trained a {config.shape} MLM on {summary['texts']:,} texts ({summary['blocks']:,} blocks, "
+          f"vocabulary {summary['vocab_size']:,}): {summary['steps']} steps in {summary['seconds']:.0f} s "
+          f"({summary['steps_per_s']} steps/s) -> {out}")
+    return 0

@@ -1,0 +1,231 @@
+"""The `zhkd build` driver: check the teacher and inputs, decide what to do with OUT, run the Beam
+pipeline, then publish: shards and dead letters into place, data card, manifest, `COMPLETED` last."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distill.shards import COMPLETED, FORMAT_VERSION, MANIFEST, ShardInfo, finalize, schema_for
+from pipelines import beam_options, outputs, storage
+from pipelines.build_config import BuildConfig, config_hash
+from pipelines.build_pipeline import COUNTS_FILE, LABELS_FILE, LENGTH_BIN, SHARDS_FILE, build_pipeline
+from pipelines.card import length_histogram, render_card
+from pipelines.errors import PipelineError
+from pipelines.label_filter import LabelFilter
+from pipelines.sources import expand_inputs
+from pipelines.teacher import TeacherInfo, inspect_teacher
+from pipelines.validation import REASONS
+
+FILTER_REASONS = ("disagrees_with_gold", "low_confidence")
+
+
+@dataclass
+class BuildResult:
+    built: bool
+    message: str
+    manifest: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def choose_labels(config: BuildConfig, teacher: TeacherInfo) -> tuple[list[str] | None, str]:
+    """The label names and where they came from; None means "infer them from the data"."""
+    if teacher.label_names is not None:
+        if config.labels is not None and tuple(config.labels) != teacher.label_names:
+            raise PipelineError(f"--labels {','.join(config.labels)} differ from the teacher's labels "
+                                f"{','.join(teacher.label_names)} (its logits follow the teacher's order)")
+        return list(teacher.label_names), "teacher config"
+    if config.labels is not None:
+        if len(config.labels) != teacher.num_labels:
+            raise PipelineError(f"--labels names {len(config.labels)} labels, the teacher has {teacher.num_labels}")
+        return list(config.labels), "--labels"
+    return None, "inferred from the data (sorted)"
+
+
+def _settings(config: BuildConfig, teacher: TeacherInfo, units, policy_config: dict,
+              labels: list[str] | None) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "build": config.hashed(),
+        "inputs": [[u.kind, u.path, u.identity, u.start, u.stop, u.split] for u in units],
+        "teacher": {"weights_sha256": teacher.weights_sha256, "tokenizer_sha256": teacher.tokenizer_sha256,
+                    "max_length": config.max_length or teacher.max_length},
+        "labels": labels,
+        "augmentation": policy_config,
+    }
+
+
+def _counts(tally: dict[str, int]) -> dict:
+    dead = {reason: tally.get(f"dead_letter/{reason}", 0) for reason in REASONS}
+    filtered = {reason: tally.get(f"filtered/{reason}", 0) for reason in FILTER_REASONS}
+    variants = {"original": tally.get("variants/original", 0), "augmented": tally.get("variants/augmented", 0)}
+    variants["total"] = variants["original"] + variants["augmented"]
+    return {
+        "rows_in": tally.get("rows_in", 0), "blank_lines": tally.get("blank_lines", 0),
+        "valid": tally.get("valid", 0), "dead_letter": dead, "dead_letter_total": sum(dead.values()),
+        "control_chars_stripped": tally.get("control_chars_stripped", 0), "truncated": tally.get("truncated", 0),
+        "variants": variants, "duplicates": tally.get("duplicates", 0),
+        "labelled": tally.get("labelled", 0), "teacher_truncated": tally.get("teacher_truncated", 0),
+        "teacher_batches": tally.get("teacher_batches", 0),
+        "filtered": filtered, "filtered_total": sum(filtered.values()),
+        "written": tally.get("written", 0),
+        "written_original": tally.get("written/original", 0), "written_augmented": tally.get("written/augmented", 0),
+    }
+
+
+def check_reconciles(counts: dict) -> None:
+    """Every row is accounted for from input to output; a mismatch is a bug, never a user error."""
+    checks = [
+        ("rows in = valid + dead-lettered", counts["rows_in"], counts["valid"] + counts["dead_letter_total"]),
+        ("valid = originals", counts["valid"], counts["variants"]["original"]),
+        ("variants - duplicates = labelled", counts["variants"]["total"] - counts["duplicates"], counts["labelled"]),
+        ("labelled - filtered = written", counts["labelled"] - counts["filtered_total"], counts["written"]),
+    ]
+    broken = [f"{name}: {a} != {b}" for name, a, b in checks if a != b]
+    if broken:
+        raise RuntimeError("counts do not reconcile: " + "; ".join(broken))
+
+
+def _stats(tally: dict[str, int]) -> dict:
+    def part(prefix: str) -> dict:
+        return {k[len(prefix):]: v for k, v in sorted(tally.items()) if k.startswith(prefix)}
+
+    agreement = {}
+    for kind in ("original", "augmented"):
+        labelled, agree = tally.get(f"agreement/{kind}/labelled", 0), tally.get(f"agreement/{kind}/agree", 0)
+        agreement[kind] = {"labelled": labelled, "agree": agree, "rate": agree / labelled if labelled else None}
+    return {
+        "labels": {kind: part(f"labels/{kind}/") for kind in ("original", "augmented")},
+        "agreement": agreement,
+        "ops": part("ops/"),
+        "length_bin": LENGTH_BIN,
+        "lengths": {kind: part(f"length/{kind}/") for kind in ("original", "augmented")},
+    }
+
+
+def _publish(out: str, staging: str, manifest: dict, label_names: list[str], schema_metadata: dict,
+             input_desc: str) -> dict:
+    """Move the staged files into place, write the card, then finalize (manifest, COMPLETED last)."""
+    infos = [ShardInfo(**s) for s in json.loads(storage.read_text(storage.join(staging, SHARDS_FILE)))]
+    for info in sorted(infos, key=lambda s: s.file):
+        storage.move(storage.join(staging, info.file), storage.join(out, info.file))
+    dead_dir = storage.join(staging, outputs.DEAD_LETTER)
+    for name in storage.list_names(dead_dir):
+        storage.move(storage.join(dead_dir, name), storage.join(out, outputs.DEAD_LETTER, name))
+    schema = schema_for(manifest["task"], label_names=label_names, metadata=schema_metadata)
+    preview = {**manifest, "label_names": label_names, "total_rows": sum(s.rows for s in infos)}
+    with tempfile.TemporaryDirectory(prefix="zhkd-publish-") as tmp:
+        local = Path(out) if storage.is_local(out) else Path(tmp)
+        (local / outputs.CARD).write_text(render_card(preview, input_desc=input_desc), encoding="utf-8")
+        length_histogram(manifest["stats"]["lengths"], LENGTH_BIN, local / outputs.HISTOGRAM)
+        full = finalize(local, schema, infos, manifest)
+        if not storage.is_local(out):
+            names = [outputs.CARD, outputs.HISTOGRAM, "dataset_info.json", "state.json", MANIFEST, COMPLETED]
+            for name in names:  # COMPLETED last
+                storage.put_file(str(local / name), storage.join(out, name))
+    storage.delete(staging)
+    storage.delete(storage.join(out, outputs.MARKER))
+    return full
+
+
+def summary_lines(manifest: dict, wall_s: float) -> list[str]:
+    c = manifest["counts"]
+    dead = ", ".join(f"{r} {n:,}" for r, n in c["dead_letter"].items() if n) or "none"
+    filtered = ", ".join(f"{r} {n:,}" for r, n in c["filtered"].items() if n) or "none"
+    agreement = manifest["stats"]["agreement"]
+    rates = ", ".join(f"{kind} {part['rate']:.1%}" for kind, part in agreement.items() if part["rate"] is not None)
+    return [
+        f"rows in {c['rows_in']:,}  valid {c['valid']:,}  dead-lettered {c['dead_letter_total']:,} ({dead})",
+        f"variants {c['variants']['total']:,} ({c['variants']['original']:,} originals + "
+        f"{c['variants']['augmented']:,} augmented)  duplicates {c['duplicates']:,}",
+        f"labelled {c['labelled']:,}  filtered {c['filtered_total']:,} ({filtered})  written {c['written']:,} "
+        f"in {len(manifest['shards'])} shards",
+        f"teacher agreement with gold: {rates or 'no labelled rows'}",
+        f"wall time {wall_s:.1f} s ({c['written'] / max(wall_s, 1e-9):,.0f} rows/s written)",
+    ]
+
+
+def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: bool = False,
+          device: str = "auto", teacher_copies: int | None = None,
+          log: Callable[[str], None] = print) -> BuildResult:
+    """Build the dataset `config` describes; a no-op when OUT already holds exactly this build."""
+    import apache_beam as beam
+
+    from augment.policy import make_policy
+
+    started = time.monotonic()
+    if config.task not in ("classification", "pair", "ner"):
+        raise PipelineError(f"unknown task {config.task!r}; one of classification, pair, ner")
+    if config.num_shards < 1:
+        raise PipelineError("--num-shards must be at least 1")
+    options = beam_options.make_options(beam_flags or {})
+    teacher = inspect_teacher(config.teacher, config.task)
+    labels, label_source = choose_labels(config, teacher)
+    units = expand_inputs(config.inputs, config.input_format, config.split)
+    policy = make_policy(config.task, num_aug=config.num_aug, ops=config.ops, seed=config.seed,
+                         mlm_model=config.mlm_model, user_dict=config.user_dict)
+    settings = _settings(config, teacher, units, policy.config(), labels)
+    digest = config_hash(settings)
+    out = config.output.rstrip("/") if not storage.is_local(config.output) else os.path.abspath(config.output)
+    dry_run = beam_options.is_dry_run(options)
+    plan = outputs.plan_output(out, digest, overwrite=overwrite)
+    log(f"zhkd build: {plan.message}")
+    if not plan.build:
+        return BuildResult(False, plan.message)
+    staging = storage.join(out, outputs.STAGING) if dry_run else outputs.start(out, settings, digest)
+    max_length = config.max_length or teacher.max_length
+    schema_metadata = {"teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256,
+                       "tokenizer_sha256": teacher.tokenizer_sha256, "config_hash": digest}
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, config=config, units=units, staging=staging, label_names=labels,
+                   teacher_max_length=max_length, pad_token_id=teacher.pad_token_id, metadata=schema_metadata,
+                   device=device, teacher_copies=teacher_copies,
+                   parallel_tokenizer=not beam_options.shares_cores(options),
+                   show_progress=beam_options.is_local(options))
+    log(f"zhkd build: running on {beam_options.runner_name(options)} ({len(units)} input units, "
+        f"{config.num_shards} shards)")
+    result = pipeline.run()
+    result.wait_until_finish()
+    if dry_run:
+        message = f"dry run: the job was translated for {beam_options.runner_name(options)} and not submitted"
+        log(f"zhkd build: {message}")
+        return BuildResult(False, message)
+    state = str(result.state)
+    if "DONE" not in state:
+        raise PipelineError(f"the pipeline ended in state {state}; {out} is left unfinished (rerun to retry)")
+
+    tally = json.loads(storage.read_text(storage.join(staging, COUNTS_FILE)))
+    label_names = json.loads(storage.read_text(storage.join(staging, LABELS_FILE)))
+    if len(label_names) != teacher.num_labels:
+        raise PipelineError(f"the data has {len(label_names)} labels ({', '.join(label_names)}), the teacher "
+                            f"{teacher.num_labels}; pass --labels in the teacher's order")
+    counts = _counts(tally)
+    check_reconciles(counts)
+    manifest = {
+        "config_hash": digest,
+        "config": {**config.hashed(), "output": out},
+        "inputs": settings["inputs"],
+        "label_source": label_source,
+        "teacher": {"name": teacher.name, "kind": teacher.kind, "weights_sha256": teacher.weights_sha256,
+                    "tokenizer_sha256": teacher.tokenizer_sha256, "max_length": max_length,
+                    "precision": "float32 on CPU, bfloat16 on CUDA", "logits": "raw, T=1"},
+        "augmentation": {"policy": settings["augmentation"], "operators": sorted(policy.operators)},
+        "filter": {"drop_disagreeing": config.filter_disagreement, "min_confidence": config.min_confidence,
+                   "active": LabelFilter(config.filter_disagreement, config.min_confidence) != LabelFilter()},
+        "counts": counts,
+        "stats": _stats(tally),
+        "task": config.task,
+    }
+    full = _publish(out, staging, manifest, label_names, schema_metadata, ", ".join(config.inputs))
+    if full["total_rows"] != counts["written"]:
+        raise RuntimeError(f"shards hold {full['total_rows']} rows, the sink counted {counts['written']}")
+    wall = time.monotonic() - started
+    for line in summary_lines(full, wall):
+        log(f"zhkd build: {line}")
+    log(f"zhkd build: wrote {out}")
+    return BuildResult(True, f"wrote {out}", full, wall)

@@ -1,0 +1,95 @@
+"""`zhkd build`: a soft-label dataset from task data, a teacher and the augmentation policy, with Beam."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipelines.build_config import INPUT_FORMATS, TASKS, BuildConfig, Fields
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipelines.beam_options import add_beam_arguments, quiet_known_warnings
+
+    quiet_known_warnings()
+    parser.epilog = ("Any Apache Beam pipeline option is accepted too (e.g. --runner DataflowRunner --project P "
+                     "--region R --temp_location gs://... --setup_file ./pyproject.toml, or "
+                     "--direct_num_workers 2 --direct_running_mode multi_processing locally). "
+                     "See docs/build.md.")
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--task", required=True, choices=TASKS)
+    io.add_argument("--input", required=True, action="append", metavar="IN",
+                    help="JSONL/CSV/TSV/Parquet file or glob (local or gs://...), a save_to_disk dataset "
+                         "directory, or hf:NAME for a hub dataset; repeatable")
+    io.add_argument("--input-format", default="auto", choices=INPUT_FORMATS)
+    io.add_argument("--split", default="train", help="split of a Hugging Face dataset (default train)")
+    io.add_argument("--output", required=True, metavar="DIR", help="dataset directory (local or gs://...)")
+    io.add_argument("--overwrite", action="store_true", help="replace a dataset built with another configuration")
+    fields = parser.add_argument_group("field mapping")
+    for name in ("text", "text_pair", "label", "tokens", "tags", "id"):
+        fields.add_argument(f"--{name.replace('_', '-')}-field", default=name, metavar="NAME",
+                            help=f"input field holding the {name} (default {name})")
+    fields.add_argument("--labels", type=_csv, help="label names in the teacher's order, comma-separated "
+                                                    "(default: the teacher's, else inferred from the data)")
+    fields.add_argument("--allow-unlabeled", action="store_true",
+                        help="keep rows without a label (null gold label) instead of dead-lettering them")
+    fields.add_argument("--max-chars", type=int, default=512, help="text length cap in characters (default 512)")
+    fields.add_argument("--truncate", action="store_true", help="cut text over the cap instead of rejecting it")
+    aug = parser.add_argument_group("augmentation")
+    aug.add_argument("--num-aug", type=int, default=4, help="variants per example (default 4)")
+    aug.add_argument("--ops", type=_csv, help="restrict the task policy to these operators, comma-separated")
+    aug.add_argument("--seed", type=int, default=0)
+    aug.add_argument("--mlm-model", help="masked-LM checkpoint for the mlm operator")
+    aug.add_argument("--user-dict", help="jieba user dictionary")
+    teach = parser.add_argument_group("teacher")
+    teach.add_argument("--teacher", required=True, metavar="M",
+                       help="sequence- or token-classification checkpoint: local dir, gs://..., or hub id")
+    teach.add_argument("--max-length", type=int, help="teacher tokens per row (default: the teacher's limit)")
+    teach.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per teacher batch")
+    teach.add_argument("--max-batch-rows", type=int, default=256, help="rows per teacher batch at most")
+    teach.add_argument("--teacher-threads", type=int, default=1,
+                       help="torch threads per worker process on CPU (default 1; part of the configuration, "
+                            "since the thread count can change the last bits of logits); scale out with workers")
+    teach.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    teach.add_argument("--teacher-copies", type=int,
+                       help="share this many model copies among a machine's worker processes (large teachers)")
+    filt = parser.add_argument_group("label-preservation filter (off by default)")
+    filt.add_argument("--filter-disagreement", action="store_true",
+                      help="drop augmented rows whose teacher prediction differs from the gold label")
+    filt.add_argument("--min-confidence", type=float, default=0.0,
+                      help="drop augmented rows whose teacher confidence is below this")
+    parser.add_argument("--num-shards", type=int, default=8, help="output shards (default 8)")
+    add_beam_arguments(parser)
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    fields = Fields(text=args.text_field, text_pair=args.text_pair_field, label=args.label_field,
+                    tokens=args.tokens_field, tags=args.tags_field, id=args.id_field)
+    return BuildConfig(
+        task=args.task, inputs=tuple(args.input), output=args.output, teacher=args.teacher,
+        input_format=args.input_format, split=args.split, fields=fields, labels=args.labels,
+        num_aug=args.num_aug, ops=args.ops, seed=args.seed, mlm_model=args.mlm_model, user_dict=args.user_dict,
+        num_shards=args.num_shards, max_chars=args.max_chars, truncate=args.truncate,
+        allow_unlabeled=args.allow_unlabeled, max_length=args.max_length, batch_tokens=args.batch_tokens,
+        max_batch_rows=args.max_batch_rows, teacher_threads=args.teacher_threads,
+        filter_disagreement=args.filter_disagreement,
+        min_confidence=args.min_confidence,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from pipelines.beam_options import beam_flags
+    from pipelines.build import build
+    from pipelines.errors import PipelineError
+
+    for name in ("num_aug", "max_chars", "batch_tokens", "max_batch_rows", "num_shards", "teacher_threads"):
+        if getattr(args, name) < (0 if name == "num_aug" else 1):
+            raise PipelineError(f"--{name.replace('_', '-')} must be positive")
+    build(config_from_args(args), beam_flags(args), overwrite=args.overwrite, device=args.device,
+          teacher_copies=args.teacher_copies, log=lambda line: print(line, file=sys.stderr, flush=True))
+    return 0

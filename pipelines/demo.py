@@ -1,0 +1,362 @@
+"""`zhkd demo`: the seed paper in miniature, end to end on the bundled corpora, from one command.
+
+For sentiment (`classification`) and People's Daily NER (`ner`): pre-train a small character MLM,
+fine-tune the teacher from it, build the soft-label datasets with Beam (with and without
+augmentation), choose the student for a target speed-up, distil it, and evaluate an ablation on one
+test split. Every step is a `zhkd` command run in-process; the report lists them so any step can be
+rerun by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipelines.corpora import load_corpus
+from pipelines.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of the corpora and how many steps; `tiny` is the test's, `small` what `make demo` runs."""
+
+    name: str
+    train: int  # source examples per task (None-like 0 = the whole split)
+    dev: int
+    test: int
+    mlm_shape: str  # also the teacher's shape: the teacher is fine-tuned from the MLM
+    mlm_steps: int
+    teacher_epochs: int
+    student_epochs: int
+    num_aug: int
+    target_speedup: float  # the student must be at least this much faster than the teacher (CPU, batch 1)
+    eval_runs: int
+    batch_size: int = 32
+    max_length: int = 128
+
+
+SCALES = {
+    "tiny": Scale("tiny", train=120, dev=60, test=100, mlm_shape="small", mlm_steps=20,
+                  teacher_epochs=1, student_epochs=1, num_aug=2, target_speedup=2.0, eval_runs=5),
+    "small": Scale("small", train=2000, dev=400, test=1000, mlm_shape="small", mlm_steps=600,
+                   teacher_epochs=4, student_epochs=3, num_aug=4, target_speedup=3.0,
+                   eval_runs=30),
+    "full": Scale("full", train=0, dev=0, test=0, mlm_shape="rbt3", mlm_steps=20000,
+                  teacher_epochs=3, student_epochs=3, num_aug=8, target_speedup=6.0, eval_runs=30,
+                  max_length=256),
+}
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    task: str
+    corpus: str
+    title: str
+
+
+DEMO_TASKS = (
+    DemoTask("classification", "chnsenti", "Sentiment (chnsenti)"),
+    DemoTask("ner", "pd98-ner", "NER (pd98-ner)"),
+)
+
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    name: str  # the model's name in the evaluation
+    title: str
+    stages: str
+    dataset: str | None  # soft-label dataset the kd stage reads
+
+
+# The ablation, in the order of the report. Every student has the same shape and initialisation.
+ABLATION = (
+    AblationRow("gold", "student, gold labels only", "pre", None),
+    AblationRow("kd-noaug", "KD without augmentation", "kd", "soft-noaug"),
+    AblationRow("kd-aug", "KD with augmentation", "kd", "soft-aug"),
+    AblationRow("kd-aug-prepost", "KD with augmentation + pre/post fine-tuning", "pre,kd,post", "soft-aug"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", choices=list(SCALES), default="small",
+                        help="tiny (about 3 minutes), small (the default, under 20 minutes on 2 cores) or full")
+    parser.add_argument("--output", type=Path, default=Path("demo-out"), help="directory for everything it makes")
+    parser.add_argument("--teacher", action="append", metavar="TASK=M",
+                        help="use this fine-tuned teacher for a task instead of training one (repeatable)")
+    parser.add_argument("--mlm", help="use this masked-LM checkpoint instead of pre-training one")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _sample(corpus: str, split: str, limit: int) -> list[dict]:
+    """A deterministic sample: rows ordered by a hash of their id, the first `limit` kept (0: all)."""
+    rows = sorted(load_corpus(corpus, split), key=lambda r: hashlib.blake2b(r["id"].encode(), digest_size=8).digest())
+    return rows[:limit] if limit else rows
+
+
+def _write_jsonl(rows: list[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+class Steps:
+    """Runs `zhkd` commands in-process, timing each and keeping the list for the report."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.records: list[dict] = []
+        self.log_path = log_path
+
+    def run(self, label: str, *argv: object) -> float:
+        from pipelines.cli import main
+
+        args = [str(a) for a in argv]
+        print(f"\n== demo: {label}\n   zhkd {' '.join(args)}", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        code = main(args)
+        seconds = time.monotonic() - started
+        if code != 0:
+            raise PipelineError(f"step '{label}' failed (exit {code}): zhkd {' '.join(args)}")
+        self.note(label, seconds, command="zhkd " + " ".join(args))
+        return seconds
+
+    def note(self, label: str, seconds: float, command: str | None = None) -> None:
+        self.records.append({"step": label, "seconds": round(seconds, 1), "command": command})
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(self.records[-1], ensure_ascii=False) + "\n")
+
+
+def _select_student(teacher_dir: Path, task: str, scale: Scale) -> dict:
+    """Measure the catalogue's students against the teacher on this CPU; keep the most capable that is
+    at least `target_speedup` faster."""
+    from distill.checkpoints import load_model
+    from distill.latency import measure_latency
+    from distill.select import select_student
+
+    teacher = load_model("token" if task == "ner" else "sequence", teacher_dir)
+    events: list[dict] = []
+    shape, candidates = select_student(
+        teacher, kind="token" if task == "ner" else "sequence", num_labels=teacher.config.num_labels,
+        speedup=scale.target_speedup, log=events.append,
+        latency_ms=lambda model: measure_latency(model, seq_len=64, batch_size=1, runs=scale.eval_runs,
+                                                 device="cpu").p50_ms,
+    )
+    return {"chosen": shape, "target_speedup": scale.target_speedup,
+            "candidates": [asdict(c) for c in candidates], "teacher_ms": events[-1]["teacher_ms"]}
+
+
+def write_splits(spec: DemoTask, scale: Scale, out: Path) -> dict[str, Path]:
+    return {split: _write_jsonl(_sample(spec.corpus, split, getattr(scale, split)),
+                                out / "data" / f"{spec.corpus}.{split}.jsonl")
+            for split in ("train", "dev", "test")}
+
+
+def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm: Path, steps: Steps,
+             teacher: str | None, seed: int) -> dict:
+    """Teacher, datasets, student selection, the ablation's students, and their evaluation for one task."""
+    task_dir = out / spec.task
+    common = ["--batch-size", scale.batch_size, "--max-length", scale.max_length, "--seed", seed]
+    if teacher is None:
+        teacher = task_dir / "teacher"
+        steps.run(f"{spec.task}: fine-tune the teacher from the MLM", "finetune", "--task", spec.task,
+                  "--train", data["train"], "--dev", data["dev"], "--init", mlm, "--output", teacher,
+                  "--epochs", scale.teacher_epochs, *common)
+    build_common = ["build", "--task", spec.task, "--input", data["train"], "--teacher", teacher,
+                    "--mlm-model", mlm, "--truncate", "--max-chars", scale.max_length - 2,
+                    "--max-length", scale.max_length, "--num-shards", 4, "--seed", seed]
+    steps.run(f"{spec.task}: soft labels with augmentation", *build_common, "--num-aug", scale.num_aug,
+              "--output", task_dir / "soft-aug")
+    steps.run(f"{spec.task}: soft labels without augmentation", *build_common, "--num-aug", 0,
+              "--output", task_dir / "soft-noaug")
+
+    started = time.monotonic()
+    selection = _select_student(Path(teacher), spec.task, scale)
+    steps.note(f"{spec.task}: student selection", time.monotonic() - started)
+
+    students = {}
+    for row in ABLATION:
+        students[row.name] = task_dir / "students" / row.name
+        argv = ["distill", "--task", spec.task, "--teacher", teacher, "--student", selection["chosen"],
+                "--stages", row.stages, "--train", data["train"], "--dev", data["dev"],
+                "--output", students[row.name], "--epochs", scale.student_epochs, *common]
+        if row.dataset is not None:
+            argv += ["--data", task_dir / row.dataset]
+        steps.run(f"{spec.task}: {row.title}", *argv)
+
+    evaluation_dir = task_dir / "evaluation"
+    steps.run(f"{spec.task}: evaluate", "evaluate", "--task", spec.task, "--test", data["test"],
+              "--teacher", f"teacher={teacher}", "--output", evaluation_dir, "--runs", scale.eval_runs,
+              "--devices", "cpu", *(a for name, path in students.items() for a in ("--model", f"{name}={path}")))
+    evaluation = json.loads((evaluation_dir / "evaluation.json").read_text("utf-8"))
+    return {"task": spec.task, "title": spec.title, "corpus": spec.corpus, "teacher": str(teacher),
+            "student_selection": selection,
+            "datasets": {name: str(task_dir / name) for name in ("soft-aug", "soft-noaug")},
+            "data": {split: str(path) for split, path in data.items()}, "evaluation": evaluation}
+
+
+# --- the report -------------------------------------------------------------------------------------------
+
+PAPER = {"speedup": 6.7, "compression": 13.6, "pct_of_teacher": 95.0, "pct_with_strategies": 98.0}
+
+
+def _entry(evaluation: dict, name: str) -> dict:
+    return next(e for e in evaluation["models"] if e["name"] == name)
+
+
+def _cell(value: float | None, spec: str, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{suffix}"
+
+
+def summary_rows(results: list[dict]) -> list[dict]:
+    """Per task: the teacher against the full recipe's student, with the paper's figures beside them."""
+    rows = []
+    for result in results:
+        evaluation = result["evaluation"]
+        teacher, student = _entry(evaluation, "teacher"), _entry(evaluation, ABLATION[-1].name)
+        rows.append({
+            "task": result["title"], "metric": evaluation["primary_metric"],
+            "teacher_score": teacher["score"], "student_score": student["score"],
+            "pct_of_teacher": student["score_pct_of_teacher"],
+            "speedup_vs_teacher": student["vs_teacher"]["speedup"]["cpu"],
+            "compression_vs_teacher": student["vs_teacher"]["compression"],
+            "speedup_vs_bert_base": student["vs_reference"]["speedup"]["cpu"],
+            "compression_vs_bert_base": student["vs_reference"]["compression"],
+            "student_shape": result["student_selection"]["chosen"],
+        })
+    return rows
+
+
+def summary_table(rows: list[dict]) -> str:
+    header = ("| task | teacher | student | % of teacher | speed-up vs teacher | compression vs teacher "
+              "| speed-up vs BERT-base shape | compression vs BERT-base shape |")
+    lines = [header, "|" + "---|" * 8]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} ({r['metric']}) | {r['teacher_score']:.4f} | {r['student_score']:.4f} "
+            f"({r['student_shape']}) | {_cell(r['pct_of_teacher'], '.1f', '%')} "
+            f"| {r['speedup_vs_teacher']:.1f}x | {r['compression_vs_teacher']:.1f}x "
+            f"| {r['speedup_vs_bert_base']:.1f}x | {r['compression_vs_bert_base']:.1f}x |")
+    lines.append(f"| paper (BERT-base teacher) | | | {PAPER['pct_of_teacher']:.0f}% / "
+                 f"{PAPER['pct_with_strategies']:.0f}% with both strategies | | | {PAPER['speedup']}x "
+                 f"| {PAPER['compression']}x |")
+    return "\n".join(lines)
+
+
+def ablation_table(result: dict) -> str:
+    evaluation = result["evaluation"]
+    metrics = evaluation["metrics"]
+    lines = ["| model | " + " | ".join(metrics) + " | % of teacher | parameters | CPU p50 ms | speed-up vs teacher "
+             "| speed-up vs BERT-base shape | compression vs BERT-base shape |",
+             "|" + "---|" * (len(metrics) + 7)]
+    titles = {row.name: row.title for row in ABLATION} | {"teacher": "teacher"}
+    for name in [row.name for row in ABLATION] + ["teacher"]:
+        e = _entry(evaluation, name)
+        vs_teacher = e["vs_teacher"]["speedup"]["cpu"] if e["vs_teacher"] else 1.0
+        lines.append(
+            f"| {titles[name]} | " + " | ".join(f"{e['scores'][m]:.4f}" for m in metrics)
+            + f" | {_cell(e['score_pct_of_teacher'], '.1f', '%')} | {e['parameters'] / 1e6:.2f}M "
+            f"| {e['latency']['cpu']['batch_1']['p50_ms']:.2f} | {vs_teacher:.1f}x "
+            f"| {e['vs_reference']['speedup']['cpu']:.1f}x | {e['vs_reference']['compression']:.1f}x |")
+    return "\n".join(lines)
+
+
+def selection_table(selection: dict) -> str:
+    lines = [f"Target: at least {selection['target_speedup']}x faster than the teacher "
+             f"({selection['teacher_ms']:.2f} ms at batch 1, 64 tokens, CPU); chosen: **{selection['chosen']}**.", "",
+             "| shape | parameters | p50 ms | speed-up | meets |", "|---|---|---|---|---|"]
+    for c in selection["candidates"]:
+        lines.append(f"| {c['shape']} | {c['params'] / 1e6:.2f}M | {c['latency_ms']:.2f} | {c['speedup']:.1f}x "
+                     f"| {'yes' if c['meets'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def render_report(report: dict) -> str:
+    m = report["machine"]
+    parts = [
+        f"# zhkd demo report ({report['scale']} scale)", "",
+        f"`{report['command']}` on {report['date']}, {m['cpu']} ({m['cpus']} CPUs), Python {m['python']}, "
+        f"torch {m['torch']}; {report['total_seconds'] / 60:.1f} minutes in all.", "",
+        "## Summary against the paper", "",
+        "The student is the full recipe (KD with augmentation, fine-tuned before and after). Speed-up is the "
+        "ratio of median latency at batch 1 on this CPU; compression the ratio of parameters. The BERT-base "
+        "shape is timed with random weights and this vocabulary, since speed depends on shape alone.", "",
+        summary_table(report["summary"]), "",
+    ]
+    for result in report["tasks"]:
+        task = result["task"]
+        parts += [
+            f"## {result['title']}", "",
+            f"Test split: {result['evaluation']['test']['rows']:,} rows. Teacher: `{result['teacher']}`.", "",
+            ablation_table(result), "",
+            f"![score against speed-up]({task}/evaluation/evaluation.png)", "",
+            "### Student selection", "", selection_table(result["student_selection"]), "",
+            "### Data", "",
+            f"Soft-label datasets with their data cards: [with augmentation]({task}/soft-aug/README.md), "
+            f"[without]({task}/soft-noaug/README.md). Full evaluation: [{task}/evaluation/evaluation.md]"
+            f"({task}/evaluation/evaluation.md).", "",
+        ]
+    parts += ["## Steps", "", "| step | seconds | command |", "|---|---|---|"]
+    parts += [f"| {s['step']} | {s['seconds']:.1f} | {'`' + s['command'] + '`' if s['command'] else ''} |"
+              for s in report["steps"]]
+    return "\n".join(parts) + "\n"
+
+
+def _machine() -> dict:
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+def run(args: argparse.Namespace) -> int:
+    scale = SCALES[args.scale]
+    out = args.output
+    teachers = {}
+    for spec in args.teacher or []:
+        task, sep, path = spec.partition("=")
+        if not sep or task not in {t.task for t in DEMO_TASKS}:
+            raise PipelineError(f"--teacher {spec!r}: expected TASK=PATH with TASK one of classification, ner")
+        teachers[task] = path
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "steps.jsonl").unlink(missing_ok=True)
+    steps = Steps(out / "steps.jsonl")
+    started = time.monotonic()
+    data = {spec.task: write_splits(spec, scale, out) for spec in DEMO_TASKS}
+    mlm = Path(args.mlm) if args.mlm else out / "mlm"
+    if not args.mlm:  # the augmentation's mlm operator needs one even when both teachers are given
+        texts = ",".join(str(data[spec.task]["train"]) for spec in DEMO_TASKS)
+        steps.run("pre-train the character MLM", "pretrain", "--input", texts, "--output", mlm,
+                  "--shape", scale.mlm_shape, "--max-steps", scale.mlm_steps, "--max-length", scale.max_length,
+                  "--seed", args.seed)
+    results = [run_task(spec, scale, out, data[spec.task], mlm, steps, teachers.get(spec.task), args.seed)
+               for spec in DEMO_TASKS]
+    argv = ["zhkd demo", "--scale", scale.name, "--output", str(out)]
+    report = {
+        "command": " ".join(argv + [f"--teacher {t}" for t in args.teacher or []] + ([f"--mlm {args.mlm}"]
+                                                                                       if args.mlm else [])),
+        "scale": scale.name, "settings": asdict(scale),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
+        "total_seconds": round(time.monotonic() - started, 1), "summary": summary_rows(results),
+        "tasks": results, "steps": steps.records,
+    }
+    (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(render_report(report), encoding="utf-8")
+    print(f"\n{summary_table(report['summary'])}\n\nreport: {out / 'report.md'} "
+          f"({report['total_seconds'] / 60:.1f} minutes)")
+    return 0

@@ -1,0 +1,221 @@
+"""The teacher: Hugging Face sequence/token classifiers labelling rows through Beam's RunInference.
+
+Rows are tokenised once (the ids are stored, so the trainer never re-tokenises), then formed into
+batches deterministically: sorted by (token length, id) inside a group and cut by a token budget.
+That makes batches length-homogeneous (little padding) and, as important, makes each batch's
+membership a function of the data alone. On CPU a row's logits differ in the last bits with the
+batch it shares (BLAS blocking depends on the matrix shape), so batches formed by Beam's adaptive,
+timing-driven BatchElements would make the stored bytes depend on how the runner bundled elements.
+The formed batches go through RunInference with a keyed handler and batching switched off.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from pipelines.errors import PipelineError
+
+_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
+_KIND = {"classification": "sequence", "pair": "sequence", "ner": "token"}
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+@functools.lru_cache(maxsize=4)
+def resolve_checkpoint(name: str) -> str:
+    """A local directory for the checkpoint: remote ones (gs://...) are copied once per process."""
+    if not _is_remote(name):
+        return name
+    from apache_beam.io.filesystems import FileSystems
+
+    base = name.rstrip("/")
+    files = [m.path for m in FileSystems.match([base + "/*"])[0].metadata_list]
+    if not files:
+        raise PipelineError(f"{name}: no checkpoint files there")
+    local = tempfile.mkdtemp(prefix="zhkd-teacher-")
+    for path in files:
+        with FileSystems.open(path) as src, open(os.path.join(local, path.rsplit("/", 1)[1]), "wb") as dst:
+            while block := src.read(1 << 24):
+                dst.write(block)
+    return local
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """What the driver learns about the teacher before the run (all of it recorded in the manifest)."""
+
+    name: str
+    kind: str
+    num_labels: int
+    label_names: tuple[str, ...] | None  # None when the checkpoint only has LABEL_0, LABEL_1, ...
+    max_length: int
+    pad_token_id: int
+    weights_sha256: str
+    tokenizer_sha256: str
+
+
+def inspect_teacher(name: str, task: str) -> TeacherInfo:
+    from transformers import AutoConfig
+
+    from distill.checkpoints import load_tokenizer, tokenizer_fingerprint, weights_fingerprint
+
+    local = resolve_checkpoint(name)
+    try:
+        config = AutoConfig.from_pretrained(local, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"cannot read the teacher's config from {name}: {err}") from err
+    kind = _KIND[task]
+    wrong = "TokenClassification" if kind == "sequence" else "SequenceClassification"
+    if any(wrong in arch for arch in config.architectures or []):
+        raise PipelineError(f"teacher {name} is a {config.architectures[0]}, the {task} task needs "
+                            f"a {'token' if kind == 'token' else 'sequence'}-classification checkpoint")
+    tokenizer = load_tokenizer(local)
+    if task == "ner" and not tokenizer.is_fast:
+        raise PipelineError(f"the tokenizer of {name} is not a fast tokenizer; ner alignment needs word ids")
+    names = tuple(config.id2label[i] for i in range(config.num_labels))
+    limit = getattr(config, "max_position_embeddings", None) or 512
+    return TeacherInfo(
+        name=name, kind=kind, num_labels=config.num_labels,
+        label_names=None if all(_GENERIC_LABEL.match(n) for n in names) else names,
+        max_length=min(limit, tokenizer.model_max_length), pad_token_id=tokenizer.pad_token_id or 0,
+        weights_sha256=weights_fingerprint(local), tokenizer_sha256=tokenizer_fingerprint(tokenizer),
+    )
+
+
+class TeacherTokenizer:
+    """Adds `input_ids` (and `token_type_ids`, NER `token_starts`) to rows; marks the truncated ones."""
+
+    def __init__(self, checkpoint: str, task: str, max_length: int) -> None:
+        from distill.checkpoints import load_tokenizer
+
+        self.task, self.max_length = task, max_length
+        self.tokenizer = load_tokenizer(resolve_checkpoint(checkpoint))
+
+    def _encode(self, rows: Sequence[dict], truncate: bool):
+        options = {"truncation": truncate, "max_length": self.max_length if truncate else None, "verbose": False,
+                   "return_attention_mask": False}
+        if self.task == "ner":
+            return self.tokenizer([list(r["tokens"]) for r in rows], is_split_into_words=True, **options)
+        pairs = [r["text_pair"] for r in rows] if self.task == "pair" else None
+        return self.tokenizer([r["text"] for r in rows], pairs, **options)
+
+    def encode(self, rows: Sequence[dict]) -> None:
+        if not rows:
+            return
+        encoded = [self._encode(rows, truncate=False)]
+        too_long = [i for i, ids in enumerate(encoded[0]["input_ids"]) if len(ids) > self.max_length]
+        if too_long:
+            encoded.append(self._encode([rows[i] for i in too_long], truncate=True))
+        where = {i: (0, i) for i in range(len(rows))} | {i: (1, j) for j, i in enumerate(too_long)}
+        for i, row in enumerate(rows):
+            part, j = where[i]
+            enc = encoded[part]
+            row["input_ids"] = enc["input_ids"][j]
+            row["token_type_ids"] = enc["token_type_ids"][j] if "token_type_ids" in enc else None
+            row["truncated"] = part == 1
+            if self.task == "ner":
+                starts = [-1] * len(row["tokens"])
+                for position, word in enumerate(enc.word_ids(j)):
+                    if word is not None and starts[word] < 0:
+                        starts[word] = position
+                row["token_starts"] = starts
+
+
+def plan_batches(rows: list[dict], *, batch_tokens: int, max_rows: int) -> list[list[dict]]:
+    """Rows sorted by (length, id), cut so that rows x longest length stays within the token budget."""
+    ordered = sorted(rows, key=lambda r: (len(r["input_ids"]), r["id"]))
+    batches: list[list[dict]] = []
+    current: list[dict] = []
+    for row in ordered:
+        if current and ((len(current) + 1) * len(row["input_ids"]) > batch_tokens or len(current) >= max_rows):
+            batches.append(current)
+            current = []
+        current.append(row)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass
+class LoadedTeacher:
+    model: object
+    device: str
+
+
+class TeacherHandler(ModelHandler):
+    """RunInference handler for a Hugging Face classifier; one model per worker process by default
+    (Beam's shared handle), or `copies` models shared by all processes of a machine (large models)."""
+
+    def __init__(self, checkpoint: str, task: str, *, pad_token_id: int, device: str = "auto",
+                 copies: int | None = None, threads: int | None = None) -> None:
+        super().__init__(model_copies=copies)
+        self.checkpoint, self.task, self.pad_token_id, self.device = checkpoint, task, pad_token_id, device
+        # torch threads per worker process (None: torch's default). The count is fixed by the
+        # configuration, not by the runner: on long rows it changes the last bits of the logits.
+        self.threads = threads
+
+    def load_model(self) -> LoadedTeacher:
+        import torch
+        import transformers
+
+        from distill.checkpoints import load_model
+
+        transformers.utils.logging.disable_progress_bar()
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        # bf16 where a GPU runs it; float32 on CPU, where bf16 is slower and less exact.
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        model = load_model(_KIND[self.task], resolve_checkpoint(self.checkpoint), dtype=dtype)
+        return LoadedTeacher(model.to(device).eval(), device)
+
+    def run_inference(self, batch: Sequence[dict], model: LoadedTeacher, inference_args=None):
+        import torch
+
+        if not batch:
+            return []
+        lengths = [len(r["input_ids"]) for r in batch]
+        width = max(lengths)
+        ids = np.full((len(batch), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        types = np.zeros((len(batch), width), dtype=np.int64)
+        for i, row in enumerate(batch):
+            ids[i, : lengths[i]] = row["input_ids"]
+            mask[i, : lengths[i]] = 1
+            if row.get("token_type_ids") is not None:
+                types[i, : lengths[i]] = row["token_type_ids"]
+        inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if any(row.get("token_type_ids") is not None for row in batch):
+            inputs["token_type_ids"] = torch.from_numpy(types)
+        with torch.inference_mode():
+            logits = model.model(**{k: v.to(model.device) for k, v in inputs.items()}).logits
+            logits = logits.float().cpu().numpy()
+        if self.task != "ner":
+            return [PredictionResult(row, logits[i]) for i, row in enumerate(batch)]
+        results = []
+        for i, row in enumerate(batch):
+            starts = np.asarray(row["token_starts"], dtype=np.int64)
+            per_token = np.zeros((len(starts), logits.shape[-1]), dtype=np.float32)
+            present = starts >= 0
+            per_token[present] = logits[i, starts[present]]
+            results.append(PredictionResult(row, per_token))
+        return results
+
+    def get_num_bytes(self, batch: Sequence[dict]) -> int:
+        return sum(4 * len(r["input_ids"]) for r in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "zhkd_teacher"

@@ -1,0 +1,146 @@
+"""Operators one by one: rates, lexicon constraints, contiguity, conversion round trips, no spaces."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from pypinyin import lazy_pinyin
+
+from augment.charset import NEGATORS, is_rare
+from augment.lexicon import cilin_groups
+from augment.ops import build, expand
+from augment.ops.convert import INVERSE, convert_text
+from augment.rng import derive_rng
+from augment.segment import segmenter
+from pipelines.corpora import load_corpus
+
+CJK_SPACE_CJK = re.compile(r"[\u4e00-\u9fff] +[\u4e00-\u9fff]")
+
+
+@pytest.fixture(scope="module")
+def dev_texts() -> list[str]:
+    return [r["text"] for r in load_corpus("chnsenti", "dev")]
+
+
+@pytest.fixture(scope="module")
+def segs(dev_texts):
+    return [segmenter().segment(t) for t in dev_texts[:300]]
+
+
+def outputs(spec: str, segs, per_sentence: int = 3, **options):
+    op = build(spec, **options)
+    for n, seg in enumerate(segs):
+        for k in range(per_sentence):
+            out = op.apply(seg, derive_rng(0, f"s{n}", (spec,), k))
+            if out is not None:
+                yield seg, out
+
+
+@pytest.mark.parametrize("spec", ["synonym", "homophone", "mask", "eda:swap", "eda:delete", "eda:insert"])
+def test_rate_zero_changes_nothing(spec, segs):
+    op = build(spec, p=0.0)
+    assert all(op.apply(seg, random.Random(1)) is None for seg in segs[:50])
+
+
+def test_synonym_substitutions_stay_in_one_cilin_group(segs):
+    groups_of: dict[str, set[int]] = {}
+    for g, words in enumerate(cilin_groups()):
+        for w in words:
+            groups_of.setdefault(w, set()).add(g)
+    changed = 0
+    for seg, out in outputs("synonym", segs):
+        assert len(out.words) == len(seg.words)
+        for old, new in zip(seg.words, out.words, strict=True):
+            if old != new:
+                changed += 1
+                assert groups_of[old] & groups_of.get(new, set()), (old, new)
+                assert not any(c in NEGATORS for c in old + new)
+                assert not any(is_rare(c) for c in new)
+    assert changed > 300
+
+
+def test_homophone_substitutions_share_pinyin(segs):
+    changed = 0
+    for seg, out in outputs("homophone", segs):
+        for old, new in zip(seg.words, out.words, strict=True):
+            context = lazy_pinyin(old)
+            for j, (a, b) in enumerate(zip(old, new, strict=True)):
+                if a != b:
+                    changed += 1
+                    assert lazy_pinyin(b)[0] == context[j], (old, new)
+                    assert b not in NEGATORS and not is_rare(b)
+    assert changed > 300
+
+
+def test_ngram_is_a_contiguous_run_of_words(segs):
+    seen = 0
+    for seg, out in outputs("ngram", segs):
+        n = len(out.words)
+        assert 1 <= n <= 5 and n < len(seg.words)
+        assert any(seg.words[s:s + n] == out.words for s in range(len(seg.words) - n + 1))
+        seen += 1
+    assert seen > 500
+
+
+@pytest.mark.parametrize("config", ["s2t", "s2tw", "s2hk"])
+def test_convert_then_inverse_restores_99_percent(config, dev_texts):
+    kept = total = 0
+    for text in dev_texts:
+        back = convert_text(convert_text(text, config), INVERSE[config])
+        total += len(text)
+        kept += sum(a == b for a, b in zip(text, back, strict=False)) if len(back) == len(text) else 0
+    assert kept / total >= 0.99
+
+
+def test_convert_keeps_word_boundaries(segs):
+    for seg, out in outputs("convert:s2twp", segs, per_sentence=1):
+        assert len(out.words) == len(seg.words)
+        assert out.text == convert_text(seg.text, "s2twp") or all(
+            new == convert_text(old, "s2twp") for old, new in zip(seg.words, out.words, strict=True))
+
+
+@pytest.mark.parametrize("spec", [s for name in ("synonym", "homophone", "mask", "ngram", "eda", "convert")
+                                  for s in expand(name)])
+def test_no_operator_adds_a_space_between_cjk_characters(spec, segs):
+    for seg, out in outputs(spec, segs, per_sentence=2):
+        assert len(CJK_SPACE_CJK.findall(out.text)) <= len(CJK_SPACE_CJK.findall(seg.text)), out.text
+
+
+def test_eda_delete_keeps_a_word_and_swap_keeps_the_multiset(segs):
+    for seg, out in outputs("eda:swap", segs):
+        assert sorted(out.words) == sorted(seg.words)
+    for seg, out in outputs("eda:delete", segs):
+        assert 0 < len(out.words) < len(seg.words)
+
+
+def test_operators_never_touch_the_global_rng(segs):
+    state = random.getstate()
+    for spec in ("synonym", "homophone", "mask", "ngram", "eda:insert", "convert:s2t"):
+        list(outputs(spec, segs[:40]))
+    assert random.getstate() == state
+
+
+def test_bad_operator_options_are_user_errors():
+    from augment.errors import AugmentError
+
+    with pytest.raises(AugmentError):
+        build("synonym", p=1.5)
+    with pytest.raises(AugmentError):
+        build("convert:s2x")
+    with pytest.raises(AugmentError):
+        expand("nonsense")
+
+
+def test_user_dictionary_adds_words_and_tags(tmp_path):
+    from augment.errors import AugmentError
+    from augment.segment import Segmenter
+
+    user_dict = tmp_path / "user.txt"
+    user_dict.write_text("云原生架构 10 n\n", encoding="utf-8")
+    seg = Segmenter(str(user_dict)).segment("我们采用云原生架构部署服务")
+    assert "云原生架构" in seg.words and seg.pos[seg.words.index("云原生架构")] == "n"
+    assert "云原生架构" not in segmenter().words("我们采用云原生架构部署服务")
+    with pytest.raises(AugmentError, match="user dictionary"):
+        Segmenter(str(tmp_path / "missing.txt"))

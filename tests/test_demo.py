@@ -1,0 +1,61 @@
+"""`zhkd demo --scale tiny`: the whole product end to end, and the report's figures traced to measurements."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_zhkd
+
+from pipelines.demo import ABLATION
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = run_zhkd("demo", "--scale", "tiny", "--output", out, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out, result
+
+
+def test_report_has_every_ablation_row_for_both_tasks(demo):
+    out, result = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    markdown = (out / "report.md").read_text("utf-8")
+    assert [t["task"] for t in report["tasks"]] == ["classification", "ner"]
+    expected = {row.name for row in ABLATION} | {"teacher"}
+    for task in report["tasks"]:
+        evaluation = task["evaluation"]
+        assert {e["name"] for e in evaluation["models"]} == expected
+        for entry in evaluation["models"]:
+            for metric in evaluation["metrics"]:
+                assert 0.0 <= entry["scores"][metric] <= 1.0
+        assert (out / task["task"] / "evaluation" / "evaluation.png").stat().st_size > 0
+        assert (out / task["task"] / "soft-aug" / "COMPLETED").exists()
+    for row in ABLATION:
+        assert markdown.count(row.title) == 2
+    assert "Summary against the paper" in markdown and "teacher" in result.stdout
+
+
+def test_speedup_and_compression_come_from_measured_values(demo):
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    for task, summary in zip(report["tasks"], report["summary"], strict=True):
+        models = {e["name"]: e for e in task["evaluation"]["models"]}
+        teacher, reference = models["teacher"], task["evaluation"]["reference"]
+        student = models[ABLATION[-1].name]
+        p50 = {name: e["latency"]["cpu"]["batch_1"]["p50_ms"] for name, e in models.items()}
+        assert summary["speedup_vs_teacher"] == pytest.approx(p50["teacher"] / p50[student["name"]], rel=1e-6)
+        assert summary["speedup_vs_bert_base"] == pytest.approx(
+            reference["latency"]["cpu"]["batch_1"]["p50_ms"] / p50[student["name"]], rel=1e-6)
+        assert summary["compression_vs_teacher"] == pytest.approx(teacher["parameters"] / student["parameters"])
+        assert summary["compression_vs_bert_base"] == pytest.approx(reference["parameters"] / student["parameters"])
+        assert summary["pct_of_teacher"] == pytest.approx(100 * student["score"] / teacher["score"])
+        chosen = task["student_selection"]["chosen"]
+        assert next(c for c in task["student_selection"]["candidates"] if c["shape"] == chosen)["meets"]
+
+
+def test_bad_teacher_argument_is_one_line_error(tmp_path):
+    result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path, "--teacher", "sentiment")
+    assert result.returncode == 2
+    assert "TASK=PATH" in result.stderr and "Traceback" not in result.stderr

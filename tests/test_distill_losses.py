@@ -1,0 +1,80 @@
+"""KD losses: zero at equal logits, gradients against a float64 reference, masking, mixing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distill.collate import IGNORE_INDEX
+from distill.config import LossConfig
+from distill.errors import DistillError
+from distill.losses import combine, hard_cross_entropy, kd_kl, logit_mse, loss_sums, soft_cross_entropy
+
+
+def logits(*shape, seed=0, dtype=torch.float32):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 3
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 4.0, 8.0])
+def test_kd_is_zero_when_student_equals_teacher(temperature):
+    teacher = logits(16, 5)
+    assert torch.allclose(kd_kl(teacher.clone(), teacher, temperature), torch.zeros(16), atol=1e-6)
+    assert torch.allclose(logit_mse(teacher.clone(), teacher), torch.zeros(16))
+    # Soft cross-entropy keeps the teacher's entropy (times T²) as its floor.
+    p = torch.softmax(teacher / temperature, -1)
+    entropy = -(p * p.log()).sum(-1) * temperature**2
+    assert torch.allclose(soft_cross_entropy(teacher.clone(), teacher, temperature), entropy, atol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0, 6.0])
+def test_kd_gradient_matches_a_float64_reference(temperature):
+    student, teacher = logits(8, 4, seed=1).requires_grad_(), logits(8, 4, seed=2)
+    kd_kl(student, teacher, temperature).sum().backward()
+    # d/dz [T² KL(p_t || softmax(z/T))] = T (softmax(z/T) - p_t), computed in float64.
+    s64, t64 = student.detach().double(), teacher.double()
+    reference = temperature * (torch.softmax(s64 / temperature, -1) - torch.softmax(t64 / temperature, -1))
+    assert torch.allclose(student.grad.double(), reference, atol=1e-6)
+    # Soft cross-entropy differs from the KL by a constant: same gradient.
+    student.grad = None
+    soft_cross_entropy(student, teacher, temperature).sum().backward()
+    assert torch.allclose(student.grad.double(), reference, atol=1e-6)
+
+
+def test_token_level_losses_count_only_real_tokens():
+    student, teacher = logits(3, 6, 4, seed=3), logits(3, 6, 4, seed=4)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    labels = torch.randint(0, 4, (3, 6), generator=torch.Generator().manual_seed(5))
+    labels[1, 2] = IGNORE_INDEX
+    config = LossConfig(temperature=2.0, alpha=0.5)
+    sums = loss_sums(student, labels, teacher, config, mask)
+    assert sums["soft_count"].item() == 10 and sums["hard_count"].item() == 9
+    # Padding positions may hold anything: the sums do not move.
+    noisy_student, noisy_teacher = student.clone(), teacher.clone()
+    noisy_student[~mask] = 1e4
+    noisy_teacher[~mask] = -1e4
+    noisy = loss_sums(noisy_student, labels, noisy_teacher, config, mask)
+    assert torch.allclose(noisy["soft_sum"], sums["soft_sum"]) and torch.allclose(noisy["hard_sum"], sums["hard_sum"])
+    expected_soft = kd_kl(student[mask], teacher[mask], 2.0).sum()
+    assert torch.allclose(sums["soft_sum"], expected_soft)
+
+
+def test_alpha_mixes_soft_and_hard_over_global_counts():
+    student, teacher = logits(6, 3, seed=6), logits(6, 3, seed=7)
+    labels = torch.tensor([0, 1, 2, IGNORE_INDEX, 1, 0])
+    config = LossConfig(temperature=4.0, alpha=0.25)
+    sums = loss_sums(student, labels, teacher, config)
+    counts = {"soft_count": 6.0, "hard_count": 5.0}
+    soft = kd_kl(student, teacher, 4.0).mean()
+    hard = hard_cross_entropy(student, labels)[labels != IGNORE_INDEX].mean()
+    assert torch.allclose(combine(sums, counts, config, distilling=True), 0.75 * soft + 0.25 * hard)
+    # Fine-tuning ignores any teacher and uses the gold labels alone.
+    assert torch.allclose(combine(loss_sums(student, labels, None, config), counts, config, distilling=False), hard)
+    # alpha = 0: pure distillation, no hard term computed.
+    pure = loss_sums(student, labels, teacher, LossConfig(alpha=0.0))
+    assert pure["hard_count"].item() == 0
+
+
+@pytest.mark.parametrize("bad", [{"temperature": 0}, {"alpha": 1.5}, {"soft": "cosine"}])
+def test_bad_loss_options_are_user_errors(bad):
+    with pytest.raises(DistillError):
+        LossConfig(**bad)

@@ -1,0 +1,145 @@
+"""The shard reader: validation before training, seeded order, exact mid-epoch resume, ranks, workers."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+
+import pytest
+import torch
+from distill_support import write_dataset
+
+from distill.collate import Collator
+from distill.loader import BatchLoader, RowSource
+from distill.shards import DatasetError, ShardReader
+
+LABELS = ["negative", "positive"]
+
+
+def synthetic_rows(n: int) -> list[dict]:
+    return [{"id": f"row-{i:05d}", "source_id": f"src-{i // 3}", "text": "好" * (1 + i % 7), "text_pair": None,
+             "label": i % 2 if i % 5 else None, "is_original": i % 3 == 0, "ops": [] if i % 3 == 0 else ["synonym"],
+             "input_ids": [2, *range(5, 5 + i % 9), 3], "teacher_logits": [float(i), -float(i)]} for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("shards") / "data", "classification", synthetic_rows(203), LABELS,
+                         num_shards=4)
+
+
+def epoch_ids(reader: ShardReader) -> list[str]:
+    return [row["id"] for row in reader]
+
+
+def test_every_row_once_per_epoch_and_seeded_order(dataset):
+    reader = ShardReader(dataset, seed=7)
+    first, second = epoch_ids(reader), epoch_ids(reader)
+    expected = sorted(r["id"] for r in synthetic_rows(203))
+    assert sorted(first) == expected and sorted(second) == expected
+    assert first != second  # each epoch has its own order
+    again = ShardReader(dataset, seed=7)
+    assert epoch_ids(again) == first and epoch_ids(again) == second
+    assert epoch_ids(ShardReader(dataset, seed=8)) != first
+    assert epoch_ids(ShardReader(dataset, shuffle=False)) == [
+        r["id"] for shard in sorted(json.loads((dataset / "manifest.json").read_text())["shards"],
+                                    key=lambda s: s["file"])
+        for r in _shard_rows(dataset / shard["file"])]
+
+
+def _shard_rows(path):
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all().to_pylist()
+
+
+def test_load_state_dict_mid_epoch_resumes_exactly(dataset):
+    uninterrupted = ShardReader(dataset, seed=3)
+    expected = epoch_ids(uninterrupted) + epoch_ids(uninterrupted)[:50]
+    reader = ShardReader(dataset, seed=3)
+    seen = [row["id"] for row in islice(reader, 77)]
+    state = json.loads(json.dumps(reader.state_dict()))  # it survives JSON, as the checkpoint stores it
+    resumed = ShardReader(dataset, seed=3)
+    resumed.load_state_dict(state)
+    seen += epoch_ids(resumed) + epoch_ids(resumed)[:50]
+    assert seen == expected
+    with pytest.raises(Exception, match="seed"):
+        ShardReader(dataset, seed=4).load_state_dict(state)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_see_disjoint_rows_that_cover_the_epoch(dataset, world):
+    per_rank = [epoch_ids(ShardReader(dataset, seed=1, rank=r, world_size=world)) for r in range(world)]
+    flat = [i for ids in per_rank for i in ids]
+    assert len(flat) == len(set(flat)) == 203
+    # The ranks interleave the single-process order: rank r takes its positions r, r+W, ...
+    single = epoch_ids(ShardReader(dataset, seed=1))
+    for r, ids in enumerate(per_rank):
+        assert ids == single[r::world]
+
+
+def test_batch_steps_agree_across_ranks_and_workers(dataset):
+    collate = Collator("classification", tokenizer=_PadOnly(), stored_ids=True, token_types=False)
+
+    def batches(rank, world, workers):
+        reader = ShardReader(dataset, seed=5, rank=rank, world_size=world)
+        loader = BatchLoader(reader, 16, collate, num_workers=workers)
+        return [b["input_ids"].tolist() if b["num_rows"] else None for b in loader], len(loader), reader
+
+    serial, steps, reader = batches(0, 1, 0)
+    assert steps == len(serial) == 13 and reader.epoch == 1 and reader.consumed == 0
+    parallel, _, _ = batches(0, 1, 2)
+    assert parallel == serial  # two workers, same batches, same order
+    # Two ranks: the same number of steps, and rank 1 gets no rows in the last (203 = 6*32 + 11 rows).
+    r0, s0, _ = batches(0, 2, 0)
+    r1, s1, _ = batches(1, 2, 0)
+    assert s0 == s1 == len(r0) == len(r1) == 7
+    assert r1[-1] is not None  # 11 rows in the last step: rank 0 takes 6, rank 1 takes 5
+
+
+def test_batch_loader_state_resumes_at_the_next_batch(dataset):
+    collate = Collator("classification", tokenizer=_PadOnly(), stored_ids=True, token_types=False)
+    full = [b["teacher_logits"] for b in BatchLoader(ShardReader(dataset, seed=2), 10, collate)]
+    reader = ShardReader(dataset, seed=2)
+    loader = BatchLoader(reader, 10, collate)
+    taken = [b["teacher_logits"] for b in islice(loader, 6)]
+    resumed = ShardReader(dataset, seed=2)
+    resumed.load_state_dict(reader.state_dict())
+    taken += [b["teacher_logits"] for b in BatchLoader(resumed, 10, collate)]
+    assert len(taken) == len(full) and all(torch.equal(a, b) for a, b in zip(taken, full, strict=True))
+
+
+def test_row_source_has_the_same_order_semantics():
+    rows = [{"id": i} for i in range(50)]
+    ids = [[r["id"] for r in RowSource(rows, seed=9, rank=k, world_size=2).batch(0, 0, 100)] for k in range(2)]
+    assert sorted(ids[0] + ids[1]) == list(range(50)) and not set(ids[0]) & set(ids[1])
+
+
+def test_missing_completed_is_refused(tmp_path):
+    data = write_dataset(tmp_path / "d", "classification", synthetic_rows(20), LABELS, num_shards=2)
+    (data / "COMPLETED").unlink()
+    with pytest.raises(DatasetError, match="COMPLETED.*did not finish"):
+        ShardReader(data)
+
+
+def test_corrupted_shard_is_refused_naming_the_file(tmp_path):
+    data = write_dataset(tmp_path / "d", "classification", synthetic_rows(20), LABELS, num_shards=2)
+    shard = data / "data-00001-of-00002.arrow"
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match=r"data-00001-of-00002\.arrow: sha256 differs"):
+        ShardReader(data)
+
+
+def test_unknown_column_is_refused(dataset):
+    with pytest.raises(DatasetError, match="no column tokens"):
+        ShardReader(dataset, columns=["tokens"])
+
+
+class _PadOnly:
+    """The collator needs only the pad and [SEP] ids when the rows carry their input ids."""
+
+    pad_token_id = 0
+    sep_token_id = 3

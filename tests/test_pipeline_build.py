@@ -1,0 +1,330 @@
+"""`zhkd build` end to end on tiny random teachers: format, determinism, dead letter, NER, reruns.
+
+Beam start-up is slow, so each build runs once per module and the tests share its output.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from conftest import run_zhkd
+
+from distill.shards import COMPLETED, MANIFEST, shard_name
+from pipelines.corpora import load_corpus
+from pipelines.outputs import MARKER, STAGING, plan_output
+
+NUM_SHARDS = 4
+LONG_ROWS = 8
+BAD_JSONL = [
+    b'{"text": "\xe5\x9d\x8f", "label": ',  # malformed_json
+    b"[1, 2]",  # malformed_json (not an object)
+    b'{"text": "\xff\xfe\xe5\xa5\xbd", "label": "positive"}',  # invalid_utf8
+    b'{"label": "positive"}',  # missing_field
+    b'{"text": 12345, "label": "positive"}',  # malformed_row
+    b'{"text": "   ", "label": "negative"}',  # empty_text
+    ('{"text": "%s", "label": "negative"}' % ("\u957f" * 600)).encode(),  # text_too_long
+    '{"text": "还行吧", "label": "neutral"}'.encode(),  # unknown_label
+    '{"text": "一般般吧"}'.encode(),  # missing_label
+    '{"id": "dup", "text": "房间很大", "label": "positive"}'.encode(),
+    '{"id": "dup", "text": "房间很小", "label": "negative"}'.encode(),  # duplicate_id
+    b"",  # a blank line: counted, not a row
+    '{"text": "服务\\u0007很好\\u0000", "label": "positive"}'.encode(),  # control characters stripped
+]
+BAD_CSV = 'text,label\n早餐不错,positive\n"多行\n文本",negative\na,b,c\n"bad"quote,negative\n'.encode() + \
+    b"\xff\xfe,positive\n"
+CLS_REASONS = {"malformed_json": 2, "invalid_utf8": 2, "missing_field": 1, "malformed_row": 1, "empty_text": 1,
+               "text_too_long": 1, "unknown_label": 1, "missing_label": 1, "duplicate_id": 1, "malformed_csv": 2}
+BAD_NER = [
+    {"tokens": ["张", "三"], "tags": ["B-PER"]},  # length_mismatch
+    {"tokens": ["张", "三"], "tags": ["O", "I-PER"]},  # invalid_bio
+    {"tokens": ["张", "三"], "tags": ["B-MISC", "I-MISC"]},  # unknown_label
+    {"tokens": ["张", "三"]},  # missing_label
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_torch_threads():
+    """In-process builds pin torch's threads (--teacher-threads): give the rest of the session its own."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def long_texts(dev: list[dict], n: int) -> list[tuple[str, str]]:
+    """n texts of about 500 characters (near the cap): the teacher sees full-length batches."""
+    out, i = [], 0
+    while len(out) < n:
+        text = ""
+        while len(text) < 480:
+            text += dev[i % len(dev)]["text"]
+            i += 1
+        out.append((text[:500], dev[i % len(dev)]["label"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("inputs")
+    dev = list(load_corpus("chnsenti", "dev"))
+    balanced = [r for r in dev if r["label"] == "positive"][:12] + [r for r in dev if r["label"] == "negative"][:12]
+    good = [json.dumps({"text": r["text"], "label": r["label"]}, ensure_ascii=False).encode()
+            for r in sorted(balanced, key=lambda r: r["id"])]
+    good += [json.dumps({"text": t, "label": label}, ensure_ascii=False).encode()
+             for t, label in long_texts(dev, LONG_ROWS)]
+    (d / "senti.jsonl").write_bytes(b"\n".join(good[:12] + BAD_JSONL + good[12:]) + b"\n")
+    (d / "senti.csv").write_bytes(BAD_CSV)
+    ner = [{"id": r["id"], "tokens": r["tokens"], "tags": r["tags"]} for r in list(load_corpus("pd98-ner", "dev"))[:10]]
+    (d / "ner.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ner + BAD_NER),
+                                 encoding="utf-8")
+    return {"cls": [d / "senti.jsonl", d / "senti.csv"], "ner": d / "ner.jsonl"}
+
+
+def cls_args(inputs, teacher, out, *extra) -> list[str]:
+    return ["build", "--task", "classification", "--input", inputs["cls"][0], "--input", inputs["cls"][1],
+            "--teacher", teacher, "--output", out, "--num-shards", str(NUM_SHARDS), "--num-aug", "3", *extra]
+
+
+def built(result, out: Path) -> Path:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def build_here(args: list, log: list[str] | None = None):
+    """`zhkd build ARGS` in this process (Beam's in-process runner), sparing a start-up per build."""
+    import argparse
+
+    from pipelines.beam_options import beam_flags
+    from pipelines.build import build
+    from pipelines.build_cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    parsed = parser.parse_args([str(a) for a in args[1:]])
+    return build(config_from_args(parsed), beam_flags(parsed), overwrite=parsed.overwrite,
+                 log=(log.append if log is not None else lambda _: None))
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tiny_classifier, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert build_here(cls_args(inputs, tiny_classifier, out)).built
+    return out
+
+
+@pytest.fixture(scope="module")
+def multiprocess(inputs, tiny_classifier, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("multiprocess") / "out"
+    return built(run_zhkd(*cls_args(inputs, tiny_classifier, out, "--direct_num_workers", "2",
+                                    "--direct_running_mode", "multi_processing")), out)
+
+
+@pytest.fixture(scope="module")
+def ner_build(inputs, tiny_tagger, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ner") / "out"
+    assert build_here(["build", "--task", "ner", "--input", inputs["ner"], "--teacher", tiny_tagger,
+                       "--output", out, "--num-shards", "64", "--num-aug", "2"]).built
+    return out
+
+
+def manifest_of(out: Path) -> dict:
+    return json.loads((out / MANIFEST).read_text("utf-8"))
+
+
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("data-*.arrow"))}
+
+
+def test_loads_with_datasets_and_validates(reference, tmp_path):
+    manifest = manifest_of(reference)
+    ds = datasets.load_from_disk(str(reference))
+    assert ds.num_rows == manifest["total_rows"] == manifest["counts"]["written"] > 0
+    assert set(ds.column_names) >= {"id", "input_ids", "teacher_logits", "label", "is_original", "ops"}
+    assert sorted(shard_bytes(reference)) == [shard_name(i, NUM_SHARDS) for i in range(NUM_SHARDS)]
+    mapped = datasets.Dataset.from_file(str(reference / shard_name(0, NUM_SHARDS)))
+    assert mapped.num_rows == manifest["shards"][0]["rows"] and len(mapped[0]["teacher_logits"]) == 2
+    assert mapped["id"] == sorted(mapped["id"])
+    assert not (reference / STAGING).exists() and not (reference / MARKER).exists()
+    card = (reference / "README.md").read_text("utf-8")
+    assert "## Counts by stage" in card and (reference / "length_histogram.png").read_bytes()[:4] == b"\x89PNG"
+    ok = run_zhkd("validate", reference)
+    assert ok.returncode == 0 and "valid zhkd dataset" in ok.stdout
+
+    broken = tmp_path / "broken"
+    shutil.copytree(reference, broken)
+    shard = broken / shard_name(1, NUM_SHARDS)
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    failed = run_zhkd("validate", broken)
+    assert failed.returncode != 0 and shard_name(1, NUM_SHARDS) in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_in_process_and_multiprocessing_give_identical_shards(reference, multiprocess):
+    assert shard_bytes(reference) == shard_bytes(multiprocess)
+    assert manifest_of(reference)["counts"] == manifest_of(multiprocess)["counts"]
+    assert manifest_of(reference)["config_hash"] == manifest_of(multiprocess)["config_hash"]
+
+
+def test_dead_letter_reasons_and_counts_reconcile(reference):
+    counts = manifest_of(reference)["counts"]
+    for reason, n in CLS_REASONS.items():
+        lines = (reference / "dead_letter" / f"{reason}.jsonl").read_text("utf-8").splitlines()
+        letters = [json.loads(line) for line in lines]
+        assert len(letters) == n == counts["dead_letter"][reason], reason
+        assert all(d["reason"] == reason and d["raw"] and d["source"] and d["position"] for d in letters)
+    assert sum(counts["dead_letter"].values()) == counts["dead_letter_total"] == sum(CLS_REASONS.values())
+    # jsonl rows (less the blank line) + csv rows
+    assert counts["rows_in"] == 24 + LONG_ROWS + len(BAD_JSONL) - 1 + 5
+    assert counts["blank_lines"] == 1 and counts["control_chars_stripped"] == 1
+    assert counts["rows_in"] == counts["valid"] + counts["dead_letter_total"]
+    assert counts["variants"]["original"] == counts["valid"]
+    assert counts["variants"]["total"] - counts["duplicates"] == counts["labelled"]
+    assert counts["labelled"] - counts["filtered_total"] == counts["written"]
+    assert counts["written_original"] + counts["written_augmented"] == counts["written"]
+    raw = json.loads((reference / "dead_letter" / "invalid_utf8.jsonl").read_text("utf-8").splitlines()[0])["raw"]
+    assert "\\xff\\xfe" in raw
+    ds = datasets.load_from_disk(str(reference))
+    assert "服务很好" in ds["text"]  # the control characters went, the row stayed
+
+
+def test_ner_logits_align_with_tokens_and_spans_survive(ner_build, tiny_tagger):
+    from distill.checkpoints import load_model
+
+    manifest = manifest_of(ner_build)
+    counts = manifest["counts"]
+    for reason in ("length_mismatch", "invalid_bio", "unknown_label", "missing_label"):
+        assert counts["dead_letter"][reason] == 1, reason
+    assert counts["rows_in"] == counts["valid"] + counts["dead_letter_total"] == 14
+    files = sorted(ner_build.glob("data-*.arrow"))
+    assert len(files) == 64 and any(s["rows"] == 0 for s in manifest["shards"])
+    assert run_zhkd("validate", ner_build).returncode == 0
+    ds = datasets.load_from_disk(str(ner_build))
+    assert ds.num_rows == counts["written"]
+    names = manifest["label_names"]
+    model = load_model("token", tiny_tagger).eval()
+    rows = {r["id"]: r for r in ds}
+    for row in rows.values():
+        n = len(row["tokens"])
+        assert len(row["tags"]) == len(row["token_starts"]) == len(row["teacher_logits"]) == n
+        with torch.inference_mode():
+            direct = model(input_ids=torch.tensor([row["input_ids"]])).logits[0].numpy()
+        starts = np.array(row["token_starts"])
+        np.testing.assert_allclose(np.array(row["teacher_logits"])[starts >= 0], direct[starts[starts >= 0]],
+                                   atol=1e-4)
+    augmented = [r for r in rows.values() if not r["is_original"]]
+    assert augmented
+
+    def entities(row):
+        tags, found = [names[t] for t in row["tags"]], []
+        for i, tag in enumerate(tags):
+            if tag.startswith("B-"):
+                end = i + 1
+                while end < len(tags) and tags[end] == "I-" + tag[2:]:
+                    end += 1
+                found.append((tag[2:], "".join(row["tokens"][i:end])))
+        return found
+
+    for row in augmented:
+        source = rows[row["source_id"]]
+        assert [t for t, _ in entities(row)] == [t for t, _ in entities(source)]
+        if not any(op.startswith("convert") for op in row["ops"]):
+            assert entities(row) == entities(source)
+
+
+def test_rerun_is_a_no_op_and_another_config_refuses(reference, inputs, tiny_classifier):
+    before = {p.name: p.stat().st_mtime_ns for p in reference.iterdir()}
+    again = build_here(cls_args(inputs, tiny_classifier, reference))
+    assert not again.built and "nothing to do" in again.message
+    assert {p.name: p.stat().st_mtime_ns for p in reference.iterdir()} == before
+    other = run_zhkd(*cls_args(inputs, tiny_classifier, reference, "--seed", "7"))
+    assert other.returncode == 2 and "--overwrite" in other.stderr and "Traceback" not in other.stderr
+    assert (reference / COMPLETED).exists()
+
+
+def test_interrupted_run_leaves_no_completed_and_rerun_matches(reference, inputs, tiny_classifier, tmp_path,
+                                                              monkeypatch):
+    from pipelines import sink
+
+    out = tmp_path / "out"
+    real_write = sink.write_shard
+    written = []
+
+    def dies_mid_write(rows, path, schema):
+        if written:  # the second shard: half its bytes under the temporary name, then the process "dies"
+            Path(path).with_name(f".{Path(path).name}.tmp-1").write_bytes(b"\xff" * 100)
+            raise RuntimeError("killed mid-write")
+        written.append(path)
+        return real_write(rows, path, schema)
+
+    monkeypatch.setattr(sink, "write_shard", dies_mid_write)
+    with pytest.raises(Exception, match="killed mid-write"):
+        build_here(cls_args(inputs, tiny_classifier, out))
+    monkeypatch.setattr(sink, "write_shard", real_write)
+    assert not (out / COMPLETED).exists() and (out / MARKER).exists()
+    assert list((out / STAGING).glob("data-*.arrow"))
+    with pytest.raises(Exception, match="did not finish|COMPLETED"):
+        from distill.shards import read_manifest
+
+        read_manifest(out)
+    log: list[str] = []
+    assert build_here(cls_args(inputs, tiny_classifier, out), log).built
+    assert any("did not finish" in line for line in log)
+    assert shard_bytes(out) == shard_bytes(reference)
+    assert not list(out.glob(".*tmp*")) and not (out / STAGING).exists()
+
+
+def test_label_preservation_filter_is_counted(inputs, tiny_classifier, tmp_path):
+    out = tmp_path / "filtered"
+    # The tiny random teacher is never confident: 0.9 filters every augmented row it agrees with.
+    assert build_here(["build", "--task", "classification", "--input", inputs["cls"][0], "--teacher",
+                       tiny_classifier, "--output", out, "--num-shards", "2", "--num-aug", "3",
+                       "--filter-disagreement", "--min-confidence", "0.9"]).built
+    manifest = manifest_of(out)
+    counts, agreement = manifest["counts"], manifest["stats"]["agreement"]
+    assert counts["filtered"]["disagrees_with_gold"] > 0 and counts["filtered"]["low_confidence"] > 0
+    assert counts["labelled"] - counts["filtered_total"] == counts["written"] == manifest["total_rows"]
+    assert counts["written_original"] == counts["valid"]  # originals are never filtered
+    assert agreement["augmented"]["labelled"] == counts["variants"]["augmented"] - counts["duplicates"]
+    ds = datasets.load_from_disk(str(out))
+    assert ds.num_rows == counts["written"] and manifest["filter"]["active"]
+
+
+def test_output_plans(tmp_path):
+    empty = tmp_path / "empty"
+    assert plan_output(str(empty), "h1", overwrite=False).build
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    from pipelines.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="not empty"):
+        plan_output(str(foreign), "h1", overwrite=True)
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / MANIFEST).write_text(json.dumps({"config_hash": "h1"}))
+    (done / COMPLETED).write_text("h1\n")
+    assert not plan_output(str(done), "h1", overwrite=False).build
+    with pytest.raises(PipelineError, match="--overwrite"):
+        plan_output(str(done), "h2", overwrite=False)
+    assert plan_output(str(done), "h2", overwrite=True).build
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / MARKER).write_text(json.dumps({"config_hash": "h1"}))
+    assert "did not finish" in plan_output(str(partial), "h1", overwrite=False).message
+    with pytest.raises(PipelineError, match="unfinished"):
+        plan_output(str(partial), "h2", overwrite=False)
+
+
+def test_progress_line(capsys):
+    from pipelines.build_pipeline import Progress
+
+    progress = Progress("teacher labelled", every=0.0)
+    progress.add(5)
+    assert "teacher labelled 5 rows" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+"""The teacher path without a pipeline: tokenisation, NER alignment, deterministic batches, the handler."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.errors import PipelineError
+from pipelines.label_filter import LabelFilter, judge
+from pipelines.teacher import TeacherHandler, TeacherTokenizer, inspect_teacher, plan_batches
+
+
+def test_inspect_teacher_reads_labels_and_fingerprints(tiny_classifier, tiny_tagger):
+    info = inspect_teacher(str(tiny_classifier), "classification")
+    assert info.label_names == ("negative", "positive") and info.num_labels == 2 and info.max_length == 512
+    assert len(info.weights_sha256) == 64 and len(info.tokenizer_sha256) == 64
+    assert inspect_teacher(str(tiny_tagger), "ner").label_names[:2] == ("O", "B-PER")
+    with pytest.raises(PipelineError, match="token-classification"):
+        inspect_teacher(str(tiny_classifier), "ner")
+
+
+def test_ner_token_starts_point_at_first_pieces(tiny_tagger):
+    tokenizer = TeacherTokenizer(str(tiny_tagger), "ner", max_length=512)
+    row = {"id": "a", "tokens": ("北京", " ", "欢迎", "你")}
+    tokenizer.encode([row])
+    assert row["token_starts"] == [1, -1, 3, 5] and len(row["input_ids"]) == 7 and not row["truncated"]
+    short = TeacherTokenizer(str(tiny_tagger), "ner", max_length=4)
+    cut = {"id": "b", "tokens": ("北京", " ", "欢迎", "你")}
+    short.encode([cut])
+    assert cut["truncated"] and len(cut["input_ids"]) == 4 and cut["token_starts"] == [1, -1, -1, -1]
+
+
+def test_pair_tokenisation_keeps_segment_ids(tiny_classifier):
+    tokenizer = TeacherTokenizer(str(tiny_classifier), "pair", max_length=512)
+    row = {"id": "p", "text": "你好", "text_pair": "世界"}
+    tokenizer.encode([row])
+    assert row["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1]
+
+
+def test_batches_depend_on_the_rows_not_their_order():
+    rows = [{"id": f"r{i:03d}", "input_ids": [0] * (3 + (i * 7) % 40)} for i in range(200)]
+    plan = plan_batches(rows, batch_tokens=256, max_rows=16)
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    assert [[r["id"] for r in b] for b in plan] == [[r["id"] for r in b] for b in
+                                                    plan_batches(shuffled, batch_tokens=256, max_rows=16)]
+    assert sorted(r["id"] for b in plan for r in b) == sorted(r["id"] for r in rows)
+    for batch in plan:
+        width = max(len(r["input_ids"]) for r in batch)
+        assert len(batch) <= 16 and (len(batch) == 1 or len(batch) * width <= 256)
+    flat = [(len(r["input_ids"]), r["id"]) for b in plan for r in b]
+    assert flat == sorted(flat)
+
+
+def test_handler_logits_match_the_model_and_align_ner_tokens(tiny_tagger):
+    from distill.checkpoints import load_model
+
+    tokenizer = TeacherTokenizer(str(tiny_tagger), "ner", max_length=512)
+    rows = [{"id": "a", "tokens": ("北京", " ", "欢迎", "你")}, {"id": "b", "tokens": ("张", "三")}]
+    tokenizer.encode(rows)
+    handler = TeacherHandler(str(tiny_tagger), "ner", pad_token_id=0, device="cpu")
+    loaded = handler.load_model()
+    results = handler.run_inference(rows, loaded)
+    model = load_model("token", tiny_tagger).eval()
+    with torch.inference_mode():
+        direct = model(input_ids=torch.tensor([rows[0]["input_ids"]])).logits[0].numpy()
+    got = results[0].inference
+    assert got.shape == (4, 7) and got.dtype == np.float32
+    np.testing.assert_allclose(got[[0, 2, 3]], direct[[1, 3, 5]], atol=1e-5)
+    assert not got[1].any()  # the whitespace token has no piece: zeros, and token_starts says -1
+    assert results[1].example["id"] == "b" and results[1].inference.shape == (2, 7)
+
+
+def test_judge_and_filter():
+    agree = judge(np.array([0.0, 3.0]), gold=1)
+    assert agree.agrees and agree.confidence > 0.9
+    assert judge(np.array([0.0, 3.0]), gold=0).agrees is False
+    assert judge(np.array([0.0, 3.0]), gold=None).agrees is None
+    tokens = judge(np.array([[5.0, 0], [0, 0], [0, 5.0]]), gold=[0, 1, 1], token_starts=[1, -1, 2])
+    assert tokens.agrees  # the unseen middle token does not count
+    strict = LabelFilter(drop_disagreeing=True, min_confidence=0.8)
+    assert strict.reason_to_drop(judge(np.array([0.0, 3.0]), gold=0), is_original=False) == "disagrees_with_gold"
+    assert strict.reason_to_drop(judge(np.array([0.0, 0.1]), gold=1), is_original=False) == "low_confidence"
+    assert strict.reason_to_drop(judge(np.array([0.0, 3.0]), gold=0), is_original=True) is None
+    assert LabelFilter().reason_to_drop(judge(np.array([0.0, 0.1]), gold=0), is_original=False) is None
+
+
+
+def test_handler_pins_the_configured_thread_count(tiny_classifier):
+    """The thread count is configuration, not the runner's choice: it can change the logits' last bits."""
+    before = torch.get_num_threads()
+    try:
+        TeacherHandler(str(tiny_classifier), "classification", pad_token_id=0, device="cpu", threads=1).load_model()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
