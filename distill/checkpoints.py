@@ -70,6 +70,11 @@ def load_model(kind: str, name_or_path: str | Path, **kwargs):
         raise DistillError(f"cannot load a {kind} model from {name_or_path}: {err}") from err
 
 
+def model_labels(model) -> list[str]:
+    """A loaded checkpoint's label names in id order."""
+    return [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """Same vocabulary and normalisation ⇒ same token ids: that is what the fingerprint captures."""
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])

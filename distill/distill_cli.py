@@ -102,8 +102,8 @@ def _kd_columns(task: str, stored_ids: bool) -> list[str]:
 
 def _student(args, teacher, teacher_tokenizer, task: str, label_names: list[str], log):
     """The student model and its tokenizer, built, selected or loaded as `--student` says."""
-    from distill.checkpoints import load_model, load_tokenizer
-    from distill.select import model_labels, select_student
+    from distill.checkpoints import load_model, load_tokenizer, model_labels
+    from distill.select import select_student
     from distill.students import SHAPES, build_model, init_from_teacher
 
     kind = model_kind(task)
@@ -145,11 +145,11 @@ def run(args: argparse.Namespace) -> int:
 def _distil(args, stages: list[str], loss: LossConfig, config, rank: int, world: int, device: str) -> int:
     from dataclasses import replace
 
-    from distill.checkpoints import load_model, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
+    from distill.checkpoints import load_model, load_tokenizer, model_labels, tokenizer_fingerprint, weights_fingerprint
     from distill.collate import Collator
     from distill.loader import RowSource
     from distill.predict import read_task_rows
-    from distill.select import dev_report, model_labels, select_teacher
+    from distill.select import dev_report, select_teacher
     from distill.shards import ShardReader, validate
     from distill.train import Stage, run_stages
 

@@ -75,10 +75,6 @@ def load_for_task(task: str, name_or_path: str | Path):
         raise DistillError(_one_line(err)) from None
 
 
-def model_labels(model) -> list[str]:
-    return [model.config.id2label[i] for i in range(model.config.num_labels)]
-
-
 def label_names_of(name_or_path: str | Path) -> list[str]:
     """The label names a checkpoint was trained with, read from its config alone."""
     check_location(name_or_path)
@@ -100,6 +96,8 @@ def check_labels(name: str, own: Sequence[str], label_names: Sequence[str]) -> N
 
 def _label_map(name: str, model, label_names: Sequence[str]) -> list[int]:
     """Model label id → position in `label_names`."""
+    from distill.checkpoints import model_labels
+
     own = model_labels(model)
     check_labels(name, own, label_names)
     return [list(label_names).index(label) for label in own]

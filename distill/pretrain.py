@@ -118,10 +118,10 @@ def read_texts(paths: Iterable[str | Path], counts: dict[str, int] | None = None
 
 def _word_of_chars(texts: list[str]) -> list[list[int]]:
     """For each text, the index of the jieba word each character belongs to (whole-word masking)."""
-    from augment.segment import Segmenter
+    from augment.segment import segmenter
 
-    segmenter = Segmenter()
-    return [[index for index, word in enumerate(segmenter.words(text)) for _ in word] for text in texts]
+    words = segmenter().words
+    return [[index for index, word in enumerate(words(text)) for _ in word] for text in texts]
 
 
 def encode_texts(tokenizer, texts: list[str], *, whole_word: bool) -> list[tuple[list[int], list[int]]]:

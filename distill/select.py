@@ -69,17 +69,11 @@ def dev_report(model, tokenizer, rows: Sequence[dict], task: str, label_names: l
             "ece": expected_calibration_error(probs, gold), "scores": scores}
 
 
-def model_labels(model) -> list[str]:
-    """A checkpoint's label names in id order."""
-    id2label = model.config.id2label
-    return [id2label[i] for i in range(len(id2label))]
-
-
 def select_teacher(candidates: Sequence[str | Path], rows: Sequence[dict], task: str, label_names: list[str], *,
                    tie_tolerance: float = 1e-9, log: Callable[[dict], None] = lambda event: None,
                    **predict_kw) -> tuple[str, list[dict]]:
     """The candidate with the best dev score (ties: lowest ECE), and every candidate's figures."""
-    from distill.checkpoints import load_model, load_tokenizer
+    from distill.checkpoints import load_model, load_tokenizer, model_labels
 
     if not candidates:
         raise DistillError("no teacher candidates given")

@@ -38,15 +38,17 @@ class Scale:
     num_aug: int
     target_speedup: float  # the student must be at least this much faster than the teacher (CPU, batch 1)
     eval_runs: int
+    throughput_batch: int = 32
     batch_size: int = 32
     max_length: int = 128
 
 
 SCALES = {
-    "tiny": Scale("tiny", train=120, dev=60, test=100, mlm_shape="small", mlm_steps=20,
-                  teacher_epochs=1, student_epochs=1, num_aug=2, target_speedup=2.0, eval_runs=5),
-    "small": Scale("small", train=2000, dev=400, test=1000, mlm_shape="small", mlm_steps=600,
-                   teacher_epochs=4, student_epochs=3, num_aug=4, target_speedup=3.0,
+    "tiny": Scale("tiny", train=80, dev=40, test=60, mlm_shape="small", mlm_steps=8,
+                  teacher_epochs=1, student_epochs=1, num_aug=2, target_speedup=2.0, eval_runs=5,
+                  throughput_batch=4),
+    "small": Scale("small", train=2000, dev=400, test=1000, mlm_shape="small", mlm_steps=300,
+                   teacher_epochs=3, student_epochs=3, num_aug=4, target_speedup=3.0,
                    eval_runs=30),
     "full": Scale("full", train=0, dev=0, test=0, mlm_shape="rbt3", mlm_steps=20000,
                   teacher_epochs=3, student_epochs=3, num_aug=8, target_speedup=6.0, eval_runs=30,
@@ -193,6 +195,7 @@ def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm
     evaluation_dir = task_dir / "evaluation"
     steps.run(f"{spec.task}: evaluate", "evaluate", "--task", spec.task, "--test", data["test"],
               "--teacher", f"teacher={teacher}", "--output", evaluation_dir, "--runs", scale.eval_runs,
+              "--throughput-batch", scale.throughput_batch,
               "--devices", "cpu", *(a for name, path in students.items() for a in ("--model", f"{name}={path}")))
     evaluation = json.loads((evaluation_dir / "evaluation.json").read_text("utf-8"))
     return {"task": spec.task, "title": spec.title, "corpus": spec.corpus, "teacher": str(teacher),
@@ -324,6 +327,22 @@ def _machine() -> dict:
     return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
 
 
+MARKER = ".zhkd-demo"
+
+
+def prepare_output(out: Path) -> None:
+    """A fresh output directory. One that an earlier demo made (it holds the marker) is cleared; any other
+    non-empty directory is refused rather than overwritten."""
+    import shutil
+
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise PipelineError(f"{out} is not empty and was not made by zhkd demo; choose another --output")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by zhkd demo; the next demo run into this directory replaces it\n")
+
+
 def run(args: argparse.Namespace) -> int:
     scale = SCALES[args.scale]
     out = args.output
@@ -333,8 +352,7 @@ def run(args: argparse.Namespace) -> int:
         if not sep or task not in {t.task for t in DEMO_TASKS}:
             raise PipelineError(f"--teacher {spec!r}: expected TASK=PATH with TASK one of classification, ner")
         teachers[task] = path
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "steps.jsonl").unlink(missing_ok=True)
+    prepare_output(out)
     steps = Steps(out / "steps.jsonl")
     started = time.monotonic()
     data = {spec.task: write_splits(spec, scale, out) for spec in DEMO_TASKS}

@@ -69,6 +69,8 @@ def inspect_teacher(name: str, task: str) -> TeacherInfo:
 
     from distill.checkpoints import load_tokenizer, tokenizer_fingerprint, weights_fingerprint
 
+    if name.startswith(("/", "./", "../", "~")) and not os.path.isdir(os.path.expanduser(name)):
+        raise PipelineError(f"teacher {name}: no such directory")
     local = resolve_checkpoint(name)
     try:
         config = AutoConfig.from_pretrained(local, trust_remote_code=False)

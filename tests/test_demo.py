@@ -59,3 +59,10 @@ def test_bad_teacher_argument_is_one_line_error(tmp_path):
     result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path, "--teacher", "sentiment")
     assert result.returncode == 2
     assert "TASK=PATH" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_refuses_to_overwrite_a_directory_it_did_not_make(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path)
+    assert result.returncode == 2 and "not made by zhkd demo" in result.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -20,14 +20,7 @@ from distill.students import build_model
 from distill.train import JsonlLog, Run, Stage, run_stages
 from pipelines.cli import main
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and a shared 2-core machine makes them slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

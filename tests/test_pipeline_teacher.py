@@ -97,3 +97,8 @@ def test_handler_pins_the_configured_thread_count(tiny_classifier):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_missing_teacher_directory_is_a_user_error(tmp_path):
+    with pytest.raises(PipelineError, match="no such directory"):
+        inspect_teacher(str(tmp_path / "nowhere"), "classification")

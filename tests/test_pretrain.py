@@ -4,6 +4,7 @@ of its input and seed (also across an interruption and `--resume`)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
@@ -16,6 +17,9 @@ from distill.pretrain import PretrainConfig, collate, encode_texts, mask_batch, 
 from pipelines.corpora import corpus_path, load_corpus
 
 QUICK = PretrainConfig(shape="mini", max_length=64, batch_size=16, lr=1e-3, log_every=4, save_every=0)
+# One torch thread, in this process and in the CLI's (see the fixture's docstring): quick on a busy CPU.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -190,13 +194,13 @@ def test_cli_pretrains_from_the_bundled_files_and_refuses_bad_input(tmp_path):
     out = tmp_path / "mlm"
     args = ("pretrain", "--input", corpus_path("chnsenti", "dev"), "--output", out, "--shape", "mini",
             "--max-steps", "3", "--batch-size", "8", "--max-length", "32", "--vocab-size", "600", "--whole-word")
-    result = run_zhkd(*args)
+    result = run_zhkd(*args, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr
     assert "pre-trained a mini MLM" in result.stdout
     weights_before = (out / "model.safetensors").read_bytes()
-    again = run_zhkd(*args)
+    again = run_zhkd(*args, env=ONE_THREAD)
     assert again.returncode == 2 and "holds a finished pre-training" in again.stderr
-    assert run_zhkd(*args, "--resume").returncode == 0  # the same run, complete: nothing to do
+    assert run_zhkd(*args, "--resume", env=ONE_THREAD).returncode == 0  # the same run, complete: nothing to do
     assert (out / "model.safetensors").read_bytes() == weights_before
     assert len((out / "vocab.txt").read_text("utf-8").splitlines()) == 600
     assert {"config.json", "model.safetensors", "tokenizer_config.json", "pretrain_log.jsonl"} <= {
