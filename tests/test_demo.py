@@ -32,8 +32,8 @@ def test_report_has_every_ablation_row_for_both_tasks(demo):
                 assert 0.0 <= entry["scores"][metric] <= 1.0
         assert (out / task["task"] / "evaluation" / "evaluation.png").stat().st_size > 0
         assert (out / task["task"] / "soft-aug" / "COMPLETED").exists()
-    for row in ABLATION:
-        assert markdown.count(row.title) == 2
+    for row in ABLATION:  # one ablation-table row per task
+        assert markdown.count(f"| {row.title} |") == 2
     assert "Summary against the paper" in markdown and "teacher" in result.stdout
 
 
@@ -50,7 +50,10 @@ def test_speedup_and_compression_come_from_measured_values(demo):
             reference["latency"]["cpu"]["batch_1"]["p50_ms"] / p50[student["name"]], rel=1e-6)
         assert summary["compression_vs_teacher"] == pytest.approx(teacher["parameters"] / student["parameters"])
         assert summary["compression_vs_bert_base"] == pytest.approx(reference["parameters"] / student["parameters"])
-        assert summary["pct_of_teacher"] == pytest.approx(100 * student["score"] / teacher["score"])
+        if teacher["score"]:
+            assert summary["pct_of_teacher"] == pytest.approx(100 * student["score"] / teacher["score"])
+        else:  # a tiny teacher can score 0 (NER F1): no percentage rather than a division by zero
+            assert summary["pct_of_teacher"] is None
         chosen = task["student_selection"]["chosen"]
         assert next(c for c in task["student_selection"]["candidates"] if c["shape"] == chosen)["meets"]
 
