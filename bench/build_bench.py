@@ -8,9 +8,10 @@ exact duplicate), classification, 4 variants per example, a 2-layer hidden-32 ra
 - 2 workers: `--direct_num_workers 2 --direct_running_mode multi_processing`.
 
 Reported: wall time, source examples/s and written rows/s; 2 workers vs 1 (target >= 1.5x on the
-largest size); scaling from the smallest to the largest size (target: time ratio within 20% of the
+largest size); scaling from the smallest to the largest size (target: the time ratio at most 1.2x the
 size ratio); and whether 1 and 2 workers wrote byte-identical shards. Results go to
-bench/results/build_bench.json. Sizes other than 10k/100k are said so in the output.
+bench/results/build_bench.json. Sizes other than 10k/100k are said so in the output; a failed build
+is recorded with its error rather than ending the bench.
 
     python bench/build_bench.py [--sizes 10000,100000] [--workers 1,2] [--num-aug 4] [--work DIR]
 """
@@ -68,8 +69,10 @@ def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"build failed ({' '.join(command)}):\n{done.stderr[-4000:]}")
+    if done.returncode != 0:  # recorded, not fatal: the other runs still say something
+        error = (done.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"build failed ({' '.join(command)}): {error}", flush=True)
+        return {"workers": workers, "wall_s": wall, "failed": error}
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
     digest = hashlib.sha256("".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()
     # The 1-minute load average before and after: other work on a shared machine shows up here.
@@ -104,37 +107,42 @@ def main() -> None:
                 out = work / f"out-{size}-{w}"
                 shutil.rmtree(out, ignore_errors=True)
                 run = {"size": size, **run_build(source, teacher, out, w, args.num_aug)}
-                run["source_rows_per_s"] = size / run["wall_s"]
                 runs.append(run)
+                shutil.rmtree(out, ignore_errors=True)
+                if "failed" in run:
+                    continue
+                run["source_rows_per_s"] = size / run["wall_s"]
                 print(f"{size:>7,} examples, {w} worker(s): {run['wall_s']:7.1f} s, {run['source_rows_per_s']:7.1f} "
                       f"examples/s, {run['written_rows_per_s']:7.1f} written rows/s ({run['written']:,} rows; "
                       f"load {run['load_before']:.1f} -> {run['load_after']:.1f})", flush=True)
-                shutil.rmtree(out, ignore_errors=True)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    def wall(size: int, w: int) -> float:
-        return next(r["wall_s"] for r in runs if r["size"] == size and r["workers"] == w)
+    def wall(size: int, w: int) -> float | None:
+        return next((r["wall_s"] for r in runs if r["size"] == size and r["workers"] == w and "failed" not in r),
+                    None)
 
     result = {"bench": "build_bench", "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "device": "cpu",
               "num_aug": args.num_aug, "sizes": sizes, "scaled_down": scaled, "runs": runs}
     largest, smallest = max(sizes), min(sizes)
-    if 1 in workers and 2 in workers:
+    if 1 in workers and 2 in workers and wall(largest, 1) and wall(largest, 2):
         speedup = wall(largest, 1) / wall(largest, 2)
-        identical = all(len({r["shards_sha256"] for r in runs if r["size"] == s}) == 1 for s in sizes)
+        identical = all(len({r["shards_sha256"] for r in runs if r["size"] == s and "failed" not in r}) == 1
+                        for s in sizes)
         result.update({"speedup_2_vs_1": speedup, "speedup_target": 1.5, "speedup_met": speedup >= 1.5,
                        "identical_shards_1_vs_2_workers": identical})
         print(f"2 workers vs 1 at {largest:,}: {speedup:.2f}x (target >= 1.5x: "
               f"{'met' if speedup >= 1.5 else 'missed'}); shards identical: {identical}")
-    if largest > smallest:
-        w = min(workers)
+    w = min(workers)
+    if largest > smallest and wall(largest, w) and wall(smallest, w):
+        # Time may grow slower than the size (fixed start-up costs): only growing faster counts against it.
         linearity = (wall(largest, w) / wall(smallest, w)) / (largest / smallest)
         result.update({"scaling_workers": w, "time_ratio_over_size_ratio": linearity,
-                       "scaling_met": 0.8 <= linearity <= 1.2})
+                       "scaling_met": linearity <= 1.2})
         print(f"{smallest:,} -> {largest:,} with {w} worker(s): time x{wall(largest, w) / wall(smallest, w):.2f} for "
-              f"size x{largest / smallest:.0f} = {linearity:.2f} of linear (target within 20%: "
-              f"{'met' if 0.8 <= linearity <= 1.2 else 'missed'})")
+              f"size x{largest / smallest:.0f} = {linearity:.2f} of linear (target at most 1.2: "
+              f"{'met' if linearity <= 1.2 else 'missed'})")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS}")

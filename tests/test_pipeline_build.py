@@ -328,3 +328,12 @@ def test_progress_line(capsys):
     progress = Progress("teacher labelled", every=0.0)
     progress.add(5)
     assert "teacher labelled 5 rows" in capsys.readouterr().err
+
+
+def test_counts_that_do_not_reconcile_stop_the_build(reference):
+    from pipelines.build import IntegrityError, check_reconciles
+
+    counts = manifest_of(reference)["counts"]
+    check_reconciles(counts)
+    with pytest.raises(IntegrityError, match="labelled - filtered = written"):
+        check_reconciles({**counts, "written": counts["written"] - 1})
