@@ -1,4 +1,4 @@
-"""The Beam graph of `zhkd build`: read → validate → augment → dedup → teacher → filter → shards.
+"""The Beam graph of `zhkd build`: read → validate → augment → dedup + teacher → filter → shards.
 
 Every grouping that decides which rows are processed together is keyed by the data (hash of the id,
 or of the normalised text) and sorted inside the group, so the output bytes never depend on bundle
@@ -139,18 +139,20 @@ def dedup_key(row: dict) -> str:
     return hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
 
-class KeepFirst(Tallying):
-    """Of rows with the same normalised text, keep the original if any, else the smallest id."""
-
-    def process(self, element):
-        _, rows = element
-        ordered = sorted(rows, key=lambda r: (not r["is_original"], r["id"]))
-        self.count("duplicates", len(ordered) - 1)
-        yield ordered[0]
+def keep_first(rows: list[dict]) -> tuple[list[dict], int]:
+    """Of rows with the same normalised text, keep the original if any, else the smallest id;
+    returns the kept rows (sorted by id) and how many were dropped."""
+    best: dict[str, dict] = {}
+    for row in rows:
+        key = dedup_key(row)
+        if key not in best or (not row["is_original"], row["id"]) < (not best[key]["is_original"], best[key]["id"]):
+            best[key] = row
+    return sorted(best.values(), key=lambda r: r["id"]), len(rows) - len(best)
 
 
 class FormBatches(Tallying):
-    """Tokenise a group's rows and cut them into length-sorted batches of (id, row) for RunInference."""
+    """One group of rows (grouped by a hash of their normalised text, so duplicates meet): drop exact
+    duplicates, tokenise, and cut length-sorted batches of (id, row) for RunInference."""
 
     def __init__(self, config: BuildConfig, max_length: int, parallel_tokenizer: bool = True) -> None:
         self.config, self.max_length, self.parallel_tokenizer = config, max_length, parallel_tokenizer
@@ -162,7 +164,8 @@ class FormBatches(Tallying):
 
     def process(self, element):
         _, rows = element
-        rows = sorted(rows, key=lambda r: r["id"])
+        rows, duplicates = keep_first(list(rows))
+        self.count("duplicates", duplicates)
         for start in range(0, len(rows), TOKENIZE_CHUNK):
             self.tokenizer.encode(rows[start:start + TOKENIZE_CHUNK])
         self.count("teacher_truncated", sum(r["truncated"] for r in rows))
@@ -297,16 +300,12 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
                  | "GroupExamples" >> beam.GroupByKey()
                  | "Augment" >> beam.ParDo(Augment(config)).with_outputs(TALLY, DEAD, main="rows"))
     tallies.append(augmented[TALLY])
-    unique = (augmented.rows
-              | "DedupKey" >> beam.Map(lambda r: (dedup_key(r), r))
-              | "GroupDuplicates" >> beam.GroupByKey()
-              | "KeepFirst" >> beam.ParDo(KeepFirst()).with_outputs(TALLY, main="rows"))
-    tallies.append(unique[TALLY])
     handler = KeyedModelHandler(TeacherHandler(config.teacher, config.task, pad_token_id=pad_token_id,
                                                device=device, copies=teacher_copies,
                                                threads=config.teacher_threads)).with_no_batching()
-    batches = (unique.rows
-               | "KeyByShard" >> beam.Map(lambda r: (shard_of(r["id"], config.num_shards), r))
+    # Grouped by content, not id: exact duplicates meet in one group and are dropped there (no extra shuffle).
+    batches = (augmented.rows
+               | "KeyByContent" >> beam.Map(lambda r: (shard_of(dedup_key(r), config.num_shards), r))
                | "GroupForTeacher" >> beam.GroupByKey()
                | "FormBatches" >> beam.ParDo(FormBatches(config, teacher_max_length, parallel_tokenizer))
                .with_outputs(TALLY, main="b"))

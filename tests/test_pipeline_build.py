@@ -337,3 +337,14 @@ def test_counts_that_do_not_reconcile_stop_the_build(reference):
     check_reconciles(counts)
     with pytest.raises(IntegrityError, match="labelled - filtered = written"):
         check_reconciles({**counts, "written": counts["written"] - 1})
+
+
+def test_keep_first_prefers_originals_then_smallest_ids():
+    from pipelines.build_pipeline import keep_first
+
+    def row(row_id, text, original):
+        return {"id": row_id, "text": text, "text_pair": None, "is_original": original}
+
+    kept, dropped = keep_first([row("b", "你好 吗", True), row("a~1", "你好吗", False), row("c", "ＡＢ", False),
+                                row("d", "ab", False), row("e", "别的", False)])
+    assert [r["id"] for r in kept] == ["b", "c", "e"] and dropped == 2
