@@ -98,13 +98,14 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from pipelines.build_config import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS
     from pipelines.corpora import load_corpus
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--shape", default="bert-base")
-    parser.add_argument("--batch-tokens", type=int, default=8192)
-    parser.add_argument("--max-batch-rows", type=int, default=256)
+    parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
+    parser.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS)
     parser.add_argument("--skip-batched-pipeline", action="store_true")
     args = parser.parse_args()
 

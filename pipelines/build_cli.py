@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.build_config import INPUT_FORMATS, TASKS, BuildConfig, Fields
+from pipelines.build_config import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_BATCH_ROWS,
+    INPUT_FORMATS,
+    TASKS,
+    BuildConfig,
+    Fields,
+)
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -48,8 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teach.add_argument("--teacher", required=True, metavar="M",
                        help="sequence- or token-classification checkpoint: local dir, gs://..., or hub id")
     teach.add_argument("--max-length", type=int, help="teacher tokens per row (default: the teacher's limit)")
-    teach.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per teacher batch")
-    teach.add_argument("--max-batch-rows", type=int, default=256, help="rows per teacher batch at most")
+    teach.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
+                       help=f"padded tokens per teacher batch (default {DEFAULT_BATCH_TOKENS}, for CPU; "
+                            "a GPU wants e.g. 65536)")
+    teach.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS,
+                       help=f"rows per teacher batch at most (default {DEFAULT_MAX_BATCH_ROWS})")
     teach.add_argument("--teacher-threads", type=int, default=1,
                        help="torch threads per worker process on CPU (default 1; part of the configuration, "
                             "since the thread count can change the last bits of logits); scale out with workers")
