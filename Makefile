@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench corpora
+.PHONY: demo readme test lint bench corpora
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # SCALE=tiny|small|full (default small), OUT=directory (default demo-out).
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/zhkd demo --scale $(or $(SCALE),small) --output $(or $(OUT),demo-out)
+
+# Copy the latest demo run's table into README.md (between its demo-report markers).
+readme: $(STAMP)
+	$(BIN)/python -m pipelines.demo_readme $(or $(OUT),demo-out)/report.json README.md
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -59,7 +59,7 @@ class Policy:
         self.primaries = primaries
         self.converts = converts
         self.resources = resources
-        self.attempts = 2 * num_aug + 4
+        self.attempts = 2 * num_aug + 4 if num_aug else 0  # none asked: no draws, so mlm predicts nothing
         self.operators = {spec: registry.build(spec, **_options(spec, resources))
                           for spec in [s for s, _ in primaries] + list(converts)}
         self._cum = []

@@ -25,6 +25,11 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes collating batches
     save_every: int = 500  # steps between resumable checkpoints
     log_every: int = 10
+    group_by_length: bool = False  # steps of similar-length rows: less padding, but see docs/distill.md
+
+    def group_rows(self, world_size: int) -> int:
+        """The `group_rows` of the stage's source: one step's rows on all ranks, or 0 for plain shuffling."""
+        return self.batch_size * world_size if self.group_by_length else 0
 
 
 @dataclass

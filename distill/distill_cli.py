@@ -189,7 +189,7 @@ def _distil(args, stages: list[str], loss: LossConfig, config, rank: int, world:
     reader = None
     if manifest:
         reader = ShardReader(args.data, seed=config.seed, rank=rank, world_size=world, check_checksums=False,
-                             columns=_kd_columns(task, stored_ids))
+                             columns=_kd_columns(task, stored_ids), group_rows=config.group_rows(world))
     run_context.log({"event": "distill", "task": task, "teacher": chosen, "student": args.student,
                      "stages": stages, "stored_input_ids": stored_ids, "labels": label_names,
                      "dataset_rows": reader.num_rows if reader else 0})
@@ -209,7 +209,8 @@ def _distil(args, stages: list[str], loss: LossConfig, config, rank: int, world:
                               config, distilling=True, loss=loss))
         else:
             lr = (args.post_lr or config.lr / 10) if name == "post" else config.lr
-            source = RowSource(train_rows, seed=config.seed, rank=rank, world_size=world)
+            source = RowSource(train_rows, seed=config.seed, rank=rank, world_size=world,
+                               group_rows=config.group_rows(world))
             plan.append(Stage(name, source, gold_collate, replace(config, lr=lr)))
     summary = run_stages(student, plan, run_context, resume=args.resume)
     if rank == 0:

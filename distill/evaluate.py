@@ -37,6 +37,7 @@ class LatencySettings:
 
     runs: int = 30
     warmup: int = 3
+    max_seconds: float = 10.0  # per measurement: stop early (after at least 5 runs) once this is spent
     throughput_batch: int = 32
     seq_len: int | None = None
     devices: tuple[str, ...] | None = None  # None: CPU, and CUDA when present
@@ -138,9 +139,9 @@ def measure_speed(model, settings: LatencySettings, seq_len: int, devices: Seque
     speed = {}
     for device in devices:
         one = measure_latency(model, seq_len=seq_len, batch_size=1, runs=settings.runs,
-                              warmup=settings.warmup, device=device)
+                              warmup=settings.warmup, device=device, max_seconds=settings.max_seconds)
         many = measure_latency(model, seq_len=seq_len, batch_size=settings.throughput_batch, runs=settings.runs,
-                               warmup=settings.warmup, device=device)
+                               warmup=settings.warmup, device=device, max_seconds=settings.max_seconds)
         speed[device] = {"batch_1": one.to_dict(), f"batch_{settings.throughput_batch}": many.to_dict()}
     model.to("cpu")
     return speed

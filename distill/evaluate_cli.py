@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seq-len", type=int, help="latency input length (default: median token length of --test)")
     parser.add_argument("--runs", type=int, default=30, help="timed forward passes per measurement (default: 30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed passes before them (default: 3)")
+    parser.add_argument("--max-seconds", type=float, default=10.0,
+                        help="stop a measurement early, after at least 5 runs, once its timed passes took this "
+                             "long (default: 10)")
     parser.add_argument("--throughput-batch", type=int, default=32, help="batch of the throughput figure (default: 32)")
     parser.add_argument("--devices", help="comma-separated timing devices (default: cpu, and cuda when present)")
     parser.add_argument("--batch-size", type=int, default=32, help="scoring batch size (default: 32)")
@@ -57,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             raise DistillError(f"{what} must be at least 1")
     if args.warmup < 0:
         raise DistillError("--warmup must not be negative")
+    if args.max_seconds <= 0:
+        raise DistillError("--max-seconds must be positive")
     devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else None
     if devices and any(d not in ("cpu", "cuda") for d in devices):
         raise DistillError(f"--devices takes cpu and cuda, not {args.devices!r}")
@@ -66,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_models(
         args.task, models, rows, labels, args.output, teacher=teacher, teacher_name=teacher_name,
         reference=None if args.reference.lower() == "none" else args.reference,
-        latency=LatencySettings(runs=args.runs, warmup=args.warmup, throughput_batch=args.throughput_batch,
-                                seq_len=args.seq_len, devices=devices),
+        latency=LatencySettings(runs=args.runs, warmup=args.warmup, max_seconds=args.max_seconds,
+                                throughput_batch=args.throughput_batch, seq_len=args.seq_len, devices=devices),
         batch_size=args.batch_size, max_length=args.max_length, test_source=str(args.test),
     )
     print(render_markdown(result))

@@ -116,7 +116,7 @@ def _finetune(args, config, train_rows, dev_rows, label_names, rank: int, world:
                      "dev_rows": len(dev_rows) if dev_rows else 0})
     collate = Collator(args.task, tokenizer, max_length=config.max_length,
                        token_types=getattr(model.config, "type_vocab_size", 1) > 1)
-    source = RowSource(train_rows, seed=config.seed, rank=rank, world_size=world)
+    source = RowSource(train_rows, seed=config.seed, rank=rank, world_size=world, group_rows=config.group_rows(world))
     summary = run_stages(model, [Stage("finetune", source, collate, config)], run_context, resume=args.resume)
     if rank == 0:
         print(stage_line("finetune", summary["stages"]["finetune"]))

@@ -20,9 +20,17 @@ class RowSource(EpochOrder):
     """Rows held in memory (a gold task file), in the same seeded, rank-partitioned order as shards."""
 
     def __init__(self, rows: Sequence[dict], *, seed: int = 0, shuffle: bool = True, rank: int = 0,
-                 world_size: int = 1):
-        super().__init__([len(rows)], seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
+                 world_size: int = 1, group_rows: int = 0):
+        super().__init__([len(rows)], seed=seed, shuffle=shuffle, rank=rank, world_size=world_size,
+                         group_rows=group_rows)
         self.rows = rows
+
+    def part_lengths(self, part: int):
+        """Characters (or tokens, for ner) per row."""
+        import numpy as np
+
+        return np.array([len(r["tokens"]) if r.get("tokens") is not None
+                         else len(r.get("text") or "") + len(r.get("text_pair") or "") for r in self.rows])
 
     def batch(self, epoch: int, step: int, batch_size: int) -> list[dict]:
         runs = self.locate(epoch, *self.step_range(step, batch_size))

@@ -225,6 +225,9 @@ def validate(out_dir: Path, *, check_checksums: bool = True) -> dict:
     return manifest
 
 
+GROUP_WINDOW = 50  # steps sorted by length together: enough to find peers, few enough to stay shuffled
+
+
 class EpochOrder:
     """A seeded order over rows held in parts (blocks of shards; one list of rows), one rank's share of it,
     and the position in it.
@@ -235,16 +238,22 @@ class EpochOrder:
     ranks. A batch step s covers positions [s*B*W, (s+1)*B*W) on all ranks together, so the ranks agree
     on the step count; the last step may give a rank fewer rows, or none.
 
+    With `group_rows` (a step's rows on all ranks), the shuffled order of each part is regrouped so that
+    a step's rows have similar lengths: every window of GROUP_WINDOW steps is sorted by length, cut into
+    steps, and the steps are shuffled within the window. Padding, most of a step's cost on CPU, shrinks;
+    each row is still seen once per epoch, and the order is still a pure function of (seed, epoch).
+
     `epoch` and `consumed` (rows of this rank's share already taken this epoch) are the resumable state.
     """
 
     def __init__(self, part_sizes: list[int], *, seed: int = 0, shuffle: bool = True, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, group_rows: int = 0):
         if not 0 <= rank < world_size:
             raise DistillError(f"rank {rank} is outside a world of {world_size}")
         self.part_sizes = list(part_sizes)
         self.num_rows = sum(self.part_sizes)
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
+        self.group_rows = group_rows if shuffle else 0
         self.epoch = 0
         self.consumed = 0
         self._permutation: tuple[int, int, object] | None = None  # (epoch, part, rows in shuffled order)
@@ -274,8 +283,27 @@ class EpochOrder:
             size = self.part_sizes[part]
             rows = (np.random.default_rng([self.seed, epoch, part]).permutation(size) if self.shuffle
                     else np.arange(size))
+            if self.group_rows:
+                rows = self._grouped(rows, self.part_lengths(part), np.random.default_rng([self.seed, epoch, part, 1]))
             self._permutation = (epoch, part, rows)
         return self._permutation[2]
+
+    def _grouped(self, rows, lengths, rng):
+        import numpy as np
+
+        window, step = self.group_rows * GROUP_WINDOW, self.group_rows
+        out = []
+        for start in range(0, len(rows), window):
+            chunk = rows[start:start + window]
+            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+            full = len(chunk) // step * step  # a part's last, short step stays last
+            steps = chunk[:full].reshape(-1, step)[rng.permutation(full // step)]
+            out += [steps.reshape(-1), chunk[full:]]
+        return np.concatenate(out) if out else rows
+
+    def part_lengths(self, part: int):
+        """Lengths of a part's rows (any unit that orders them like their piece counts); needed by group_rows."""
+        raise NotImplementedError(f"{type(self).__name__} cannot group rows by length")
 
     def locate(self, epoch: int, start: int, stop: int) -> list[tuple[int, object]]:
         """This rank's rows [start, stop) of an epoch as (part, row indices) runs, in order."""
@@ -300,11 +328,12 @@ class EpochOrder:
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed, "shuffle": self.shuffle,
-                "rank": self.rank, "world_size": self.world_size, "num_rows": self.num_rows}
+                "rank": self.rank, "world_size": self.world_size, "num_rows": self.num_rows,
+                "group_rows": self.group_rows}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "shuffle", "world_size", "num_rows"):
-            if state[key] != getattr(self, key):
+        for key in ("seed", "shuffle", "world_size", "num_rows", "group_rows"):
+            if state.get(key, 0) != getattr(self, key):
                 raise DistillError(
                     f"cannot resume: the saved {key} is {state[key]!r}, this run has {getattr(self, key)!r}"
                 )
@@ -327,7 +356,7 @@ class ShardReader(EpochOrder):
 
     def __init__(self, path: str | Path, *, seed: int = 0, shuffle: bool = True, rank: int = 0,
                  world_size: int = 1, columns: list[str] | None = None, check_checksums: bool = True,
-                 block_rows: int = 8192):
+                 block_rows: int = 8192, group_rows: int = 0):
         self.path = Path(path)
         self.manifest = validate(self.path, check_checksums=check_checksums)
         self.task: str = self.manifest["task"]
@@ -344,7 +373,7 @@ class ShardReader(EpochOrder):
         self._maps: dict[int, pa.Table] = {}  # shard -> its zero-copy table over the memory map
         self._block_tables: dict[int, pa.Table] = {}  # block -> its rows, copied out of the map
         super().__init__([min(block_rows, sizes[shard] - start) for shard, start in self.blocks], seed=seed,
-                         shuffle=shuffle, rank=rank, world_size=world_size)
+                         shuffle=shuffle, rank=rank, world_size=world_size, group_rows=group_rows)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_maps": {}, "_block_tables": {}, "_permutation": None, "_layout": None}
@@ -366,6 +395,20 @@ class ShardReader(EpochOrder):
         # One contiguous copy of the block: a take over a chunked table would copy the whole shard per call.
         block = self._maps[shard].slice(start, self.part_sizes[part]).combine_chunks()
         return self._remember(self._block_tables, part, block)
+
+    def part_lengths(self, part: int):
+        """Pieces per row from the stored ids; characters when the reader reads text instead."""
+        import pyarrow.compute as pc
+
+        block = self._block(part)
+        if "input_ids" in block.column_names:
+            return pc.list_value_length(block.column("input_ids")).to_numpy(zero_copy_only=False)
+        if "tokens" in block.column_names:
+            return pc.list_value_length(block.column("tokens")).to_numpy(zero_copy_only=False)
+        lengths = pc.utf8_length(block.column("text")).fill_null(0)
+        if "text_pair" in block.column_names:
+            lengths = pc.add(lengths, pc.utf8_length(block.column("text_pair")).fill_null(0))
+        return lengths.to_numpy(zero_copy_only=False)
 
     def take(self, epoch: int, start: int, stop: int) -> pa.Table:
         """This rank's rows [start, stop) of an epoch's order, as one Arrow table."""

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from augment.charset import NEGATORS, is_cjk_word, is_rare
-from augment.example import Example
+from augment.example import Example, Variant
 from augment.lexicon import dictionary_freq
 from augment.ops.mlm import Mlm
 from augment.policy import make_policy
@@ -53,6 +53,12 @@ def test_batched_equals_one_at_a_time(tiny_mlm, examples):
     assert len(changed) > 3 * len(examples)
     for v, e in ((v, e) for e, vs in zip(examples, batched, strict=True) for v in vs[1:]):
         assert v.ops == ("mlm",) and len(v.text) == len(e.text) and v.text != e.text
+
+
+def test_no_variants_asked_runs_no_model(tiny_mlm, examples, monkeypatch):
+    policy = make_policy("classification", num_aug=0, mlm_model=str(tiny_mlm))
+    monkeypatch.setattr(Mlm, "prepare", lambda self, segs: segs and pytest.fail("mlm predicted for zero variants"))
+    assert policy.variants_batch(examples) == [[Variant.original(e)] for e in examples]
 
 
 def test_apply_draws_from_the_prepared_fills_and_rate_zero_changes_nothing(tiny_mlm, examples):

@@ -8,6 +8,7 @@ import pytest
 from conftest import run_zhkd
 
 from pipelines.demo import ABLATION
+from pipelines.demo_readme import BEGIN, END, publish
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,31 @@ def test_refuses_to_overwrite_a_directory_it_did_not_make(tmp_path):
     result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path)
     assert result.returncode == 2 and "not made by zhkd demo" in result.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_readme_table_is_copied_from_the_report(demo, tmp_path):
+    out, _ = demo
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# zhkd\n\n{BEGIN}\nold table\n{END}\n\n## Layout\n", encoding="utf-8")
+    publish(out / "report.json", readme)
+    once = readme.read_text("utf-8")
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert "old table" not in once and once.startswith("# zhkd\n") and once.endswith(f"{END}\n\n## Layout\n")
+    assert report["command"] in once and report["date"] in once and report["machine"]["cpu"] in once
+    for row in report["summary"]:
+        assert f"| {row['task']} ({row['metric']}) | {row['teacher_score']:.4f} |" in once
+    for row in ABLATION:  # the ablation of both tasks
+        assert once.count(f"| {row.title} |") == 2
+    publish(out / "report.json", readme)
+    assert readme.read_text("utf-8") == once  # publishing again changes nothing
+
+
+def test_readme_without_markers_is_refused(demo, tmp_path):
+    from pipelines.errors import PipelineError
+
+    out, _ = demo
+    readme = tmp_path / "README.md"
+    readme.write_text("# zhkd\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match="markers"):
+        publish(out / "report.json", readme)
+    assert readme.read_text("utf-8") == "# zhkd\n"

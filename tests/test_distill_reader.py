@@ -116,6 +116,52 @@ def test_row_source_has_the_same_order_semantics():
     assert sorted(ids[0] + ids[1]) == list(range(50)) and not set(ids[0]) & set(ids[1])
 
 
+def _step_ids(ids: list[str], size: int) -> list[list[str]]:
+    return [ids[s:s + size] for s in range(0, len(ids), size)]
+
+
+def test_group_by_length_cuts_padding_and_keeps_every_row(tmp_path):
+    rows = synthetic_rows(600)
+    for i, row in enumerate(rows):
+        row["input_ids"] = [2, *range(5, 5 + (i * 37) % 61), 3]
+    data = write_dataset(tmp_path / "d", "classification", rows, LABELS, num_shards=1)
+    lengths = {r["id"]: len(r["input_ids"]) for r in rows}
+
+    def padded_pieces(ids: list[str]) -> int:  # what the collator pads a step of 16 rows to, summed
+        return sum(max(lengths[i] for i in step) * len(step) for step in _step_ids(ids, 16))
+
+    plain = epoch_ids(ShardReader(data, seed=1))
+    grouped = epoch_ids(ShardReader(data, seed=1, group_rows=16))
+    assert sorted(grouped) == sorted(plain) and len(grouped) == 600
+    assert padded_pieces(grouped) < 0.6 * padded_pieces(plain)
+    assert epoch_ids(ShardReader(data, seed=1, group_rows=16)) == grouped  # a pure function of the seed
+    longest = [max(lengths[i] for i in step) for step in _step_ids(grouped, 16)]
+    assert longest != sorted(longest, reverse=True)  # the steps are shuffled, not served longest first
+    assert epoch_ids(ShardReader(data, seed=1, shuffle=False, group_rows=16)) == epoch_ids(
+        ShardReader(data, seed=1, shuffle=False))  # no shuffle, no regrouping
+
+
+def test_group_by_length_resumes_and_refuses_another_grouping(dataset):
+    uninterrupted = ShardReader(dataset, seed=3, group_rows=8)
+    expected = epoch_ids(uninterrupted)
+    reader = ShardReader(dataset, seed=3, group_rows=8)
+    seen = [row["id"] for row in islice(reader, 40)]
+    resumed = ShardReader(dataset, seed=3, group_rows=8)
+    resumed.load_state_dict(json.loads(json.dumps(reader.state_dict())))
+    assert seen + epoch_ids(resumed) == expected
+    with pytest.raises(Exception, match="group_rows"):
+        ShardReader(dataset, seed=3).load_state_dict(reader.state_dict())
+
+
+def test_row_source_groups_gold_rows_by_length():
+    rows = [{"id": i, "text": "好" * (1 + (i * 13) % 40), "text_pair": None} for i in range(160)]
+    source = RowSource(rows, seed=2, group_rows=8)
+    steps = [source.batch(0, s, 8) for s in range(source.steps_per_epoch(8))]
+    assert sorted(r["id"] for step in steps for r in step) == list(range(160))
+    spread = [max(len(r["text"]) for r in step) - min(len(r["text"]) for r in step) for step in steps]
+    assert max(spread) <= 2  # 160 rows over 40 lengths: a step holds one or two neighbouring lengths
+
+
 def test_missing_completed_is_refused(tmp_path):
     data = write_dataset(tmp_path / "d", "classification", synthetic_rows(20), LABELS, num_shards=2)
     (data / "COMPLETED").unlink()

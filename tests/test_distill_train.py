@@ -103,6 +103,9 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
         monkeypatch.undo()
         assert (tmp_path / "cut" / "checkpoint").exists() and not (tmp_path / "cut" / "summary.json").exists()
         assert main(distill_args(soft_labels, teacher, splits, tmp_path / "cut")) == 2  # refuses without --resume
+        # the saved order was plain shuffling: resuming with rows grouped by length would replay other rows
+        assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume",
+                     "--group-by-length"]) == 2
         assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume"]) == 0
     finally:
         torch.use_deterministic_algorithms(False)

@@ -218,3 +218,23 @@ def test_model_spec_parsing():
     assert parse_model_spec("student=/tmp/a/b") == ("student", "/tmp/a/b")
     assert parse_model_spec("/tmp/a/b/") == ("b", "/tmp/a/b/")
     assert parse_model_spec("runs/x=1") == ("x=1", "runs/x=1")
+
+
+def test_a_time_budget_cuts_runs_but_never_below_the_minimum():
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from distill.latency import MIN_RUNS, measure_latency
+
+    class Sleeper(torch.nn.Module):
+        config = SimpleNamespace(vocab_size=20)
+
+        def forward(self, input_ids, attention_mask):
+            time.sleep(0.002)
+
+    model = Sleeper()
+    assert measure_latency(model, runs=12, warmup=0, device="cpu").runs == 12
+    capped = measure_latency(model, runs=12, warmup=0, device="cpu", max_seconds=1e-6)
+    assert capped.runs == MIN_RUNS and capped.p50_ms >= 2.0 and capped.rows_per_s <= 500
