@@ -19,11 +19,12 @@ END = "<!-- demo-report:end -->"
 
 def section(report: dict) -> str:
     m, s = report["machine"], report["settings"]
+    examples = f"{s['train']:,}" if s["train"] else "all"
     return "\n".join([
         f"Produced by `{report['command']}` on {report['date']}, {m['cpu']} ({m['cpus']} CPUs), torch {m['torch']}, "
-        f"in {report['total_seconds'] / 60:.1f} minutes ({report['scale']} scale: {s['train'] or 'all'} training "
-        f"examples per task, {s['mlm_steps']} MLM steps, teacher {s['mlm_shape']}, {s['num_aug']} augmented "
-        f"copies per example, {s['student_steps']} steps per student stage).",
+        f"in {report['total_seconds'] / 60:.1f} minutes ({report['scale']} scale: {examples} training examples per "
+        f"task, {s['mlm_steps']} MLM steps, teacher shape `{s['mlm_shape']}`, {s['num_aug']} augmented copies per "
+        f"example, {s['student_steps']} steps per student stage).",
         "",
         summary_table(report["summary"]),
         *(line for task in report["tasks"] for line in (
