@@ -333,10 +333,9 @@ class EpochOrder:
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("seed", "shuffle", "world_size", "num_rows", "group_rows"):
-            if state.get(key, 0) != getattr(self, key):
-                raise DistillError(
-                    f"cannot resume: the saved {key} is {state[key]!r}, this run has {getattr(self, key)!r}"
-                )
+            saved = state.get(key, 0)  # checkpoints from before grouping existed have no group_rows
+            if saved != getattr(self, key):
+                raise DistillError(f"cannot resume: the saved {key} is {saved!r}, this run has {getattr(self, key)!r}")
         if not 0 <= state["consumed"] <= self.rows_per_epoch:
             raise DistillError(f"cannot resume: {state['consumed']} rows consumed of an epoch of {self.rows_per_epoch}")
         self.epoch, self.consumed = state["epoch"], state["consumed"]

@@ -116,8 +116,8 @@ def test_row_source_has_the_same_order_semantics():
     assert sorted(ids[0] + ids[1]) == list(range(50)) and not set(ids[0]) & set(ids[1])
 
 
-def _step_ids(ids: list[str], size: int) -> list[list[str]]:
-    return [ids[s:s + size] for s in range(0, len(ids), size)]
+def _steps(items: list, size: int) -> list[list]:
+    return [items[s:s + size] for s in range(0, len(items), size)]
 
 
 def test_group_by_length_cuts_padding_and_keeps_every_row(tmp_path):
@@ -128,14 +128,14 @@ def test_group_by_length_cuts_padding_and_keeps_every_row(tmp_path):
     lengths = {r["id"]: len(r["input_ids"]) for r in rows}
 
     def padded_pieces(ids: list[str]) -> int:  # what the collator pads a step of 16 rows to, summed
-        return sum(max(lengths[i] for i in step) * len(step) for step in _step_ids(ids, 16))
+        return sum(max(lengths[i] for i in step) * len(step) for step in _steps(ids, 16))
 
     plain = epoch_ids(ShardReader(data, seed=1))
     grouped = epoch_ids(ShardReader(data, seed=1, group_rows=16))
     assert sorted(grouped) == sorted(plain) and len(grouped) == 600
     assert padded_pieces(grouped) < 0.6 * padded_pieces(plain)
     assert epoch_ids(ShardReader(data, seed=1, group_rows=16)) == grouped  # a pure function of the seed
-    longest = [max(lengths[i] for i in step) for step in _step_ids(grouped, 16)]
+    longest = [max(lengths[i] for i in step) for step in _steps(grouped, 16)]
     assert longest != sorted(longest, reverse=True)  # the steps are shuffled, not served longest first
     assert epoch_ids(ShardReader(data, seed=1, shuffle=False, group_rows=16)) == epoch_ids(
         ShardReader(data, seed=1, shuffle=False))  # no shuffle, no regrouping
@@ -151,6 +151,24 @@ def test_group_by_length_resumes_and_refuses_another_grouping(dataset):
     assert seen + epoch_ids(resumed) == expected
     with pytest.raises(Exception, match="group_rows"):
         ShardReader(dataset, seed=3).load_state_dict(reader.state_dict())
+    older = {k: v for k, v in ShardReader(dataset, seed=3).state_dict().items() if k != "group_rows"}
+    with pytest.raises(Exception, match="saved group_rows is 0, this run has 8"):
+        ShardReader(dataset, seed=3, group_rows=8).load_state_dict(older)
+
+
+def test_grouping_by_text_length_when_the_ids_are_not_read(dataset):
+    columns = ["text", "text_pair", "label", "teacher_logits"]
+    reader = ShardReader(dataset, seed=4, columns=columns, group_rows=8)
+    rows = list(reader)
+    assert sorted(r["text"] for r in rows) == sorted(r["text"] for r in synthetic_rows(203))
+    by_text = ShardReader(dataset, seed=4, columns=columns, group_rows=8)
+    assert [len(r["text"]) for r in by_text] == [len(r["text"]) for r in rows]
+
+    def padded_characters(rows: list[dict]) -> int:
+        return sum(max(len(r["text"]) for r in step) * len(step) for step in _steps(rows, 8))
+
+    plain = list(ShardReader(dataset, seed=4, columns=columns))
+    assert padded_characters(rows) < 0.85 * padded_characters(plain)
 
 
 def test_row_source_groups_gold_rows_by_length():
