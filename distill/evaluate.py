@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.latency import MIN_RUNS, measure_latency
 from distill.metrics import PRIMARY_METRIC, classification_scores, ner_scores
 
 TASK_KIND = {"classification": "sequence", "pair": "sequence", "ner": "token"}
@@ -134,8 +135,6 @@ def median_token_length(task: str, tokenizer, rows: Sequence[dict], max_length: 
 
 def measure_speed(model, settings: LatencySettings, seq_len: int, devices: Sequence[str]) -> dict:
     """Per device: latency at batch 1 and throughput at `throughput_batch`, as recorded Latency dicts."""
-    from distill.latency import measure_latency
-
     speed = {}
     for device in devices:
         one = measure_latency(model, seq_len=seq_len, batch_size=1, runs=settings.runs,
@@ -363,9 +362,11 @@ def render_markdown(result: dict) -> str:
         lines.append("")
     machine = result["machine"]
     lines.append(
-        f"Sequence length {settings['seq_len']} ({settings['seq_len_from']}); latency p50/p95 over "
+        f"Sequence length {settings['seq_len']} ({settings['seq_len_from']}); latency p50/p95 over up to "
         f"{settings['runs']} runs after {settings['warmup']} warm-up at batch 1, throughput at batch "
-        f"{settings['throughput_batch']}. Speed-up: {settings['speedup']}; throughput: "
+        f"{settings['throughput_batch']} (a measurement stops after at least {MIN_RUNS} runs once it has "
+        f"taken {settings['max_seconds']:g} s; each latency record keeps its count). "
+        f"Speed-up: {settings['speedup']}; throughput: "
         f"{settings['throughput_speedup']}; compression: ratio of parameters. "
         f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['torch_threads']} torch threads"
         + (f", {machine['gpu']}" if "gpu" in machine else "") + f"; {result['created']}."

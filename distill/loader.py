@@ -24,13 +24,17 @@ class RowSource(EpochOrder):
         super().__init__([len(rows)], seed=seed, shuffle=shuffle, rank=rank, world_size=world_size,
                          group_rows=group_rows)
         self.rows = rows
+        self._lengths = None  # computed once, on the first epoch that groups by length
 
     def part_lengths(self, part: int):
         """Characters (or tokens, for ner) per row."""
         import numpy as np
 
-        return np.array([len(r["tokens"]) if r.get("tokens") is not None
-                         else len(r.get("text") or "") + len(r.get("text_pair") or "") for r in self.rows])
+        if self._lengths is None:
+            self._lengths = np.array([len(r["tokens"]) if r.get("tokens") is not None
+                                      else len(r.get("text") or "") + len(r.get("text_pair") or "")
+                                      for r in self.rows])
+        return self._lengths
 
     def batch(self, epoch: int, step: int, batch_size: int) -> list[dict]:
         runs = self.locate(epoch, *self.step_range(step, batch_size))

@@ -98,3 +98,15 @@ def test_readme_without_markers_is_refused(demo, tmp_path):
     with pytest.raises(PipelineError, match="markers"):
         publish(out / "report.json", readme)
     assert readme.read_text("utf-8") == "# zhkd\n"
+
+
+def test_readme_copy_without_a_report_is_one_line_error(tmp_path, capsys):
+    from pipelines.demo_readme import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BEGIN}\n{END}\n", encoding="utf-8")
+    assert main([str(tmp_path / "missing.json"), str(readme)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("demo_readme: error:") and "missing.json" in err and "\n" not in err
+    assert main([str(readme)]) == 2 and "usage:" in capsys.readouterr().err
+    assert readme.read_text("utf-8") == f"{BEGIN}\n{END}\n"

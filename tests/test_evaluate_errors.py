@@ -42,6 +42,13 @@ def test_directory_without_a_model(tmp_path, sentiment_file):
     assert "not a model directory" in message
 
 
+def test_time_budget_must_be_positive(tmp_path, tiny_classifier, sentiment_file):
+    message = refused("--task", "classification", "--model", tiny_classifier, "--test", sentiment_file,
+                      "--output", tmp_path / "out", "--max-seconds", "0")
+    assert "--max-seconds must be positive" in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_task(tmp_path, tiny_classifier, sentiment_file):
     message = refused("--task", "summarise", "--model", tiny_classifier, "--test", sentiment_file,
                       "--output", tmp_path / "out")
