@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 # Copy the latest demo run's table into README.md (between its demo-report markers).
 readme: $(STAMP)
-	$(BIN)/python -m pipelines.demo_readme $(or $(OUT),demo-out)/report.json README.md
+	$(BIN)/python -m zhkd.demo_readme $(or $(OUT),demo-out)/report.json README.md
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,7 +7,7 @@ import heapq
 from functools import cache
 from pathlib import Path
 
-from augment.charset import is_plain_word
+from zhkd.augment.charset import is_plain_word
 
 CILIN_PATH = Path(__file__).parent / "data" / "cilin.txt.gz"
 
@@ -28,13 +28,13 @@ STOP_WORD_COUNT = 100
 
 def dictionary_freq() -> dict[str, int]:
     """jieba's dictionary frequencies (word -> count; prefixes of words map to 0)."""
-    from augment.segment import segmenter
+    from zhkd.augment.segment import segmenter
 
     return segmenter().tokenizer.FREQ
 
 
 def dictionary_tag(word: str) -> str | None:
-    from augment.segment import segmenter
+    from zhkd.augment.segment import segmenter
 
     return segmenter().tags.get(word)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from augment.charset import NEGATORS, common_chars
+from zhkd.augment.charset import NEGATORS, common_chars
 
 HOMOPHONE_MIN_FREQ = 2000   # summed dictionary frequency below which a common character still reads as odd
 
@@ -33,7 +33,7 @@ def char_reading(char: str, toned: bool) -> str:
 @cache
 def homophone_index(toned: bool) -> dict[str, tuple[str, ...]]:
     """Reading -> the common, frequent characters with that default reading (never a negator)."""
-    from augment.lexicon import char_freq
+    from zhkd.augment.lexicon import char_freq
 
     freq = char_freq()
     index: dict[str, list[str]] = {}
@@ -49,7 +49,7 @@ def homophone_index(toned: bool) -> dict[str, tuple[str, ...]]:
 @cache
 def homophones(char: str, reading: str, toned: bool) -> tuple[tuple[str, ...], tuple[float, ...]]:
     """Other characters read `reading`, with cumulative weights proportional to their frequency."""
-    from augment.lexicon import char_freq
+    from zhkd.augment.lexicon import char_freq
 
     freq = char_freq()
     chars = tuple(c for c in homophone_index(toned).get(reading, ()) if c != char)

@@ -12,26 +12,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
-from augment import ops as registry
-from augment.errors import AugmentError
-from augment.example import Example, Variant
-from augment.ids import variant_id
-from augment.ops.base import pick
-from augment.rng import derive_rng
-from augment.segment import Segmented, segmenter, tokens_and_tags
+from zhkd.augment import ops as registry
+from zhkd.augment.errors import AugmentError
+from zhkd.augment.example import Example, Variant
+from zhkd.augment.ids import variant_id
+from zhkd.augment.ops.base import pick
+from zhkd.augment.rng import derive_rng
+from zhkd.augment.segment import Segmented, segmenter, tokens_and_tags
+from zhkd.tasks import get_task
 
-TASKS = ("classification", "pair", "ner")
 AUGMENT_VERSION = 1   # bump when an operator's output for the same config and seed changes
 CHAIN_CONVERT = 0.1
 
 # Primary operators and their weights per task (family names expand into equal shares).
 RECIPES: dict[str, dict[str, float]] = {
-    "classification": {"synonym": 0.15, "mlm": 0.2, "wordvec": 0.1, "homophone": 0.1, "mask": 0.1,
+    "text": {"synonym": 0.15, "mlm": 0.2, "wordvec": 0.1, "homophone": 0.1, "mask": 0.1,
                        "ngram": 0.1, "eda": 0.15, "convert": 0.1},
-    "ner": {"synonym": 0.2, "mlm": 0.25, "wordvec": 0.1, "homophone": 0.1, "mask": 0.1, "eda": 0.15,
+    "span_safe": {"synonym": 0.2, "mlm": 0.25, "wordvec": 0.1, "homophone": 0.1, "mask": 0.1, "eda": 0.15,
             "convert": 0.1},
 }
-RECIPES["pair"] = RECIPES["classification"]
 # Operator options per task (rates are per eligible unit: words, or characters for homophone).
 OPTIONS: dict[str, dict] = {
     "synonym": {"p": 0.2}, "mlm": {"p": 0.2}, "wordvec": {"p": 0.2}, "homophone": {"p": 0.1},
@@ -81,7 +80,7 @@ class Policy:
             "attempts": self.attempts, "user_dict": self.resources.get("user_dict"),
             "primaries": [[spec, round(w, 6)] for spec, w in self.primaries],
             "chain_convert": CHAIN_CONVERT if self.converts else 0.0, "converts": list(self.converts),
-            "pair_sides": [list(s) for s in PAIR_SIDES] if self.task == "pair" else None,
+            "pair_sides": [list(s) for s in PAIR_SIDES] if get_task(self.task).has_pair else None,
             "options": {spec: _options(spec, self.resources) for spec in self.operators},
         }
 
@@ -95,7 +94,7 @@ class Policy:
             chain = (primary,)
             if self.converts and not primary.startswith("convert:") and rng.random() < CHAIN_CONVERT:
                 chain += (rng.choice(self.converts),)
-            side = rng.choices(sides, weights=side_weights)[0] if self.task == "pair" else "text"
+            side = rng.choices(sides, weights=side_weights)[0] if get_task(self.task).has_pair else "text"
             yield Draw(chain, side)
 
     def variants(self, example: Example) -> list[Variant]:
@@ -116,13 +115,13 @@ class Policy:
 
     def _segment(self, example: Example) -> tuple[Segmented, Segmented | None]:
         seg = segmenter(self.resources.get("user_dict"))
-        if self.task == "ner":
+        if get_task(self.task).per_token:
             if example.tokens is None or example.tags is None:
                 raise AugmentError(f"example {example.id}: the ner task needs tokens and tags")
             return seg.segment_tagged(tuple(example.tokens), tuple(example.tags)), None
-        if self.task == "pair" and example.text_pair is None:
+        if get_task(self.task).has_pair and example.text_pair is None:
             raise AugmentError(f"example {example.id}: the pair task needs text_pair")
-        pair = seg.segment(example.text_pair) if self.task == "pair" else None
+        pair = seg.segment(example.text_pair) if get_task(self.task).has_pair else None
         return seg.segment(example.text), pair
 
     def _run(self, chain: tuple[str, ...], seg: Segmented, example_id: str, k: int, side: str) -> Segmented | None:
@@ -154,9 +153,9 @@ class Policy:
             if (text, text_pair) in seen or not text.strip():
                 continue
             seen.add((text, text_pair))
-            ops = draw.chain if self.task != "pair" else tuple(f"{s}@{draw.side}" for s in draw.chain)
+            ops = draw.chain if not get_task(self.task).has_pair else tuple(f"{s}@{draw.side}" for s in draw.chain)
             tokens = tags = None
-            if self.task == "ner":
+            if get_task(self.task).per_token:
                 tokens, tags = tokens_and_tags(new_main, char_level)
             out.append(Variant(variant_id(example.id, ops, k), example.id, text, text_pair, example.label,
                                tokens, tags, ops, False))
@@ -177,12 +176,10 @@ def make_policy(task: str, *, num_aug: int = 4, ops: Sequence[str] | None = None
                 mlm_model: str | None = None, wordvec: str | None = None,
                 user_dict: str | None = None) -> Policy:
     """The task's default recipe, or its restriction to `ops`; AugmentError on a bad task or operator."""
-    if task not in TASKS:
-        raise AugmentError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
     if num_aug < 0:
         raise AugmentError(f"num_aug must be >= 0, got {num_aug}")
     resources = {"mlm_model": mlm_model, "wordvec": wordvec, "user_dict": user_dict}
-    recipe = RECIPES[task]
+    recipe = RECIPES["span_safe" if get_task(task).span_safe else "text"]
     if ops is None:
         names = [n for n in recipe if not (n == "mlm" and not mlm_model or n == "wordvec" and not wordvec)]
         specs = [(spec, recipe[n] / len(registry.expand(n))) for n in names for spec in registry.expand(n)]
@@ -197,7 +194,7 @@ def make_policy(task: str, *, num_aug: int = 4, ops: Sequence[str] | None = None
             if spec.startswith("wordvec") and not wordvec:
                 raise AugmentError("operator wordvec needs a word-vector file (--wordvec)")
     converts = tuple(s for s, _ in specs if s.startswith("convert:"))
-    if task == "ner":
+    if get_task(task).per_token:
         for spec, _ in specs:
             if not registry.operator_class(spec).span_safe:
                 raise AugmentError(f"operator {spec} is not span-safe and cannot augment ner examples")

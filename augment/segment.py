@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
-from augment.charset import MASK_TOKEN
-from augment.errors import AugmentError
+from zhkd.augment.charset import MASK_TOKEN
+from zhkd.augment.errors import AugmentError
 
 _LATIN = re.compile(r"[A-Za-z]+")
 _NUMBER = re.compile(r"[0-9０-９.．,，%％]+")

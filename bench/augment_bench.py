@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from augment.charset import NEGATORS, common_chars, is_cjk, is_cjk_word  # noqa: E402
-from augment.example import Example  # noqa: E402
-from augment.policy import make_policy  # noqa: E402
-from augment.segment import segmenter  # noqa: E402
-from pipelines.corpora import load_corpus  # noqa: E402
+from zhkd.augment.charset import NEGATORS, common_chars, is_cjk, is_cjk_word  # noqa: E402
+from zhkd.augment.example import Example  # noqa: E402
+from zhkd.augment.policy import make_policy  # noqa: E402
+from zhkd.augment.segment import segmenter  # noqa: E402
+from zhkd.pipelines.corpora import load_corpus  # noqa: E402
 
 ZHKD_OPS = ("synonym", "homophone", "mask", "ngram", "eda:swap", "eda:delete", "eda:insert", "convert:s2t",
             "convert:s2tw")
@@ -136,8 +136,8 @@ def run_peer(tool, texts: list[str], budget: float) -> tuple[float, list, int]:
 
 def bert_base_mlm(out_dir: Path, texts: list[str]) -> Path:
     """A random bert-base-shaped masked LM with a character vocabulary of bert-base-chinese's size."""
-    from distill.checkpoints import char_vocab, save_char_tokenizer
-    from distill.students import build_model
+    from zhkd.distill.students import build_model
+    from zhkd.models import char_vocab, save_char_tokenizer
 
     vocab = char_vocab(texts)
     seen = set(vocab)
@@ -220,7 +220,7 @@ def bench_mlm(texts: list[str], mlm_sentences: int, loop_budget: float, num_aug:
     machine moves single timings by 3x), and the loop's cost per forwarded token projects its time."""
     import torch
 
-    from augment.ops.mlm import Mlm, loaded
+    from zhkd.augment.ops.mlm import Mlm, loaded
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = bert_base_mlm(Path(tmp), texts)

@@ -41,7 +41,7 @@ SPEC_SIZES = (10_000, 100_000)
 
 
 def write_source(path: Path, n: int) -> None:
-    from pipelines.corpora import load_corpus
+    from zhkd.pipelines.corpora import load_corpus
 
     rows = list(load_corpus("chnsenti", "train"))
     with open(path, "w", encoding="utf-8") as f:
@@ -52,8 +52,8 @@ def write_source(path: Path, n: int) -> None:
 
 
 def tiny_teacher(out_dir: Path) -> Path:
-    from distill.students import Shape
-    from pipelines.corpora import load_corpus
+    from zhkd.distill.students import Shape
+    from zhkd.pipelines.corpora import load_corpus
 
     texts = [r["text"] for r in load_corpus("chnsenti", "train")]
     return make_teacher(Shape("tiny-32x2", 2, 32, 2, 64), out_dir, texts)

@@ -40,7 +40,7 @@ CHUNK = 8192
 
 def sentences(n: int) -> list[str]:
     """N sentences of 8-128 characters from the bundled corpora, cycled (duplicates only add load)."""
-    from pipelines.corpora import load_corpus
+    from zhkd.pipelines.corpora import load_corpus
 
     texts = [r["text"] for r in load_corpus("chnsenti", "train")]
     texts += ["".join(r["tokens"]) for r in load_corpus("pd98-ner", "train")]
@@ -56,7 +56,7 @@ def sync(device: str) -> None:
 
 
 def label_with_zhkd(teacher: Path, texts: list[str], device: str, batch_tokens: int, max_rows: int) -> dict:
-    from pipelines.teacher import TeacherHandler, TeacherTokenizer, plan_batches
+    from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer, plan_batches
 
     tokenizer = TeacherTokenizer(str(teacher), "classification", MAX_LENGTH)
     handler = TeacherHandler(str(teacher), "classification", pad_token_id=tokenizer.tokenizer.pad_token_id,

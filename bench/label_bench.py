@@ -38,8 +38,8 @@ MAX_LENGTH = 512
 def make_teacher(shape, out_dir: Path, texts: list[str]) -> Path:
     """A random sentiment classifier of a shape (catalogue name or `Shape`), with a character
     tokenizer of the texts, saved as a checkpoint (the other bench scripts use it too)."""
-    from distill.checkpoints import char_vocab, save_char_tokenizer
-    from distill.students import build_model
+    from zhkd.distill.students import build_model
+    from zhkd.models import char_vocab, save_char_tokenizer
 
     vocab = char_vocab(texts, max_size=8000)
     tokenizer = save_char_tokenizer(vocab, out_dir)
@@ -52,7 +52,7 @@ def make_teacher(shape, out_dir: Path, texts: list[str]) -> Path:
 def label_with_zhkd(teacher: Path, texts: list[str], batch_tokens: int, max_rows: int):
     import numpy as np
 
-    from pipelines.teacher import TeacherHandler, TeacherTokenizer, plan_batches
+    from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer, plan_batches
 
     tokenizer = TeacherTokenizer(str(teacher), "classification", MAX_LENGTH)
     handler = TeacherHandler(str(teacher), "classification", pad_token_id=tokenizer.tokenizer.pad_token_id,
@@ -98,8 +98,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from pipelines.build_config import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS
-    from pipelines.corpora import load_corpus
+    from zhkd.pipelines.build_config import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS
+    from zhkd.pipelines.corpora import load_corpus
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2000)

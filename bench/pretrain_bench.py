@@ -28,7 +28,7 @@ RESULTS = Path(__file__).parent / "results" / "pretrain.json"
 
 
 def bundled_train_texts() -> list[str]:
-    from pipelines.corpora import load_corpus
+    from zhkd.pipelines.corpora import load_corpus
 
     texts = [r["text"] for r in load_corpus("chnsenti", "train")]
     return texts + ["".join(r["tokens"]) for r in load_corpus("pd98-ner", "train")]
@@ -44,9 +44,9 @@ def time_steps(shape: str, blocks, tokenizer, vocab_size: int, *, steps: int, ba
 
     import torch
 
-    from distill.pretrain import PretrainConfig, _mlm_loss, collate, mask_batch
-    from distill.students import build_model
-    from distill.train import make_optimizer
+    from zhkd.distill.pretrain import PretrainConfig, _mlm_loss, collate, mask_batch
+    from zhkd.distill.students import build_model
+    from zhkd.distill.train import make_optimizer
 
     model = build_model(shape, kind="mlm", vocab_size=vocab_size, pad_token_id=tokenizer.pad_token_id).train()
     optimizer = make_optimizer(model, PretrainConfig())
@@ -76,7 +76,7 @@ def time_steps(shape: str, blocks, tokenizer, vocab_size: int, *, steps: int, ba
 def main() -> None:
     import torch
 
-    from distill.pretrain import PretrainConfig, epoch_order, prepare_blocks
+    from zhkd.distill.pretrain import PretrainConfig, epoch_order, prepare_blocks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12)

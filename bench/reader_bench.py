@@ -85,7 +85,7 @@ def write_dataset(out_dir: Path, rows: int, shards: int) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from distill.shards import ShardInfo, file_sha256, finalize, schema_for, shard_name, shard_of
+    from zhkd.shards import ShardInfo, file_sha256, finalize, schema_for, shard_name, shard_of
 
     schema = schema_for("classification", label_names=LABELS)
     buckets: list[list[int]] = [[] for _ in range(shards)]
@@ -107,9 +107,9 @@ class _Pad:
 
 
 def run_zhkd(data: Path) -> dict:
-    from distill.collate import Collator
-    from distill.loader import BatchLoader
-    from distill.shards import ShardReader
+    from zhkd.distill.collate import Collator
+    from zhkd.distill.loader import BatchLoader
+    from zhkd.distill.reader import ShardReader
 
     start = time.perf_counter()
     reader = ShardReader(data, seed=0, columns=["input_ids", "label", "teacher_logits"])
@@ -152,8 +152,8 @@ def run_datasets(data: Path) -> dict:
 
 def run_imports(data: Path) -> dict:
     """What the zhkd contender imports (torch, pyarrow, the reader), and nothing read: the floor of its RSS."""
-    import distill.collate  # noqa: F401
-    import distill.loader  # noqa: F401
+    import zhkd.distill.collate  # noqa: F401
+    import zhkd.distill.loader  # noqa: F401
 
     return {}
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from distill.errors import DistillError
+from zhkd.distill.errors import DistillError
+from zhkd.tasks import get_task
 
 IGNORE_INDEX = -100  # label of a row or token that takes no part in the hard-label loss
 
@@ -98,7 +99,7 @@ class Collator:
         rows = batch.num_rows if isinstance(batch, pa.Table) else len(batch)
         if rows == 0:
             return {"num_rows": 0}
-        if self.task == "ner":
+        if get_task(self.task).per_token:
             ids, starts = self._ner_ids(batch)
         else:
             ids, starts = self._text_ids(batch), None
@@ -113,7 +114,7 @@ class Collator:
         }
         if self.token_types:
             out["token_type_ids"] = torch.from_numpy(self._segments(input_ids, mask))
-        if self.task == "ner":
+        if get_task(self.task).per_token:
             self._add_token_targets(out, batch, starts, input_ids.shape[1])
         else:
             self._add_row_targets(out, batch)
@@ -123,7 +124,7 @@ class Collator:
         if self.stored_ids:
             return _column(batch, "input_ids", pa.list_(pa.int32()))
         texts = _column(batch, "text", pa.string()).to_pylist()
-        pairs = _column(batch, "text_pair", pa.string()) if self.task == "pair" else None
+        pairs = _column(batch, "text_pair", pa.string()) if get_task(self.task).has_pair else None
         ids = encode_texts(self.tokenizer, texts, None if pairs is None else pairs.to_pylist(),
                            max_length=self.max_length)
         return pa.array(ids, type=pa.list_(pa.int32()))
@@ -149,7 +150,7 @@ class Collator:
     def _segments(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Segment 1 after the first [SEP] (BERT's pair layout); all zeros for single texts."""
         sep = self.tokenizer.sep_token_id
-        if self.task != "pair" or sep is None:
+        if not get_task(self.task).has_pair or sep is None:
             return np.zeros_like(input_ids)
         is_sep = input_ids == sep
         after_first = (np.cumsum(is_sep, axis=1) - is_sep) >= 1

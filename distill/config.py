@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distill.errors import DistillError
+from zhkd.distill.errors import DistillError
 
 SOFT_LOSSES = ("kl", "ce", "mse")
 

@@ -19,16 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.errors import DistillError
-from distill.latency import MIN_RUNS, measure_latency
-from distill.metrics import PRIMARY_METRIC, classification_scores, ner_scores
+from zhkd.distill.errors import DistillError
+from zhkd.distill.latency import MIN_RUNS, measure_latency
+from zhkd.distill.metrics import classification_scores, ner_scores
+from zhkd.tasks import get_task
 
-TASK_KIND = {"classification": "sequence", "pair": "sequence", "ner": "token"}
-TASK_METRICS = {
-    "classification": ("accuracy", "macro_f1"),
-    "pair": ("accuracy", "f1"),
-    "ner": ("precision", "recall", "f1"),
-}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
@@ -45,8 +40,7 @@ class LatencySettings:
 
 
 def check_task(task: str) -> None:
-    if task not in TASK_KIND:
-        raise DistillError(f"unknown task {task!r}; one of {', '.join(TASK_KIND)}")
+    get_task(task)  # an unknown task is refused before any model loads
 
 
 def _one_line(err: Exception) -> str:
@@ -68,11 +62,11 @@ def check_location(name_or_path: str | Path) -> None:
 
 def load_for_task(task: str, name_or_path: str | Path):
     """Model and tokenizer of a checkpoint, for the task's head."""
-    from distill.checkpoints import load_model, load_tokenizer
+    from zhkd.models import load_model, load_tokenizer
 
     check_location(name_or_path)
     try:
-        return load_model(TASK_KIND[task], name_or_path), load_tokenizer(name_or_path)
+        return load_model(get_task(task).model_kind, name_or_path), load_tokenizer(name_or_path)
     except DistillError as err:
         raise DistillError(_one_line(err)) from None
 
@@ -98,7 +92,7 @@ def check_labels(name: str, own: Sequence[str], label_names: Sequence[str]) -> N
 
 def _label_map(name: str, model, label_names: Sequence[str]) -> list[int]:
     """Model label id → position in `label_names`."""
-    from distill.checkpoints import model_labels
+    from zhkd.models import model_labels
 
     own = model_labels(model)
     check_labels(name, own, label_names)
@@ -109,12 +103,12 @@ def score_model(task: str, name: str, model, tokenizer, rows: Sequence[dict], la
                 batch_size: int = 32, max_length: int = 512, device: str | None = None,
                 progress: bool = False) -> dict[str, float]:
     """The task's metrics of one model on labelled rows (labels as ids into `label_names`)."""
-    from distill.predict import predict_labels
+    from zhkd.distill.predict import predict_labels
 
     mapping = _label_map(name, model, label_names)
     predicted = predict_labels(model, tokenizer, rows, task, batch_size=batch_size, max_length=max_length,
                                device=device, progress=progress)
-    if task == "ner":
+    if get_task(task).per_token:
         gold = [[label_names[t] for t in r["tags"]] for r in rows]
         pred = [[label_names[mapping[t]] for t in tags] for tags in predicted]
         return ner_scores(gold, pred)
@@ -123,12 +117,12 @@ def score_model(task: str, name: str, model, tokenizer, rows: Sequence[dict], la
 
 def median_token_length(task: str, tokenizer, rows: Sequence[dict], max_length: int = 512) -> int:
     """What a typical test input costs: the median number of tokens, special tokens included."""
-    from distill.collate import encode_texts, encode_tokens
+    from zhkd.distill.collate import encode_texts, encode_tokens
 
-    if task == "ner":
+    if get_task(task).per_token:
         ids, _ = encode_tokens(tokenizer, [r["tokens"] for r in rows], max_length=max_length)
     else:
-        pairs = [r["text_pair"] for r in rows] if task == "pair" else None
+        pairs = [r["text_pair"] for r in rows] if get_task(task).has_pair else None
         ids = encode_texts(tokenizer, [r["text"] for r in rows], pairs, max_length=max_length)
     return max(1, statistics.median_low(len(i) for i in ids))
 
@@ -193,7 +187,7 @@ def _say(message: str, progress: bool) -> None:
 def _check_inputs(task: str, candidates: list[tuple[str, str | Path, str]], test_rows: Sequence[dict],
                   label_names: Sequence[str], reference: str | None) -> None:
     """Refuse bad input before minutes of scoring and timing."""
-    from distill.students import get_shape
+    from zhkd.distill.students import get_shape
 
     check_task(task)
     if not candidates:
@@ -203,7 +197,7 @@ def _check_inputs(task: str, candidates: list[tuple[str, str | Path, str]], test
         raise DistillError(f"model names must differ; given {', '.join(names)}")
     if not test_rows:
         raise DistillError("the test set is empty")
-    label_key = "tags" if task == "ner" else "label"
+    label_key = get_task(task).label_field
     if any(r.get(label_key) is None for r in test_rows):
         raise DistillError("every test row needs a gold label")
     if reference is not None:
@@ -220,7 +214,7 @@ def _entry(name: str, role: str, path: str | Path | None, model, speed: dict, sc
         "size_bytes": None if path is None else size_on_disk(path),
         "shape": {"layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
                   "vocab_size": model.config.vocab_size},
-        "scores": scores, "score": None if scores is None else scores[PRIMARY_METRIC[task]],
+        "scores": scores, "score": None if scores is None else scores[get_task(task).headline],
         "latency": speed,
     }
 
@@ -237,7 +231,7 @@ def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequ
     """
     import torch
 
-    from distill.students import build_model
+    from zhkd.distill.students import build_model
 
     candidates = ([(teacher_name, teacher, "teacher")] if teacher is not None else []) + [
         (name, path, "model") for name, path in models.items()
@@ -264,7 +258,8 @@ def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequ
     if reference is not None:
         vocab_size = entries[0]["shape"]["vocab_size"]
         _say(f"timing the {reference} reference (random weights, vocabulary {vocab_size:,})", progress)
-        ref_model = build_model(reference, kind=TASK_KIND[task], vocab_size=vocab_size, labels=list(label_names))
+        ref_model = build_model(reference, kind=get_task(task).model_kind, vocab_size=vocab_size,
+                                labels=list(label_names))
         reference_entry = _entry(f"{reference} reference", "reference", None, ref_model,
                                  measure_speed(ref_model, latency, seq_len, devices), None, task)
         del ref_model
@@ -281,8 +276,8 @@ def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequ
     result = {
         "task": task,
         "reference_shape": reference,
-        "primary_metric": PRIMARY_METRIC[task],
-        "metrics": list(TASK_METRICS[task]),
+        "primary_metric": get_task(task).headline,
+        "metrics": list(get_task(task).metrics),
         "label_names": list(label_names),
         "test": {"rows": len(test_rows), "source": test_source},
         "latency_settings": {

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch.utils.data
 
-from distill.shards import EpochOrder
+from zhkd.distill.reader import EpochOrder
 
 
 class RowSource(EpochOrder):

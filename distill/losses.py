@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distill.collate import IGNORE_INDEX
-from distill.config import LossConfig
+from zhkd.distill.collate import IGNORE_INDEX
+from zhkd.distill.config import LossConfig
 
 
 def kd_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

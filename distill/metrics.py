@@ -74,4 +74,3 @@ def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> 
     return scores
 
 
-PRIMARY_METRIC = {"classification": "accuracy", "pair": "accuracy", "ner": "f1"}

@@ -15,10 +15,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from distill.collate import Collator, encode_texts, encode_tokens, gather_token_logits, require_word_alignment
-from distill.errors import DistillError
-
-TASKS = ("classification", "pair", "ner")
+from zhkd.distill.collate import Collator, encode_texts, encode_tokens, gather_token_logits, require_word_alignment
+from zhkd.distill.errors import DistillError
+from zhkd.tasks import get_task
 
 
 def _device(device: str | None) -> str:
@@ -55,18 +54,17 @@ def _predict(model, tokenizer, rows: Sequence[dict], task: str, *, batch_size: i
     import torch
     from tqdm import tqdm
 
-    if task not in TASKS:
-        raise DistillError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    get_task(task)  # refuses an unknown task
     device = _device(device)
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
     collate = Collator(task, tokenizer, max_length=max_length, stored_ids=True,
                        token_types=getattr(model.config, "type_vocab_size", 1) > 1)
-    if task == "ner":
+    if get_task(task).per_token:
         units = _ner_windows(tokenizer, rows, max_length)
         ids, starts = encode_tokens(tokenizer, [rows[r]["tokens"][a:b] for r, a, b in units], max_length=max_length)
         items = [{"input_ids": i, "token_starts": s} for i, s in zip(ids, starts, strict=True)]
     else:
-        pairs = [r.get("text_pair") for r in rows] if task == "pair" else None
+        pairs = [r.get("text_pair") for r in rows] if get_task(task).has_pair else None
         ids = encode_texts(tokenizer, [r["text"] for r in rows], pairs, max_length=max_length)
         units = [(i, 0, 0) for i in range(len(rows))]
         items = [{"input_ids": i} for i in ids]
@@ -83,14 +81,14 @@ def _predict(model, tokenizer, rows: Sequence[dict], task: str, *, batch_size: i
                 inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")
                           if k in batch}
                 logits = model(**inputs).logits.float()
-                if task == "ner":
+                if get_task(task).per_token:
                     logits = gather_token_logits(logits, batch["token_starts"].to(device))
                     logits = logits.masked_fill(~batch["token_mask"].to(device).unsqueeze(-1), 0.0)
                 for row, i in zip(logits.cpu().tolist(), chosen, strict=True):
                     results[i] = row
     finally:
         model.train(was_training)
-    if task != "ner":
+    if not get_task(task).per_token:
         return results, None
     per_row: list[list] = [[] for _ in rows]
     has_piece: list[list[bool]] = [[] for _ in rows]
@@ -120,7 +118,7 @@ def predict_labels(model, tokenizer, rows: Sequence[dict], task: str, **kwargs) 
                                  progress=kwargs.pop("progress", False))
     if kwargs:
         raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
-    if task != "ner":
+    if not get_task(task).per_token:
         return [argmax(row) for row in logits]
     outside = getattr(model.config, "label2id", {}).get("O", 0)
     return [[argmax(t) if piece else outside for t, piece in zip(row, pieces, strict=True)]
@@ -135,7 +133,7 @@ def _open_text(path: Path):
 
 def _default_label_order(task: str, seen: set[str]) -> list[str]:
     """Sorted labels; for NER "O" first, then each entity type's B- before its I-."""
-    if task != "ner":
+    if not get_task(task).per_token:
         return sorted(seen)
     def key(tag: str) -> tuple:
         prefix, _, etype = tag.partition("-")
@@ -152,12 +150,11 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
     sorted (NER: "O" first). A bad row raises DistillError naming file:line. With
     `require_labels=False` a row may omit its label (its label becomes None).
     """
-    if task not in TASKS:
-        raise DistillError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    get_task(task)  # refuses an unknown task
     path = Path(path)
     if not path.is_file():
         raise DistillError(f"{path}: no such file")
-    label_key = "tags" if task == "ner" else "label"
+    label_key = get_task(task).label_field
     raw: list[tuple[int, dict]] = []
     with _open_text(path) as f:
         try:
@@ -183,7 +180,7 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
         for _, row in raw:
             value = row.get(label_key)
             if value is not None:
-                seen.update(value if task == "ner" else [value])
+                seen.update(value if get_task(task).per_token else [value])
         if any(not isinstance(v, str) for v in seen):
             raise DistillError(f"{path}: integer labels need the label names")
         label_names = _default_label_order(task, seen)
@@ -192,13 +189,13 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
     for line_no, row in raw:
         where = f"{path}:{line_no}"
         out = {"id": str(row.get("id", f"{path.name}:{line_no}"))}
-        if task == "ner":
+        if get_task(task).per_token:
             out["tokens"] = row["tokens"]
             tags = row.get("tags")
             out["tags"] = None if tags is None else [_label_id(t, index, label_names, where) for t in tags]
         else:
             out["text"] = row["text"]
-            if task == "pair":
+            if get_task(task).has_pair:
                 out["text_pair"] = row["text_pair"]
             label = row.get("label")
             out["label"] = None if label is None else _label_id(label, index, label_names, where)
@@ -207,7 +204,7 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
 
 
 def _check_row(row: dict, task: str, where: str, require_labels: bool) -> None:
-    if task == "ner":
+    if get_task(task).per_token:
         tokens, tags = row.get("tokens"), row.get("tags")
         if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
             raise DistillError(f"{where}: \"tokens\" must be a non-empty list of strings")
@@ -218,7 +215,7 @@ def _check_row(row: dict, task: str, where: str, require_labels: bool) -> None:
         if not isinstance(tags, list) or len(tags) != len(tokens):
             raise DistillError(f"{where}: \"tags\" must be a list as long as \"tokens\" ({len(tokens)})")
         return
-    for key in ("text", "text_pair") if task == "pair" else ("text",):
+    for key in ("text", "text_pair") if get_task(task).has_pair else ("text",):
         if not isinstance(row.get(key), str) or not row[key].strip():
             raise DistillError(f"{where}: \"{key}\" must be a non-empty string")
     if row.get("label") is None and require_labels:

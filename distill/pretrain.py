@@ -27,9 +27,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.checkpoints import char_vocab, save_char_tokenizer
-from distill.errors import DistillError
-from distill.students import get_shape
+from zhkd.distill.errors import DistillError
+from zhkd.distill.students import get_shape
+from zhkd.models import char_vocab, save_char_tokenizer
 
 LOG_FILE = "pretrain_log.jsonl"
 SUMMARY_FILE = "pretrain.json"
@@ -118,7 +118,7 @@ def read_texts(paths: Iterable[str | Path], counts: dict[str, int] | None = None
 
 def _word_of_chars(texts: list[str]) -> list[list[int]]:
     """For each text, the index of the jieba word each character belongs to (whole-word masking)."""
-    from augment.segment import segmenter
+    from zhkd.augment.segment import segmenter
 
     words = segmenter().words
     return [[index for index, word in enumerate(words(text)) for _ in word] for text in texts]
@@ -249,7 +249,7 @@ def _save_resume(out_dir: Path, model, optimizer, step: int, fingerprint: str) -
     """Weights, AdamW moments (safetensors) and the step: with per-step seeds, all a resumed run needs."""
     from safetensors.torch import save_file
 
-    from distill.train import _optimizer_tensors
+    from zhkd.distill.train import _optimizer_tensors
 
     tmp = out_dir / f"{RESUME_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -296,8 +296,8 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
     import torch
     from tqdm import tqdm
 
-    from distill.students import build_model
-    from distill.train import lr_at, make_optimizer
+    from zhkd.distill.students import build_model
+    from zhkd.distill.train import lr_at, make_optimizer
 
     config.validate()
     texts = [t for t in texts if t.strip()]

@@ -26,12 +26,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from distill.collate import Collator, gather_token_logits
-from distill.config import LossConfig, TrainConfig
-from distill.errors import DistillError
-from distill.loader import BatchLoader
-from distill.losses import combine, loss_sums
-from distill.select import dev_report
+from zhkd.distill.collate import Collator, gather_token_logits
+from zhkd.distill.config import LossConfig, TrainConfig
+from zhkd.distill.errors import DistillError
+from zhkd.distill.loader import BatchLoader
+from zhkd.distill.losses import combine, loss_sums
+from zhkd.distill.selection import dev_report
+from zhkd.tasks import get_task
 
 CHECKPOINT = "checkpoint"
 SUMMARY = "summary.json"
@@ -130,7 +131,7 @@ def forward_sums(model, batch: dict, stage: Stage, device: str) -> dict[str, tor
     labels = batch["labels"].to(device) if "labels" in batch else None
     teacher = batch["teacher_logits"].to(device) if stage.distilling else None
     mask = None
-    if stage.collate.task == "ner":
+    if get_task(stage.collate.task).per_token:
         logits = gather_token_logits(logits, batch["token_starts"].to(device))
         mask = batch["token_mask"].to(device)
     return loss_sums(logits, labels, teacher, stage.loss, mask)

@@ -11,16 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.shards import COMPLETED, FORMAT_VERSION, MANIFEST, ShardInfo, finalize, schema_for
-from pipelines import beam_options, outputs, storage
-from pipelines.build_config import BuildConfig, config_hash
-from pipelines.build_pipeline import COUNTS_FILE, LABELS_FILE, LENGTH_BIN, SHARDS_FILE, build_pipeline
-from pipelines.card import length_histogram, render_card
-from pipelines.errors import PipelineError
-from pipelines.label_filter import LabelFilter
-from pipelines.sources import expand_inputs
-from pipelines.teacher import TeacherInfo, inspect_teacher
-from pipelines.validation import REASONS
+from zhkd.pipelines import beam_options, outputs, storage
+from zhkd.pipelines.build_config import BuildConfig, config_hash
+from zhkd.pipelines.build_pipeline import COUNTS_FILE, LABELS_FILE, LENGTH_BIN, SHARDS_FILE, build_pipeline
+from zhkd.pipelines.card import length_histogram, render_card
+from zhkd.pipelines.errors import PipelineError
+from zhkd.pipelines.label_filter import LabelFilter
+from zhkd.pipelines.sources import expand_inputs
+from zhkd.pipelines.teacher import TeacherInfo, inspect_teacher
+from zhkd.pipelines.validation import REASONS
+from zhkd.shards import COMPLETED, FORMAT_VERSION, MANIFEST, ShardInfo, finalize, schema_for
+from zhkd.tasks import get_task
 
 FILTER_REASONS = ("disagrees_with_gold", "low_confidence")
 
@@ -161,11 +162,10 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
     """Build the dataset `config` describes; a no-op when OUT already holds exactly this build."""
     import apache_beam as beam
 
-    from augment.policy import make_policy
+    from zhkd.augment.policy import make_policy
 
     started = time.monotonic()
-    if config.task not in ("classification", "pair", "ner"):
-        raise PipelineError(f"unknown task {config.task!r}; one of classification, pair, ner")
+    get_task(config.task)  # refuses an unknown task before anything is read
     if config.num_shards < 1:
         raise PipelineError("--num-shards must be at least 1")
     options = beam_options.make_options(beam_flags or {})

@@ -11,7 +11,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-TASKS = ("classification", "pair", "ner")
 # Teacher batches on CPU: 2,048 padded tokens keep activations in cache (bert-base here: 12.1 rows/s at
 # 2,048, 9.3 at 8,192, 12.7 at 512); a GPU wants far more (e.g. --batch-tokens 65536).
 DEFAULT_BATCH_TOKENS = 2048

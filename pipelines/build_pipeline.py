@@ -24,15 +24,16 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from augment.example import Variant
-from distill.shards import schema_for, shard_of
-from pipelines import sink, storage
-from pipelines.beam_options import quiet_known_warnings
-from pipelines.build_config import BuildConfig
-from pipelines.label_filter import LabelFilter, judge
-from pipelines.sources import BLANK, ReadUnit, read_unit
-from pipelines.teacher import TeacherHandler, TeacherTokenizer, plan_batches
-from pipelines.validation import DeadLetter, Validator, infer_label_names, label_values
+from zhkd.augment.example import Variant
+from zhkd.pipelines import sink, storage
+from zhkd.pipelines.beam_options import quiet_known_warnings
+from zhkd.pipelines.build_config import BuildConfig
+from zhkd.pipelines.label_filter import LabelFilter, judge
+from zhkd.pipelines.sources import BLANK, ReadUnit, read_unit
+from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer, plan_batches
+from zhkd.pipelines.validation import DeadLetter, Validator, infer_label_names, label_values
+from zhkd.shards import schema_for, shard_of
+from zhkd.tasks import get_task
 
 NAMESPACE = "zhkd"
 TALLY, DEAD = "tally", "dead"
@@ -103,7 +104,7 @@ class Augment(Tallying):
         self.config = config
 
     def setup(self) -> None:
-        from augment.policy import make_policy
+        from zhkd.augment.policy import make_policy
 
         c = self.config
         self.policy = make_policy(c.task, num_aug=c.num_aug, ops=c.ops, seed=c.seed, mlm_model=c.mlm_model,
@@ -209,7 +210,7 @@ class Judge(Tallying):
         row["teacher_logits"] = result.inference
         if self.progress is not None:
             self.progress.add(1)
-        if self.task == "ner":
+        if get_task(self.task).per_token:
             if len(self.tag_index) != len(label_names):
                 self.tag_index = {name: i for i, name in enumerate(label_names)}
             gold = None if row["tags"] is None else [self.tag_index[t] for t in row["tags"]]
@@ -243,7 +244,7 @@ class WriteShard(Tallying):
         for row in rows:
             kind = "original" if row["is_original"] else "augmented"
             self.count(f"written/{kind}")
-            if self.task == "ner":
+            if get_task(self.task).per_token:
                 for tag in row["tags"] or ():
                     if tag.startswith("B-"):
                         self.count(f"labels/{kind}/{tag[2:]}")

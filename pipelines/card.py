@@ -7,7 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from distill.shards import FORMAT_VERSION
+from zhkd.shards import FORMAT_VERSION
+from zhkd.tasks import get_task
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 REASON_MEANINGS = {
@@ -71,7 +72,7 @@ def render_card(manifest: dict, *, input_desc: str) -> str:
     pretty = f"zhkd {manifest['task']} soft labels"
     values = {
         "pretty_name": pretty, "pretty_name_json": json.dumps(pretty, ensure_ascii=False),
-        "task_category": "token-classification" if manifest["task"] == "ner" else "text-classification",
+        "task_category": "token-classification" if get_task(manifest["task"]).per_token else "text-classification",
         "format_version": FORMAT_VERSION, "task": manifest["task"], "config_hash": manifest["config_hash"],
         "teacher": teacher["name"], "teacher_json": json.dumps(teacher["name"], ensure_ascii=False),
         "teacher_sha256": teacher["weights_sha256"], "tokenizer_sha256": teacher["tokenizer_sha256"],
@@ -85,7 +86,7 @@ def render_card(manifest: dict, *, input_desc: str) -> str:
         "stage_table": _table(("stage", "rows"), stage_rows) + "\n\n" + notes,
         "dead_letter_table": (_table(("reason", "rows", "meaning"), dead) if dead else "No row was rejected.")
         + "\n\nRejected rows are in `dead_letter/<reason>.jsonl`, each with its source, position and raw text.",
-        "label_table": _table(("label" if manifest["task"] != "ner" else "entity (B- tags)", "originals",
+        "label_table": _table(("label" if not get_task(manifest["task"]).per_token else "entity (B- tags)", "originals",
                                "augmented"), label_rows) if label_rows else "No gold labels.",
         "agreement": agreement_text,
         "ops_table": _table(("operator", "rows"), ops_rows) if ops_rows else "No augmented rows.",

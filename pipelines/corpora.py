@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from augment.lexicon import CILIN_PATH
+from zhkd.augment.lexicon import CILIN_PATH
 
 DATA_DIR = Path(__file__).parent / "data"
 SPLITS = ("train", "dev", "test")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from distill.shards import COMPLETED, MANIFEST
-from pipelines import storage
-from pipelines.errors import PipelineError
+from zhkd.pipelines import storage
+from zhkd.pipelines.errors import PipelineError
+from zhkd.shards import COMPLETED, MANIFEST
 
 STAGING = ".zhkd-staging"
 MARKER = ".zhkd-build.json"

@@ -1,6 +1,6 @@
 """The sink: labelled rows to format-v1 shards, rejected rows to the dead letter, both in staging.
 
-Shards are written through `distill.shards.write_shard` (rows sorted by id, temporary name, rename);
+Shards are written through `zhkd.shards.write_shard` (rows sorted by id, temporary name, rename);
 for a remote output the shard is written locally and uploaded whole.
 """
 
@@ -12,16 +12,17 @@ import tempfile
 
 import pyarrow as pa
 
-from distill.shards import ShardInfo, shard_name, write_shard
-from pipelines import storage
-from pipelines.outputs import DEAD_LETTER
-from pipelines.validation import DeadLetter
+from zhkd.pipelines import storage
+from zhkd.pipelines.outputs import DEAD_LETTER
+from zhkd.pipelines.validation import DeadLetter
+from zhkd.shards import ShardInfo, shard_name, write_shard
+from zhkd.tasks import get_task
 
 
 def stored_row(task: str, row: dict, tag_index: dict[str, int]) -> dict:
     """The schema's columns of an in-flight row (working fields such as token_type_ids stay behind)."""
     out = {"id": row["id"], "source_id": row["source_id"], "text": row["text"]}
-    if task == "ner":
+    if get_task(task).per_token:
         out["tokens"] = list(row["tokens"])
         out["tags"] = None if row["tags"] is None else [tag_index[t] for t in row["tags"]]
     else:
@@ -30,7 +31,7 @@ def stored_row(task: str, row: dict, tag_index: dict[str, int]) -> dict:
     out["is_original"] = row["is_original"]
     out["ops"] = list(row["ops"])
     out["input_ids"] = list(row["input_ids"])
-    if task == "ner":
+    if get_task(task).per_token:
         out["token_starts"] = list(row["token_starts"])
     out["teacher_logits"] = row["teacher_logits"].tolist()
     return out

@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pipelines.errors import PipelineError
+from zhkd.pipelines.errors import PipelineError
 
 HF_PREFIX = "hf:"
 HF_RANGE_ROWS = 20_000

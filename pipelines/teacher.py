@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from pipelines.errors import PipelineError
+from zhkd.pipelines.errors import PipelineError
+from zhkd.tasks import get_task
 
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
-_KIND = {"classification": "sequence", "pair": "sequence", "ner": "token"}
 
 
 def _is_remote(path: str) -> bool:
@@ -67,7 +67,7 @@ class TeacherInfo:
 def inspect_teacher(name: str, task: str) -> TeacherInfo:
     from transformers import AutoConfig
 
-    from distill.checkpoints import load_tokenizer, tokenizer_fingerprint, weights_fingerprint
+    from zhkd.models import load_tokenizer, tokenizer_fingerprint, weights_fingerprint
 
     if name.startswith(("/", "./", "../", "~")) and not os.path.isdir(os.path.expanduser(name)):
         raise PipelineError(f"teacher {name}: no such directory")
@@ -76,13 +76,13 @@ def inspect_teacher(name: str, task: str) -> TeacherInfo:
         config = AutoConfig.from_pretrained(local, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise PipelineError(f"cannot read the teacher's config from {name}: {err}") from err
-    kind = _KIND[task]
+    kind = get_task(task).model_kind
     wrong = "TokenClassification" if kind == "sequence" else "SequenceClassification"
     if any(wrong in arch for arch in config.architectures or []):
         raise PipelineError(f"teacher {name} is a {config.architectures[0]}, the {task} task needs "
                             f"a {'token' if kind == 'token' else 'sequence'}-classification checkpoint")
     tokenizer = load_tokenizer(local)
-    if task == "ner" and not tokenizer.is_fast:
+    if get_task(task).per_token and not tokenizer.is_fast:
         raise PipelineError(f"the tokenizer of {name} is not a fast tokenizer; ner alignment needs word ids")
     names = tuple(config.id2label[i] for i in range(config.num_labels))
     limit = getattr(config, "max_position_embeddings", None) or 512
@@ -98,7 +98,7 @@ class TeacherTokenizer:
     """Adds `input_ids` (and `token_type_ids`, NER `token_starts`) to rows; marks the truncated ones."""
 
     def __init__(self, checkpoint: str, task: str, max_length: int) -> None:
-        from distill.checkpoints import load_tokenizer
+        from zhkd.models import load_tokenizer
 
         self.task, self.max_length = task, max_length
         self.tokenizer = load_tokenizer(resolve_checkpoint(checkpoint))
@@ -106,9 +106,9 @@ class TeacherTokenizer:
     def _encode(self, rows: Sequence[dict], truncate: bool):
         options = {"truncation": truncate, "max_length": self.max_length if truncate else None, "verbose": False,
                    "return_attention_mask": False}
-        if self.task == "ner":
+        if get_task(self.task).per_token:
             return self.tokenizer([list(r["tokens"]) for r in rows], is_split_into_words=True, **options)
-        pairs = [r["text_pair"] for r in rows] if self.task == "pair" else None
+        pairs = [r["text_pair"] for r in rows] if get_task(self.task).has_pair else None
         return self.tokenizer([r["text"] for r in rows], pairs, **options)
 
     def encode(self, rows: Sequence[dict]) -> None:
@@ -125,7 +125,7 @@ class TeacherTokenizer:
             row["input_ids"] = enc["input_ids"][j]
             row["token_type_ids"] = enc["token_type_ids"][j] if "token_type_ids" in enc else None
             row["truncated"] = part == 1
-            if self.task == "ner":
+            if get_task(self.task).per_token:
                 starts = [-1] * len(row["tokens"])
                 for position, word in enumerate(enc.word_ids(j)):
                     if word is not None and starts[word] < 0:
@@ -170,7 +170,7 @@ class TeacherHandler(ModelHandler):
         import torch
         import transformers
 
-        from distill.checkpoints import load_model
+        from zhkd.models import load_model
 
         transformers.utils.logging.disable_progress_bar()
 
@@ -181,7 +181,7 @@ class TeacherHandler(ModelHandler):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         # bf16 where a GPU runs it; float32 on CPU, where bf16 is slower and less exact.
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        model = load_model(_KIND[self.task], resolve_checkpoint(self.checkpoint), dtype=dtype)
+        model = load_model(get_task(self.task).model_kind, resolve_checkpoint(self.checkpoint), dtype=dtype)
         return LoadedTeacher(model.to(device).eval(), device)
 
     def run_inference(self, batch: Sequence[dict], model: LoadedTeacher, inference_args=None):
@@ -205,7 +205,7 @@ class TeacherHandler(ModelHandler):
         with torch.inference_mode():
             logits = model.model(**{k: v.to(model.device) for k, v in inputs.items()}).logits
             logits = logits.float().cpu().numpy()
-        if self.task != "ner":
+        if not get_task(self.task).per_token:
             return [PredictionResult(row, logits[i]) for i, row in enumerate(batch)]
         results = []
         for i, row in enumerate(batch):

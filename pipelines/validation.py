@@ -12,10 +12,11 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from augment.example import Example
-from augment.ids import content_id, stable_id
-from pipelines.build_config import Fields
-from pipelines.sources import RawRecord
+from zhkd.augment.example import Example
+from zhkd.augment.ids import content_id, stable_id
+from zhkd.pipelines.build_config import Fields
+from zhkd.pipelines.sources import RawRecord
+from zhkd.tasks import get_task
 
 REASONS = (
     "malformed_json", "malformed_csv", "malformed_row", "invalid_utf8", "missing_field", "empty_text",
@@ -67,8 +68,8 @@ def label_values(task: str, fields_map: Fields, record: RawRecord) -> list:
     """The label values of a record (the tags of an NER row), for inferring the label names."""
     if record.fields is None:
         return []
-    value = record.fields.get(fields_map.tags if task == "ner" else fields_map.label)
-    if task == "ner":
+    value = record.fields.get(fields_map.tags if get_task(task).per_token else fields_map.label)
+    if get_task(task).per_token:
         return list(value) if isinstance(value, list | tuple) else []
     return [value] if isinstance(value, str | int) else []
 
@@ -97,7 +98,7 @@ class Validator:
             return Checked(dead=DeadLetter(record.error, record.source, record.position, record.raw))
         notes: list[str] = []
         try:
-            example = self._ner(record, notes) if self.task == "ner" else self._classification(record, notes)
+            example = self._ner(record, notes) if get_task(self.task).per_token else self._classification(record, notes)
         except _Reject as reject:
             dead = DeadLetter(reject.reason, record.source, record.position, record.raw, reject.detail)
             return Checked(dead=dead)
@@ -137,7 +138,7 @@ class Validator:
     def _classification(self, record: RawRecord, notes: list[str]) -> Example:
         fields = record.fields
         text = self._text(fields, self.fields.text, notes)
-        pair = self._text(fields, self.fields.text_pair, notes) if self.task == "pair" else None
+        pair = self._text(fields, self.fields.text_pair, notes) if get_task(self.task).has_pair else None
         value = fields.get(self.fields.label)
         if not _present(value):
             if not self.allow_unlabeled:

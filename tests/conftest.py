@@ -20,7 +20,7 @@ NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 
 def corpus_chars() -> list[str]:
     """Characters of the bundled corpora's dev splits: enough that tiny models see real text."""
-    from pipelines.corpora import load_corpus
+    from zhkd.pipelines.corpora import load_corpus
 
     texts = [r["text"] for r in load_corpus("chnsenti", "dev")]
     texts += ["".join(r["tokens"]) for r in load_corpus("pd98-ner", "dev")]
@@ -30,8 +30,8 @@ def corpus_chars() -> list[str]:
 def tiny_checkpoint(out_dir: Path, kind: str, *, labels: list[str] | None = None, seed: int = 0,
                     hidden: int = 32, layers: int = 2) -> Path:
     """A random BERT of the given kind ("sequence", "token" or "mlm") with a character tokenizer."""
-    from distill.checkpoints import char_vocab, save_char_tokenizer
-    from distill.students import Shape, build_model
+    from zhkd.distill.students import Shape, build_model
+    from zhkd.models import char_vocab, save_char_tokenizer
 
     vocab = char_vocab(corpus_chars(), max_size=3000)
     tokenizer = save_char_tokenizer(vocab, out_dir)

@@ -6,10 +6,10 @@ import gzip
 import json
 from pathlib import Path
 
-from distill.checkpoints import load_model, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
-from distill.collate import encode_texts, encode_tokens
-from distill.predict import predict_logits, read_task_rows
-from distill.shards import finalize, schema_for, shard_name, shard_of, write_shard
+from zhkd.distill.collate import encode_texts, encode_tokens
+from zhkd.distill.predict import predict_logits, read_task_rows
+from zhkd.models import load_model, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
+from zhkd.shards import finalize, schema_for, shard_name, shard_of, write_shard
 
 DATA = Path(__file__).resolve().parents[1] / "pipelines" / "data"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import run_zhkd
 
-from augment.cli import rejected_path
+from zhkd.commands.augment import rejected_path
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import run_zhkd
 
-from augment.example import Example
-from augment.ids import content_id, stable_id, variant_id
-from augment.policy import make_policy
-from pipelines.corpora import corpus_path, load_corpus
+from zhkd.augment.example import Example
+from zhkd.augment.ids import content_id, stable_id, variant_id
+from zhkd.augment.policy import make_policy
+from zhkd.pipelines.corpora import corpus_path, load_corpus
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,14 @@ import pickle
 
 import pytest
 
-from augment.charset import NEGATORS, is_cjk_word, is_rare
-from augment.example import Example, Variant
-from augment.lexicon import dictionary_freq
-from augment.ops.mlm import Mlm
-from augment.policy import make_policy
-from augment.rng import derive_rng
-from augment.segment import segmenter
-from pipelines.corpora import load_corpus
+from zhkd.augment.charset import NEGATORS, is_cjk_word, is_rare
+from zhkd.augment.example import Example, Variant
+from zhkd.augment.lexicon import dictionary_freq
+from zhkd.augment.ops.mlm import Mlm
+from zhkd.augment.policy import make_policy
+from zhkd.augment.rng import derive_rng
+from zhkd.augment.segment import segmenter
+from zhkd.pipelines.corpora import load_corpus
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from augment.errors import AugmentError
-from augment.example import Example
-from augment.ops.convert import convert_text
-from augment.policy import make_policy
-from pipelines.corpora import load_corpus
+from zhkd.augment.errors import AugmentError
+from zhkd.augment.example import Example
+from zhkd.augment.ops.convert import convert_text
+from zhkd.augment.policy import make_policy
+from zhkd.pipelines.corpora import load_corpus
 
 
 def entities(tokens, tags) -> list[tuple[str, str]]:

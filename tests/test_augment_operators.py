@@ -8,13 +8,13 @@ import re
 import pytest
 from pypinyin import lazy_pinyin
 
-from augment.charset import NEGATORS, is_rare
-from augment.lexicon import cilin_groups
-from augment.ops import build, expand
-from augment.ops.convert import INVERSE, convert_text
-from augment.rng import derive_rng
-from augment.segment import segmenter
-from pipelines.corpora import load_corpus
+from zhkd.augment.charset import NEGATORS, is_rare
+from zhkd.augment.lexicon import cilin_groups
+from zhkd.augment.ops import build, expand
+from zhkd.augment.ops.convert import INVERSE, convert_text
+from zhkd.augment.rng import derive_rng
+from zhkd.augment.segment import segmenter
+from zhkd.pipelines.corpora import load_corpus
 
 CJK_SPACE_CJK = re.compile(r"[\u4e00-\u9fff] +[\u4e00-\u9fff]")
 
@@ -123,7 +123,7 @@ def test_operators_never_touch_the_global_rng(segs):
 
 
 def test_bad_operator_options_are_user_errors():
-    from augment.errors import AugmentError
+    from zhkd.augment.errors import AugmentError
 
     with pytest.raises(AugmentError):
         build("synonym", p=1.5)
@@ -134,8 +134,8 @@ def test_bad_operator_options_are_user_errors():
 
 
 def test_user_dictionary_adds_words_and_tags(tmp_path):
-    from augment.errors import AugmentError
-    from augment.segment import Segmenter
+    from zhkd.augment.errors import AugmentError
+    from zhkd.augment.segment import Segmenter
 
     user_dict = tmp_path / "user.txt"
     user_dict.write_text("云原生架构 10 n\n", encoding="utf-8")

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import run_zhkd
 
-from pipelines.demo import ABLATION
-from pipelines.demo_readme import BEGIN, END, publish
+from zhkd.demo import ABLATION
+from zhkd.demo_readme import BEGIN, END, publish
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_readme_table_is_copied_from_the_report(demo, tmp_path):
 
 
 def test_readme_without_markers_is_refused(demo, tmp_path):
-    from pipelines.errors import PipelineError
+    from zhkd.pipelines.errors import PipelineError
 
     out, _ = demo
     readme = tmp_path / "README.md"
@@ -101,7 +101,7 @@ def test_readme_without_markers_is_refused(demo, tmp_path):
 
 
 def test_readme_copy_without_a_report_is_one_line_error(tmp_path, capsys):
-    from pipelines.demo_readme import main
+    from zhkd.demo_readme import main
 
     readme = tmp_path / "README.md"
     readme.write_text(f"{BEGIN}\n{END}\n", encoding="utf-8")

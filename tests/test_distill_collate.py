@@ -7,9 +7,9 @@ import torch
 from conftest import NER_LABELS
 from distill_support import label_with_teacher, write_subset
 
-from distill.checkpoints import load_tokenizer
-from distill.collate import IGNORE_INDEX, Collator, encode_texts
-from distill.shards import ShardReader
+from zhkd.distill.collate import IGNORE_INDEX, Collator, encode_texts
+from zhkd.distill.reader import ShardReader
+from zhkd.models import load_tokenizer
 
 
 @pytest.fixture(scope="module")

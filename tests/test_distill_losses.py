@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.collate import IGNORE_INDEX
-from distill.config import LossConfig
-from distill.errors import DistillError
-from distill.losses import combine, hard_cross_entropy, kd_kl, logit_mse, loss_sums, soft_cross_entropy
+from zhkd.distill.collate import IGNORE_INDEX
+from zhkd.distill.config import LossConfig
+from zhkd.distill.errors import DistillError
+from zhkd.distill.losses import combine, hard_cross_entropy, kd_kl, logit_mse, loss_sums, soft_cross_entropy
 
 
 def logits(*shape, seed=0, dtype=torch.float32):

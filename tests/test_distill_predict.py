@@ -10,9 +10,10 @@ import pytest
 from conftest import NER_LABELS
 from distill_support import corpus_file
 
-from distill.checkpoints import load_model, load_tokenizer
-from distill.errors import DistillError
-from distill.predict import predict_labels, predict_logits, read_task_rows
+from zhkd.distill.errors import DistillError
+from zhkd.distill.predict import predict_labels, predict_logits, read_task_rows
+from zhkd.errors import ZhkdError
+from zhkd.models import load_model, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_ner_logits_align_to_tokens_with_windows_and_pieceless_tokens(tiny_tagge
 
 def test_unknown_task_is_a_user_error(tiny_classifier):
     model, tokenizer = load_model("sequence", tiny_classifier), load_tokenizer(tiny_classifier)
-    with pytest.raises(DistillError, match="unknown task"):
+    with pytest.raises(ZhkdError, match="unknown task"):
         predict_logits(model, tokenizer, [{"text": "好"}], "regression")
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from distill_support import write_dataset
 
-from distill.collate import Collator
-from distill.loader import BatchLoader, RowSource
-from distill.shards import DatasetError, ShardReader
+from zhkd.distill.collate import Collator
+from zhkd.distill.loader import BatchLoader, RowSource
+from zhkd.distill.reader import ShardReader
+from zhkd.shards import DatasetError
 
 LABELS = ["negative", "positive"]
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import SENTIMENT_LABELS, run_zhkd
 
-from distill.checkpoints import load_model
-from distill.errors import DistillError
-from distill.select import expected_calibration_error, select_student
-from distill.students import Shape, build_model, init_from_teacher, mapped_layers, parameter_count, student_names
+from zhkd.distill.errors import DistillError
+from zhkd.distill.selection import expected_calibration_error, select_student
+from zhkd.distill.students import Shape, build_model, init_from_teacher, mapped_layers, parameter_count, student_names
+from zhkd.models import load_model
 
 
 def test_list_students_prints_the_catalogue_one_per_line():

@@ -13,11 +13,11 @@ from distill_support import label_with_teacher, read_log, write_subset
 WORKER = textwrap.dedent("""
     import json, sys
     import torch.distributed as dist
-    from distill.collate import Collator
-    from distill.loader import BatchLoader
-    from distill.shards import ShardReader
-    from distill.train import distributed
-    from pipelines.cli import main
+    from zhkd.distill.collate import Collator
+    from zhkd.distill.loader import BatchLoader
+    from zhkd.distill.reader import ShardReader
+    from zhkd.distill.train import distributed
+    from zhkd.cli import main
 
     data, out, ids_dir = sys.argv[1:4]
     with distributed() as (rank, world, device):

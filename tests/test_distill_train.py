@@ -10,15 +10,16 @@ from conftest import NER_LABELS, SENTIMENT_LABELS
 from distill_support import label_with_teacher, read_log, write_subset
 from safetensors.torch import load_file, save_file
 
-from distill.checkpoints import load_model, load_tokenizer
-from distill.collate import Collator
-from distill.config import LossConfig, TrainConfig
-from distill.predict import predict_logits, read_task_rows
-from distill.select import dev_report, select_teacher
-from distill.shards import ShardReader
-from distill.students import build_model
-from distill.train import JsonlLog, Run, Stage, run_stages
-from pipelines.cli import main
+from zhkd.cli import main
+from zhkd.distill import train as train_module
+from zhkd.distill.collate import Collator
+from zhkd.distill.config import LossConfig, TrainConfig
+from zhkd.distill.predict import predict_logits, read_task_rows
+from zhkd.distill.reader import ShardReader
+from zhkd.distill.selection import dev_report, select_teacher
+from zhkd.distill.students import build_model
+from zhkd.distill.train import JsonlLog, Run, Stage, run_stages
+from zhkd.models import load_model, load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -86,19 +87,18 @@ def distill_args(data, teacher, splits, out, *extra):
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, soft_labels, splits, teacher):
-    import distill.train
 
     torch.use_deterministic_algorithms(True)
     try:
         assert main(distill_args(soft_labels, teacher, splits, tmp_path / "whole")) == 0
-        real_save = distill.train.save_checkpoint
+        real_save = train_module.save_checkpoint
 
         def crash_after_kd_step_4(model, run, position, *args):
             real_save(model, run, position, *args)
             if position == {"stage": "kd", "step": 4, "done": position["done"]}:
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(distill.train, "save_checkpoint", crash_after_kd_step_4)
+        monkeypatch.setattr(train_module, "save_checkpoint", crash_after_kd_step_4)
         assert main(distill_args(soft_labels, teacher, splits, tmp_path / "cut")) == 130
         monkeypatch.undo()
         assert (tmp_path / "cut" / "checkpoint").exists() and not (tmp_path / "cut" / "summary.json").exists()

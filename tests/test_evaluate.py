@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import NER_LABELS, SENTIMENT_LABELS, run_zhkd, tiny_checkpoint, write_jsonl
 
-from distill.metrics import entity_spans
-from pipelines.corpora import load_corpus
+from zhkd.distill.metrics import entity_spans
+from zhkd.pipelines.corpora import load_corpus
 
 FAST = ("--runs", "3", "--warmup", "1", "--throughput-batch", "2")
 
@@ -33,7 +33,7 @@ def constant_classifier(out_dir: Path, label: int, *, hidden: int) -> Path:
     """A tiny classifier that predicts `label` for every input: zero weights, one positive bias."""
     import torch
 
-    from distill.checkpoints import load_model
+    from zhkd.models import load_model
 
     tiny_checkpoint(out_dir, "sequence", labels=SENTIMENT_LABELS, hidden=hidden)
     model = load_model("sequence", out_dir)
@@ -142,7 +142,7 @@ def test_classification_report(classification_run, test_files):
 
 
 def test_latency_length_is_the_median_token_length(ner_run, tiny_tagger, test_files):
-    from distill.checkpoints import load_tokenizer
+    from zhkd.models import load_tokenizer
 
     result, _ = ner_run
     tokenizer = load_tokenizer(tiny_tagger)
@@ -153,7 +153,7 @@ def test_latency_length_is_the_median_token_length(ner_run, tiny_tagger, test_fi
 
 
 def test_parameters_are_counted_from_the_model(classification_run):
-    from distill.checkpoints import load_model
+    from zhkd.models import load_model
 
     result, _, models = classification_run
     for name, path in models.items():
@@ -173,9 +173,9 @@ def test_ner_all_outside_scores_zero_recall(tmp_path, test_files):
     """A tagger that says "O" everywhere finds no entity: precision, recall and F1 are all zero."""
     import torch
 
-    from distill.checkpoints import load_model
-    from distill.evaluate import LatencySettings, evaluate_models
-    from distill.predict import read_task_rows
+    from zhkd.distill.evaluate import LatencySettings, evaluate_models
+    from zhkd.distill.predict import read_task_rows
+    from zhkd.models import load_model
 
     path = tiny_checkpoint(tmp_path / "outside", "token", labels=NER_LABELS, hidden=16)
     model = load_model("token", path)
@@ -196,8 +196,8 @@ def test_ner_all_outside_scores_zero_recall(tmp_path, test_files):
 
 
 def test_pair_task_scores_accuracy_and_f1(tmp_path):
-    from distill.evaluate import LatencySettings, evaluate_models
-    from distill.predict import read_task_rows
+    from zhkd.distill.evaluate import LatencySettings, evaluate_models
+    from zhkd.distill.predict import read_task_rows
 
     labels = ["different", "same"]
     path = tiny_checkpoint(tmp_path / "pair", "sequence", labels=labels, hidden=16)
@@ -213,7 +213,7 @@ def test_pair_task_scores_accuracy_and_f1(tmp_path):
 
 
 def test_model_spec_parsing():
-    from distill.evaluate_cli import parse_model_spec
+    from zhkd.commands.evaluate import parse_model_spec
 
     assert parse_model_spec("student=/tmp/a/b") == ("student", "/tmp/a/b")
     assert parse_model_spec("/tmp/a/b/") == ("b", "/tmp/a/b/")
@@ -226,7 +226,7 @@ def test_a_time_budget_cuts_runs_but_never_below_the_minimum():
 
     import torch
 
-    from distill.latency import MIN_RUNS, measure_latency
+    from zhkd.distill.latency import MIN_RUNS, measure_latency
 
     class Sleeper(torch.nn.Module):
         config = SimpleNamespace(vocab_size=20)

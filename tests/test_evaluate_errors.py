@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import run_zhkd, tiny_checkpoint, write_jsonl
 
-from distill.errors import DistillError
-from pipelines.corpora import load_corpus
+from zhkd.distill.errors import DistillError
+from zhkd.errors import ZhkdError
+from zhkd.pipelines.corpora import load_corpus
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +84,10 @@ def test_two_models_with_one_name(tmp_path, tiny_classifier, sentiment_file):
 
 
 def test_library_refuses_unknown_task_and_unknown_reference(tmp_path, tiny_classifier):
-    from distill.evaluate import evaluate_models
+    from zhkd.distill.evaluate import evaluate_models
 
     rows = [{"text": "好", "label": 1}]
-    with pytest.raises(DistillError, match="unknown task 'sentiment'"):
+    with pytest.raises(ZhkdError, match="unknown task 'sentiment'"):
         evaluate_models("sentiment", {"m": tiny_classifier}, rows, ["negative", "positive"], tmp_path)
     with pytest.raises(DistillError, match="unknown shape 'bert-huge'"):
         evaluate_models("classification", {"m": tiny_classifier}, rows, ["negative", "positive"], tmp_path,

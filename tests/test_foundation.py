@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import run_zhkd
 
-from pipelines.corpora import SPLITS, build_all, corpus_stats, load_corpus, pd98_sentences
+from zhkd.pipelines.corpora import SPLITS, build_all, corpus_stats, load_corpus, pd98_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def card_header(name: str) -> dict:
 
 def test_imports_stay_light():
     code = (
-        "import augment, distill, pipelines, distill.shards, sys; "
+        "import zhkd, zhkd.augment, zhkd.distill, zhkd.pipelines, zhkd.shards, zhkd.tasks, zhkd.distill.reader, sys; "
         "heavy = [m for m in ('torch', 'apache_beam', 'transformers') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
@@ -101,7 +101,7 @@ def test_pd98_entity_rules():
 
 
 def test_cilin_keeps_synonym_groups_only():
-    from augment.lexicon import cilin_groups
+    from zhkd.augment.lexicon import cilin_groups
 
     groups = cilin_groups()
     assert len(groups) == card_header("cilin")["stats"]["groups"]

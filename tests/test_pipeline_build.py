@@ -15,9 +15,9 @@ import pytest
 import torch
 from conftest import run_zhkd
 
-from distill.shards import COMPLETED, MANIFEST, shard_name
-from pipelines.corpora import load_corpus
-from pipelines.outputs import MARKER, STAGING, plan_output
+from zhkd.pipelines.corpora import load_corpus
+from zhkd.pipelines.outputs import MARKER, STAGING, plan_output
+from zhkd.shards import COMPLETED, MANIFEST, shard_name
 
 NUM_SHARDS = 4
 LONG_ROWS = 8
@@ -99,9 +99,9 @@ def build_here(args: list, log: list[str] | None = None):
     """`zhkd build ARGS` in this process (Beam's in-process runner), sparing a start-up per build."""
     import argparse
 
-    from pipelines.beam_options import beam_flags
-    from pipelines.build import build
-    from pipelines.build_cli import add_arguments, config_from_args
+    from zhkd.commands.build import add_arguments, config_from_args
+    from zhkd.pipelines.beam_options import beam_flags
+    from zhkd.pipelines.build import build
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -195,7 +195,7 @@ def test_dead_letter_reasons_and_counts_reconcile(reference):
 
 
 def test_ner_logits_align_with_tokens_and_spans_survive(ner_build, tiny_tagger):
-    from distill.checkpoints import load_model
+    from zhkd.models import load_model
 
     manifest = manifest_of(ner_build)
     counts = manifest["counts"]
@@ -250,7 +250,7 @@ def test_rerun_is_a_no_op_and_another_config_refuses(reference, inputs, tiny_cla
 
 def test_interrupted_run_leaves_no_completed_and_rerun_matches(reference, inputs, tiny_classifier, tmp_path,
                                                               monkeypatch):
-    from pipelines import sink
+    from zhkd.pipelines import sink
 
     out = tmp_path / "out"
     real_write = sink.write_shard
@@ -270,7 +270,7 @@ def test_interrupted_run_leaves_no_completed_and_rerun_matches(reference, inputs
     assert not (out / COMPLETED).exists() and (out / MARKER).exists()
     assert list((out / STAGING).glob("data-*.arrow"))
     with pytest.raises(Exception, match="did not finish|COMPLETED"):
-        from distill.shards import read_manifest
+        from zhkd.shards import read_manifest
 
         read_manifest(out)
     log: list[str] = []
@@ -302,7 +302,7 @@ def test_output_plans(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    from pipelines.errors import PipelineError
+    from zhkd.pipelines.errors import PipelineError
 
     with pytest.raises(PipelineError, match="not empty"):
         plan_output(str(foreign), "h1", overwrite=True)
@@ -323,7 +323,7 @@ def test_output_plans(tmp_path):
 
 
 def test_progress_line(capsys):
-    from pipelines.build_pipeline import Progress
+    from zhkd.pipelines.build_pipeline import Progress
 
     progress = Progress("teacher labelled", every=0.0)
     progress.add(5)
@@ -331,7 +331,7 @@ def test_progress_line(capsys):
 
 
 def test_counts_that_do_not_reconcile_stop_the_build(reference):
-    from pipelines.build import IntegrityError, check_reconciles
+    from zhkd.pipelines.build import IntegrityError, check_reconciles
 
     counts = manifest_of(reference)["counts"]
     check_reconciles(counts)
@@ -340,7 +340,7 @@ def test_counts_that_do_not_reconcile_stop_the_build(reference):
 
 
 def test_keep_first_prefers_originals_then_smallest_ids():
-    from pipelines.build_pipeline import keep_first
+    from zhkd.pipelines.build_pipeline import keep_first
 
     def row(row_id, text, original):
         return {"id": row_id, "text": text, "text_pair": None, "is_original": original}

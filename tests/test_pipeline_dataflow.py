@@ -12,8 +12,8 @@ pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient", reason="n
 def test_dataflow_dry_run_translates_the_job(tiny_classifier, tmp_path):
     from apache_beam.runners.dataflow.internal import apiclient  # noqa: F401  (the gcp extra is importable)
 
-    from pipelines.build import build
-    from pipelines.build_config import BuildConfig
+    from zhkd.pipelines.build import build
+    from zhkd.pipelines.build_config import BuildConfig
 
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps({"text": "很好", "label": "positive"}, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.errors import PipelineError
-from pipelines.label_filter import LabelFilter, judge
-from pipelines.teacher import TeacherHandler, TeacherTokenizer, inspect_teacher, plan_batches
+from zhkd.pipelines.errors import PipelineError
+from zhkd.pipelines.label_filter import LabelFilter, judge
+from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer, inspect_teacher, plan_batches
 
 
 def test_inspect_teacher_reads_labels_and_fingerprints(tiny_classifier, tiny_tagger):
@@ -56,7 +56,7 @@ def test_batches_depend_on_the_rows_not_their_order():
 
 
 def test_handler_logits_match_the_model_and_align_ner_tokens(tiny_tagger):
-    from distill.checkpoints import load_model
+    from zhkd.models import load_model
 
     tokenizer = TeacherTokenizer(str(tiny_tagger), "ner", max_length=512)
     rows = [{"id": "a", "tokens": ("北京", " ", "欢迎", "你")}, {"id": "b", "tokens": ("张", "三")}]

@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 from conftest import run_zhkd, write_jsonl
 
-from distill.errors import DistillError
-from distill.pretrain import PretrainConfig, collate, encode_texts, mask_batch, pack_blocks, pretrain_mlm, read_texts
-from pipelines.corpora import corpus_path, load_corpus
+from zhkd.distill.errors import DistillError
+from zhkd.distill.pretrain import (
+    PretrainConfig,
+    collate,
+    encode_texts,
+    mask_batch,
+    pack_blocks,
+    pretrain_mlm,
+    read_texts,
+)
+from zhkd.pipelines.corpora import corpus_path, load_corpus
 
 QUICK = PretrainConfig(shape="mini", max_length=64, batch_size=16, lr=1e-3, log_every=4, save_every=0)
 # One torch thread, in this process and in the CLI's (see the fixture's docstring): quick on a busy CPU.
@@ -58,7 +66,7 @@ def test_checkpoint_reloads_through_auto_classes_with_identical_logits(trained):
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from distill.students import build_model
+    from zhkd.distill.students import build_model
 
     model = AutoModelForMaskedLM.from_pretrained(str(trained), use_safetensors=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(trained))
@@ -102,7 +110,7 @@ def test_pretraining_leaves_the_global_rng_alone(tmp_path, corpus):
 
 
 def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, corpus, monkeypatch):
-    import distill.pretrain as pretrain
+    import zhkd.distill.pretrain as pretrain
 
     config = replace(QUICK, max_steps=10, save_every=4)
     straight = pretrain_mlm(corpus, tmp_path / "straight", config, progress=False)
@@ -133,7 +141,7 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, corpu
 def test_masking_takes_whole_units_and_keeps_special_tokens(tmp_path):
     import torch
 
-    from distill.checkpoints import char_vocab, save_char_tokenizer
+    from zhkd.models import char_vocab, save_char_tokenizer
 
     texts = ["我们今天去北京天安门广场玩", "这家酒店的服务很好，价格也便宜。", "人民日报社论"] * 40
     tokenizer = save_char_tokenizer(char_vocab(texts), tmp_path)

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import importlib
 
-from augment.errors import AugmentError
+from zhkd.augment.errors import AugmentError
 
 # name -> (module:class, variants a bare name expands to, the variant-taking keyword)
 REGISTRY: dict[str, tuple[str, tuple[str, ...], str | None]] = {
-    "synonym": ("augment.ops.synonym:Synonym", (), None),
-    "mlm": ("augment.ops.mlm:Mlm", (), None),
-    "wordvec": ("augment.ops.wordvec:Wordvec", (), None),
-    "ngram": ("augment.ops.ngram:Ngram", (), None),
-    "convert": ("augment.ops.convert:Convert", ("s2t", "s2tw", "s2twp", "s2hk"), "config"),
-    "homophone": ("augment.ops.homophone:Homophone", (), None),
-    "mask": ("augment.ops.mask:Mask", (), None),
-    "eda": ("augment.ops.eda:Eda", ("swap", "delete", "insert"), "mode"),
+    "synonym": ("zhkd.augment.ops.synonym:Synonym", (), None),
+    "mlm": ("zhkd.augment.ops.mlm:Mlm", (), None),
+    "wordvec": ("zhkd.augment.ops.wordvec:Wordvec", (), None),
+    "ngram": ("zhkd.augment.ops.ngram:Ngram", (), None),
+    "convert": ("zhkd.augment.ops.convert:Convert", ("s2t", "s2tw", "s2twp", "s2hk"), "config"),
+    "homophone": ("zhkd.augment.ops.homophone:Homophone", (), None),
+    "mask": ("zhkd.augment.ops.mask:Mask", (), None),
+    "eda": ("zhkd.augment.ops.eda:Eda", ("swap", "delete", "insert"), "mode"),
 }
 
 

@@ -13,9 +13,9 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Protocol
 
-from augment.charset import is_cjk
-from augment.lexicon import is_content_word, synonym_sets
-from augment.segment import Segmented
+from zhkd.augment.charset import is_cjk
+from zhkd.augment.lexicon import is_content_word, synonym_sets
+from zhkd.augment.segment import Segmented
 
 
 class Operator(Protocol):
@@ -71,7 +71,7 @@ def synonym_slots(seg: Segmented) -> list[tuple[int, tuple]]:
 
 
 def check_rate(name: str, p: float) -> float:
-    from augment.errors import AugmentError
+    from zhkd.augment.errors import AugmentError
 
     if not 0.0 <= p <= 1.0:
         raise AugmentError(f"{name}: rate p must lie in [0, 1], got {p}")

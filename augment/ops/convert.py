@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from functools import cache
 
-from augment.errors import AugmentError
-from augment.segment import Segmented
+from zhkd.augment.errors import AugmentError
+from zhkd.augment.segment import Segmented
 
 CONFIGS = ("s2t", "s2tw", "s2twp", "s2hk", "t2s", "tw2s", "hk2s")
 INVERSE = {"s2t": "t2s", "s2tw": "tw2s", "s2twp": "tw2s", "s2hk": "hk2s", "t2s": "s2t", "tw2s": "s2tw",

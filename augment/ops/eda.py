@@ -9,9 +9,9 @@ from __future__ import annotations
 import random
 import re
 
-from augment.errors import AugmentError
-from augment.ops.base import check_rate, choose, count_for, free_words, pick, synonym_slots
-from augment.segment import Segmented
+from zhkd.augment.errors import AugmentError
+from zhkd.augment.ops.base import check_rate, choose, count_for, free_words, pick, synonym_slots
+from zhkd.augment.segment import Segmented
 
 MODES = ("swap", "delete", "insert")
 _CJK_GAP = re.compile(r"[\u3400-\u9fff\uf900-\ufaff] +(?=[\u3400-\u9fff\uf900-\ufaff])")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import random
 
-from augment.ops.base import check_rate, choose, content_words, count_for, pick
-from augment.pinyin import homophones, word_readings
-from augment.segment import Segmented
+from zhkd.augment.ops.base import check_rate, choose, content_words, count_for, pick
+from zhkd.augment.pinyin import homophones, word_readings
+from zhkd.augment.segment import Segmented
 
 
 class Homophone:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-from augment.charset import MASK_TOKEN, is_cjk_word
-from augment.ops.base import check_rate, choose, count_for, free_words
-from augment.segment import Segmented
+from zhkd.augment.charset import MASK_TOKEN, is_cjk_word
+from zhkd.augment.ops.base import check_rate, choose, count_for, free_words
+from zhkd.augment.segment import Segmented
 
 
 class Mask:

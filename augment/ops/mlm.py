@@ -26,11 +26,11 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from augment.charset import NEGATORS, common_chars, is_cjk_word, is_plain_word
-from augment.errors import AugmentError
-from augment.lexicon import ENTITY_TAGS, dictionary_freq, dictionary_tag
-from augment.ops.base import check_rate, choose, content_words, count_for
-from augment.segment import Segmented
+from zhkd.augment.charset import NEGATORS, common_chars, is_cjk_word, is_plain_word
+from zhkd.augment.errors import AugmentError
+from zhkd.augment.lexicon import ENTITY_TAGS, dictionary_freq, dictionary_tag
+from zhkd.augment.ops.base import check_rate, choose, content_words, count_for
+from zhkd.augment.segment import Segmented
 
 MAX_WORD_CHARS = 4
 MASK_SHARE = 0.15

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from augment.errors import AugmentError
-from augment.ops.base import is_wordlike
-from augment.segment import Segmented
+from zhkd.augment.errors import AugmentError
+from zhkd.augment.ops.base import is_wordlike
+from zhkd.augment.segment import Segmented
 
 
 class Ngram:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from augment.ops.base import check_rate, choose, count_for, pick, synonym_slots
-from augment.segment import Segmented
+from zhkd.augment.ops.base import check_rate, choose, count_for, pick, synonym_slots
+from zhkd.augment.segment import Segmented
 
 
 class Synonym:

@@ -8,11 +8,11 @@ import random
 from functools import cache
 from pathlib import Path
 
-from augment.charset import is_cjk_word, is_plain_word
-from augment.errors import AugmentError
-from augment.lexicon import ENTITY_TAGS, dictionary_tag
-from augment.ops.base import check_rate, choose, content_words, count_for, pick
-from augment.segment import Segmented
+from zhkd.augment.charset import is_cjk_word, is_plain_word
+from zhkd.augment.errors import AugmentError
+from zhkd.augment.lexicon import ENTITY_TAGS, dictionary_tag
+from zhkd.augment.ops.base import check_rate, choose, content_words, count_for, pick
+from zhkd.augment.segment import Segmented
 
 
 class WordVectors:

@@ -12,17 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.cli_options import (
-    TASKS,
+from zhkd.commands.training_options import (
     add_training_arguments,
     make_run,
-    model_kind,
     prepare_output,
     stage_line,
     train_config,
 )
-from distill.config import SOFT_LOSSES, LossConfig
-from distill.errors import DistillError
+from zhkd.distill.config import SOFT_LOSSES, LossConfig
+from zhkd.distill.errors import DistillError
+from zhkd.tasks import get_task, task_names
 
 STAGES = ("pre", "kd", "post")
 
@@ -37,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, help="directory for the student, log and checkpoints")
     parser.add_argument("--stages", help="comma-separated subset of pre,kd,post (default: all three with --train, "
                                          "else kd)")
-    parser.add_argument("--task", choices=TASKS, help="the task, when no --data gives it")
+    parser.add_argument("--task", choices=task_names(), help="the task, when no --data gives it")
     parser.add_argument("--train", type=Path, help="gold training rows for the pre and post stages")
     parser.add_argument("--dev", type=Path, help="gold dev rows: the score after every stage")
     parser.add_argument("--temperature", type=float, default=d.temperature,
@@ -76,7 +75,7 @@ def _check_arguments(args, stages: list[str]) -> None:
         raise DistillError("the pre and post stages need --train (gold rows)")
     if args.student == "auto" and args.speedup is None and args.max_params is None:
         raise DistillError("--student auto needs --speedup or --max-params")
-    from distill.students import SHAPES, student_names
+    from zhkd.distill.students import SHAPES, student_names
 
     if args.student not in (*SHAPES, "auto") and not Path(args.student).exists() and "/" not in args.student:
         raise DistillError(f"--student {args.student}: neither a catalogue shape ({', '.join(student_names())}), "
@@ -93,7 +92,7 @@ def _check_labels(what: str, labels: list[str], expected: list[str]) -> None:
 
 def _kd_columns(task: str, stored_ids: bool) -> list[str]:
     """The shard columns the kd stage reads: the stored ids, or the text to tokenise again."""
-    if task == "ner":
+    if get_task(task).per_token:
         inputs = ["input_ids", "token_starts"] if stored_ids else ["tokens"]
         return [*inputs, "tags", "teacher_logits"]
     inputs = ["input_ids"] if stored_ids else ["text", "text_pair"]
@@ -102,11 +101,11 @@ def _kd_columns(task: str, stored_ids: bool) -> list[str]:
 
 def _student(args, teacher, teacher_tokenizer, task: str, label_names: list[str], log):
     """The student model and its tokenizer, built, selected or loaded as `--student` says."""
-    from distill.checkpoints import load_model, load_tokenizer, model_labels
-    from distill.select import select_student
-    from distill.students import SHAPES, build_model, init_from_teacher
+    from zhkd.distill.selection import select_student
+    from zhkd.distill.students import SHAPES, build_model, init_from_teacher
+    from zhkd.models import load_model, load_tokenizer, model_labels
 
-    kind = model_kind(task)
+    kind = get_task(task).model_kind
     name = args.student
     if name == "auto":
         name, _ = select_student(teacher, kind=kind, num_labels=len(label_names), speedup=args.speedup,
@@ -125,7 +124,7 @@ def _student(args, teacher, teacher_tokenizer, task: str, label_names: list[str]
 
 def run(args: argparse.Namespace) -> int:
     if args.list_students:
-        from distill.students import student_names
+        from zhkd.distill.students import student_names
 
         print("\n".join(student_names()))
         return 0
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if not prepare_output(args.output, resume=args.resume):
         print(f"{args.output}: already complete", file=sys.stderr)
         return 0
-    from distill.train import distributed
+    from zhkd.distill.train import distributed
 
     with distributed() as (rank, world, device):
         return _distil(args, stages, loss, config, rank, world, device)
@@ -145,19 +144,20 @@ def run(args: argparse.Namespace) -> int:
 def _distil(args, stages: list[str], loss: LossConfig, config, rank: int, world: int, device: str) -> int:
     from dataclasses import replace
 
-    from distill.checkpoints import load_model, load_tokenizer, model_labels, tokenizer_fingerprint, weights_fingerprint
-    from distill.collate import Collator
-    from distill.loader import RowSource
-    from distill.predict import read_task_rows
-    from distill.select import dev_report, select_teacher
-    from distill.shards import ShardReader, validate
-    from distill.train import Stage, run_stages
+    from zhkd.distill.collate import Collator
+    from zhkd.distill.loader import RowSource
+    from zhkd.distill.predict import read_task_rows
+    from zhkd.distill.reader import ShardReader
+    from zhkd.distill.selection import dev_report, select_teacher
+    from zhkd.distill.train import Stage, run_stages
+    from zhkd.models import load_model, load_tokenizer, model_labels, tokenizer_fingerprint, weights_fingerprint
+    from zhkd.shards import validate
 
     manifest = validate(args.data) if "kd" in stages else None  # refuse a partial or corrupted dataset first
     if manifest and args.task and args.task != manifest["task"]:
         raise DistillError(f"--task {args.task}, but {args.data} holds a {manifest['task']} dataset")
     task = manifest["task"] if manifest else args.task
-    kind = model_kind(task)
+    kind = get_task(task).model_kind
     teachers = [t.strip() for t in args.teacher.split(",") if t.strip()]
     label_names = manifest["label_names"] if manifest else model_labels(load_model(kind, teachers[0]))
     train_rows = read_task_rows(args.train, task, label_names)[0] if args.train else None

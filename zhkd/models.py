@@ -12,8 +12,13 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from distill.errors import DistillError
-from distill.shards import file_sha256
+from zhkd.errors import ZhkdError
+from zhkd.shards import file_sha256
+
+
+class ModelError(ZhkdError):
+    """A checkpoint or tokenizer that cannot be loaded, or a model kind that does not exist."""
+
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MODEL_KINDS = ("sequence", "token", "mlm")
@@ -48,7 +53,7 @@ def load_tokenizer(name_or_path: str | Path):
     try:
         return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
     except (OSError, ValueError) as err:
-        raise DistillError(f"cannot load a tokenizer from {name_or_path}: {err}") from err
+        raise ModelError(f"cannot load a tokenizer from {name_or_path}: {err}") from err
 
 
 def load_model(kind: str, name_or_path: str | Path, **kwargs):
@@ -61,13 +66,13 @@ def load_model(kind: str, name_or_path: str | Path, **kwargs):
         "mlm": transformers.AutoModelForMaskedLM,
     }
     if kind not in auto:
-        raise DistillError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
+        raise ModelError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
     try:
         return auto[kind].from_pretrained(
             str(name_or_path), use_safetensors=True, trust_remote_code=False, **kwargs
         )
     except (OSError, ValueError) as err:
-        raise DistillError(f"cannot load a {kind} model from {name_or_path}: {err}") from err
+        raise ModelError(f"cannot load a {kind} model from {name_or_path}: {err}") from err
 
 
 def model_labels(model) -> list[str]:

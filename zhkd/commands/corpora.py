@@ -6,8 +6,8 @@ import argparse
 import hashlib
 import json
 
-from pipelines.corpora import build_all, corpus_stats
-from pipelines.errors import PipelineError
+from zhkd.pipelines.corpora import build_all, corpus_stats
+from zhkd.pipelines.errors import PipelineError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

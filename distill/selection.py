@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.errors import DistillError
-from distill.metrics import PRIMARY_METRIC, classification_scores, ner_scores
-from distill.predict import _predict, argmax
+from zhkd.distill.errors import DistillError
+from zhkd.distill.metrics import classification_scores, ner_scores
+from zhkd.distill.predict import _predict, argmax
+from zhkd.tasks import get_task
 
 
 def expected_calibration_error(probabilities: Sequence[Sequence[float]], gold: Sequence[int], *,
@@ -50,7 +51,7 @@ def dev_report(model, tokenizer, rows: Sequence[dict], task: str, label_names: l
     """
     logits, has_piece = _predict(model, tokenizer, rows, task, batch_size=batch_size, max_length=max_length,
                                  device=device, progress=False)
-    if task == "ner":
+    if get_task(task).per_token:
         outside = label_names.index("O") if "O" in label_names else 0
         probs, gold, gold_tags, pred_tags = [], [], [], []
         for row, row_logits, pieces in zip(rows, logits, has_piece, strict=True):
@@ -65,7 +66,7 @@ def dev_report(model, tokenizer, rows: Sequence[dict], task: str, label_names: l
         probs = [_softmax(row) for row in logits]
         gold = [r["label"] for r in rows]
         scores = classification_scores(gold, [argmax(p) for p in probs], len(label_names))
-    return {"score": scores[PRIMARY_METRIC[task]], "metric": PRIMARY_METRIC[task],
+    return {"score": scores[get_task(task).headline], "metric": get_task(task).headline,
             "ece": expected_calibration_error(probs, gold), "scores": scores}
 
 
@@ -73,13 +74,13 @@ def select_teacher(candidates: Sequence[str | Path], rows: Sequence[dict], task:
                    tie_tolerance: float = 1e-9, log: Callable[[dict], None] = lambda event: None,
                    **predict_kw) -> tuple[str, list[dict]]:
     """The candidate with the best dev score (ties: lowest ECE), and every candidate's figures."""
-    from distill.checkpoints import load_model, load_tokenizer, model_labels
+    from zhkd.models import load_model, load_tokenizer, model_labels
 
     if not candidates:
         raise DistillError("no teacher candidates given")
     figures = []
     for candidate in candidates:
-        model = load_model("token" if task == "ner" else "sequence", candidate)
+        model = load_model(get_task(task).model_kind, candidate)
         if model_labels(model) != list(label_names):
             raise DistillError(f"teacher {candidate} has labels {model_labels(model)}, the data has {label_names}")
         report = dev_report(model, load_tokenizer(candidate), rows, task, label_names, **predict_kw)
@@ -109,12 +110,12 @@ def select_student(teacher, *, kind: str, num_labels: int, speedup: float | None
     `latency_ms(model)` times one forward (default: `measure_latency`'s median at batch 1, 64 tokens, on
     this device). Candidates are built at random with the teacher's vocabulary size.
     """
-    from distill.students import build_model, parameter_count, student_names
+    from zhkd.distill.students import build_model, parameter_count, student_names
 
     if speedup is None and max_params is None:
         raise DistillError("student selection needs a target speed-up or a parameter budget")
     if latency_ms is None:
-        from distill.latency import measure_latency
+        from zhkd.distill.latency import measure_latency
 
         def latency_ms(model):
             return measure_latency(model, seq_len=64, batch_size=1, runs=20).p50_ms

@@ -10,20 +10,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distill.cli_options import (
-    TASKS,
+from zhkd.commands.training_options import (
     add_training_arguments,
     make_run,
-    model_kind,
     prepare_output,
     stage_line,
     train_config,
 )
-from distill.errors import DistillError
+from zhkd.distill.errors import DistillError
+from zhkd.tasks import get_task, task_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--task", required=True, choices=task_names())
     parser.add_argument("--train", required=True, type=Path, help="gold training rows (.jsonl or .jsonl.gz)")
     parser.add_argument("--dev", type=Path, help="gold dev rows, scored after every epoch")
     parser.add_argument("--init", required=True,
@@ -43,21 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def scratch_model(args, train_rows: list[dict], label_names: list[str], rank: int, world: int):
     """A catalogue shape at random, and its tokenizer (built from the training text, or given)."""
-    from distill.checkpoints import char_vocab, load_tokenizer, save_char_tokenizer
-    from distill.students import build_model, get_shape
-    from distill.train import barrier
+    from zhkd.distill.students import build_model, get_shape
+    from zhkd.distill.train import barrier
+    from zhkd.models import char_vocab, load_tokenizer, save_char_tokenizer
 
     shape = get_shape(args.shape)
     if args.tokenizer:
         tokenizer = load_tokenizer(args.tokenizer)
     else:
         if rank == 0:
-            texts = (" ".join(r["tokens"]) if args.task == "ner" else r["text"] + r.get("text_pair", "")
+            texts = (" ".join(r["tokens"]) if get_task(args.task).per_token else r["text"] + r.get("text_pair", "")
                      for r in train_rows)
             save_char_tokenizer(char_vocab(texts, max_size=args.vocab_size), args.output)
         barrier(world)  # the other ranks read the tokenizer rank 0 wrote
         tokenizer = load_tokenizer(args.output)
-    model = build_model(shape, kind=model_kind(args.task), vocab_size=len(tokenizer), labels=label_names,
+    model = build_model(shape, kind=get_task(args.task).model_kind, vocab_size=len(tokenizer), labels=label_names,
                         pad_token_id=tokenizer.pad_token_id or 0, seed=args.seed)
     return model, tokenizer
 
@@ -66,11 +65,11 @@ def pretrained_model(args, label_names: list[str]):
     """A checkpoint with a task head for these labels; a head that does not fit is initialised afresh."""
     import torch
 
-    from distill.checkpoints import load_model, load_tokenizer
+    from zhkd.models import load_model, load_tokenizer
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        model = load_model(model_kind(args.task), args.init, num_labels=len(label_names),
+        model = load_model(get_task(args.task).model_kind, args.init, num_labels=len(label_names),
                            id2label=dict(enumerate(label_names)),
                            label2id={name: i for i, name in enumerate(label_names)}, ignore_mismatched_sizes=True)
     return model, load_tokenizer(args.init)
@@ -79,8 +78,8 @@ def pretrained_model(args, label_names: list[str]):
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from distill.predict import read_task_rows
-    from distill.train import distributed
+    from zhkd.distill.predict import read_task_rows
+    from zhkd.distill.train import distributed
 
     config = train_config(args)
     if args.init != "scratch" and (args.shape or args.tokenizer):
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.init == "scratch" and not args.shape:
         raise DistillError("--init scratch needs --shape (see zhkd distill --list-students)")
     if args.init == "scratch":
-        from distill.students import get_shape
+        from zhkd.distill.students import get_shape
 
         get_shape(args.shape)  # an unknown shape is refused before anything is written
     if not prepare_output(args.output, resume=args.resume):
@@ -102,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _finetune(args, config, train_rows, dev_rows, label_names, rank: int, world: int, device: str) -> int:
-    from distill.collate import Collator
-    from distill.loader import RowSource
-    from distill.train import Stage, run_stages
+    from zhkd.distill.collate import Collator
+    from zhkd.distill.loader import RowSource
+    from zhkd.distill.train import Stage, run_stages
 
     if args.init == "scratch":
         model, tokenizer = scratch_model(args, train_rows, label_names, rank, world)

@@ -9,10 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from distill.config import TrainConfig
-from distill.errors import DistillError
-
-TASKS = ("classification", "pair", "ner")
+from zhkd.distill.config import TrainConfig
+from zhkd.distill.errors import DistillError
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,13 +51,9 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
     return TrainConfig(**{**values, **overrides})
 
 
-def model_kind(task: str) -> str:
-    return "token" if task == "ner" else "sequence"
-
-
 def prepare_output(out_dir: Path, *, resume: bool) -> bool:
     """False when the run in `out_dir` is already complete (nothing to do); refuses to train over a run."""
-    from distill.train import CHECKPOINT, SUMMARY
+    from zhkd.distill.train import CHECKPOINT, SUMMARY
 
     summary = out_dir / SUMMARY
     if summary.exists() and json.loads(summary.read_text("utf-8")).get("complete"):
@@ -76,7 +70,7 @@ def prepare_output(out_dir: Path, *, resume: bool) -> bool:
 
 def make_run(out_dir: Path, task: str, label_names: list[str], tokenizer, dev_rows, rank: int, world: int,
              device: str):
-    from distill.train import LOG, JsonlLog, Run
+    from zhkd.distill.train import LOG, JsonlLog, Run
 
     return Run(out_dir=out_dir, task=task, label_names=label_names, tokenizer=tokenizer, dev_rows=dev_rows,
                log=JsonlLog(out_dir / LOG, enabled=rank == 0), rank=rank, world_size=world, device=device)

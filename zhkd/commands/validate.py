@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.shards import validate
+    from zhkd.shards import validate
 
     manifest = validate(args.directory, check_checksums=not args.no_checksums)
     shards = manifest["shards"]

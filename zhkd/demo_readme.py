@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines.demo import ablation_table, summary_table
-from pipelines.errors import PipelineError
+from zhkd.demo import ablation_table, summary_table
+from zhkd.pipelines.errors import PipelineError
 
 BEGIN = "<!-- demo-report:begin (written by `make readme` from demo-out/report.json; do not edit) -->"
 END = "<!-- demo-report:end -->"

@@ -8,16 +8,17 @@ import sys
 import time
 from pathlib import Path
 
-from augment.errors import AugmentError
-from augment.example import Example, Variant
-from augment.ids import content_id
-from augment.policy import TASKS, make_policy
+from zhkd.augment.errors import AugmentError
+from zhkd.augment.example import Example, Variant
+from zhkd.augment.ids import content_id
+from zhkd.augment.policy import make_policy
+from zhkd.tasks import get_task, task_names
 
 BATCH_EXAMPLES = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--task", required=True, choices=task_names())
     parser.add_argument("--input", required=True, type=Path, help="JSONL rows as in the bundled corpora")
     parser.add_argument("--output", required=True, type=Path, help="JSONL: each original, then its variants")
     parser.add_argument("--num-aug", type=int, default=4, help="variants per example, at most (default 4)")
@@ -41,7 +42,7 @@ def to_example(row: object, task: str) -> Example:
     if row_id is not None and not isinstance(row_id, str | int):
         raise ValueError("id is neither a string nor an integer")
     label = row.get("label")
-    if task == "ner":
+    if get_task(task).per_token:
         tokens, tags = row.get("tokens"), row.get("tags")
         if not isinstance(tokens, list) or not isinstance(tags, list):
             raise ValueError("missing tokens or tags (lists)")
@@ -57,7 +58,7 @@ def to_example(row: object, task: str) -> Example:
             raise ValueError("empty text")
         return Example(str(row_id) if row_id is not None else content_id(row), text, None, label,
                        tuple(tokens), tuple(tags))
-    fields = ("text", "text_pair") if task == "pair" else ("text",)
+    fields = ("text", "text_pair") if get_task(task).has_pair else ("text",)
     for field in fields:
         value = row.get(field)
         if not isinstance(value, str):
@@ -70,11 +71,11 @@ def to_example(row: object, task: str) -> Example:
 def output_row(row: dict, variant: Variant, task: str) -> dict:
     out = dict(row)
     out["id"] = variant.id
-    if task == "ner":
+    if get_task(task).per_token:
         out["tokens"], out["tags"] = list(variant.tokens), list(variant.tags)
     else:
         out["text"] = variant.text
-        if task == "pair":
+        if get_task(task).has_pair:
             out["text_pair"] = variant.text_pair
     out.update(source_id=variant.source_id, ops=list(variant.ops), is_original=variant.is_original)
     return out

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distill.errors import DistillError
-
-TASKS = ("classification", "pair", "ner")
+from zhkd.distill.errors import DistillError
+from zhkd.tasks import task_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--task", required=True, choices=task_names())
     parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
                         help="a checkpoint to evaluate; repeat for several (NAME defaults to the directory name)")
     parser.add_argument("--teacher", metavar="[NAME=]PATH",
@@ -42,8 +41,8 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.evaluate import LatencySettings, evaluate_models, label_names_of, render_markdown
-    from distill.predict import read_task_rows
+    from zhkd.distill.evaluate import LatencySettings, evaluate_models, label_names_of, render_markdown
+    from zhkd.distill.predict import read_task_rows
 
     models: dict[str, str] = {}
     for spec in args.model:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from distill.errors import DistillError
+from zhkd.distill.errors import DistillError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,13 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _defaults():
-    from distill.pretrain import PretrainConfig
+    from zhkd.distill.pretrain import PretrainConfig
 
     return PretrainConfig()
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.pretrain import RESUME_DIR, SUMMARY_FILE, PretrainConfig, pretrain_mlm, read_texts
+    from zhkd.distill.pretrain import RESUME_DIR, SUMMARY_FILE, PretrainConfig, pretrain_mlm, read_texts
 
     paths = [p.strip() for p in args.input.split(",") if p.strip()]
     if not paths:

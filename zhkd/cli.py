@@ -13,24 +13,22 @@ import importlib.metadata
 import sys
 
 COMMANDS = {
-    "corpora": ("pipelines.corpora_cli", "rebuild or check the bundled corpora"),
-    "augment": ("augment.cli", "augment a JSONL file with a task policy"),
-    "build": ("pipelines.build_cli", "build a soft-label dataset with Beam"),
-    "validate": ("pipelines.validate_cli", "check a dataset directory"),
-    "evaluate": ("distill.evaluate_cli", "score models by task type, with speed and size"),
-    "pretrain": ("distill.pretrain_cli", "pre-train a small character MLM from text"),
-    "demo": ("pipelines.demo", "the paper in miniature: teacher, datasets, students and the report"),
-    "finetune": ("distill.finetune_cli", "fine-tune a teacher or student on gold labels"),
-    "distill": ("distill.distill_cli", "distil a student from a soft-label dataset"),
+    "corpora": ("zhkd.commands.corpora", "rebuild or check the bundled corpora"),
+    "augment": ("zhkd.commands.augment", "augment a JSONL file with a task policy"),
+    "build": ("zhkd.commands.build", "build a soft-label dataset with Beam"),
+    "validate": ("zhkd.commands.validate", "check a dataset directory"),
+    "evaluate": ("zhkd.commands.evaluate", "score models by task type, with speed and size"),
+    "pretrain": ("zhkd.commands.pretrain", "pre-train a small character MLM from text"),
+    "demo": ("zhkd.demo", "the paper in miniature: teacher, datasets, students and the report"),
+    "finetune": ("zhkd.commands.finetune", "fine-tune a teacher or student on gold labels"),
+    "distill": ("zhkd.commands.distill", "distil a student from a soft-label dataset"),
 }
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    from augment.errors import AugmentError
-    from distill.errors import DistillError
-    from pipelines.errors import PipelineError
+    from zhkd.errors import ZhkdError
 
-    return (AugmentError, DistillError, PipelineError, FileNotFoundError)
+    return (ZhkdError, FileNotFoundError)
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:

@@ -19,8 +19,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.corpora import load_corpus
-from pipelines.errors import PipelineError
+from zhkd.pipelines.corpora import load_corpus
+from zhkd.pipelines.errors import PipelineError
+from zhkd.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class Steps:
         self.log_path = log_path
 
     def run(self, label: str, *argv: object) -> float:
-        from pipelines.cli import main
+        from zhkd.cli import main
 
         args = [str(a) for a in argv]
         print(f"\n== demo: {label}\n   zhkd {' '.join(args)}", file=sys.stderr, flush=True)
@@ -146,14 +147,14 @@ class Steps:
 def _select_student(teacher_dir: Path, task: str, scale: Scale) -> dict:
     """Measure the catalogue's students against the teacher on this CPU; keep the most capable that is
     at least `target_speedup` faster."""
-    from distill.checkpoints import load_model
-    from distill.latency import measure_latency
-    from distill.select import select_student
+    from zhkd.distill.latency import measure_latency
+    from zhkd.distill.selection import select_student
+    from zhkd.models import load_model
 
-    teacher = load_model("token" if task == "ner" else "sequence", teacher_dir)
+    teacher = load_model(get_task(task).model_kind, teacher_dir)
     events: list[dict] = []
     shape, candidates = select_student(
-        teacher, kind="token" if task == "ner" else "sequence", num_labels=teacher.config.num_labels,
+        teacher, kind=get_task(task).model_kind, num_labels=teacher.config.num_labels,
         speedup=scale.target_speedup, log=events.append,
         latency_ms=lambda model: measure_latency(model, seq_len=64, batch_size=1, runs=scale.eval_runs,
                                                  device="cpu").p50_ms,
@@ -174,7 +175,7 @@ def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm
     task_dir = out / spec.task
     common = ["--batch-size", scale.batch_size, "--max-length", scale.max_length, "--seed", seed,
               "--group-by-length" if spec.group_by_length else "--no-group-by-length"]
-    teacher_epochs = scale.ner_teacher_epochs if spec.task == "ner" else scale.teacher_epochs
+    teacher_epochs = scale.ner_teacher_epochs if get_task(spec.task).per_token else scale.teacher_epochs
     if teacher is None:
         teacher = task_dir / "teacher"
         steps.run(f"{spec.task}: fine-tune the teacher from the MLM", "finetune", "--task", spec.task,

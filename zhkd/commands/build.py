@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.build_config import (
+from zhkd.pipelines.build_config import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MAX_BATCH_ROWS,
     INPUT_FORMATS,
-    TASKS,
     BuildConfig,
     Fields,
 )
+from zhkd.tasks import task_names
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -19,7 +19,7 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pipelines.beam_options import add_beam_arguments, quiet_known_warnings
+    from zhkd.pipelines.beam_options import add_beam_arguments, quiet_known_warnings
 
     quiet_known_warnings()
     parser.epilog = ("Any Apache Beam pipeline option is accepted too (e.g. --runner DataflowRunner --project P "
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "--direct_num_workers 2 --direct_running_mode multi_processing locally). "
                      "See docs/build.md.")
     io = parser.add_argument_group("input and output")
-    io.add_argument("--task", required=True, choices=TASKS)
+    io.add_argument("--task", required=True, choices=task_names())
     io.add_argument("--input", required=True, action="append", metavar="IN",
                     help="JSONL/CSV/TSV/Parquet file or glob (local or gs://...), a save_to_disk dataset "
                          "directory, or hf:NAME for a hub dataset; repeatable")
@@ -93,9 +93,9 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from pipelines.beam_options import beam_flags
-    from pipelines.build import build
-    from pipelines.errors import PipelineError
+    from zhkd.pipelines.beam_options import beam_flags
+    from zhkd.pipelines.build import build
+    from zhkd.pipelines.errors import PipelineError
 
     for name in ("num_aug", "max_chars", "batch_tokens", "max_batch_rows", "num_shards", "teacher_threads"):
         if getattr(args, name) < (0 if name == "num_aug" else 1):
