@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -111,13 +112,22 @@ def argmax(values: Sequence[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
+def present_labels(logits: Sequence[float], threshold: float = 0.5) -> list[int]:
+    """Multilabel: the ids whose sigmoid reaches `threshold` (0.5: the logit is at least 0)."""
+    cut = math.log(threshold / (1.0 - threshold))
+    return [i for i, z in enumerate(logits) if z >= cut]
+
+
 def predict_labels(model, tokenizer, rows: Sequence[dict], task: str, **kwargs) -> list[int] | list[list[int]]:
-    """Label ids: one per row, or one per token for NER (tokens without a piece get the outside label)."""
+    """Label ids: one per row, a list per row for multilabel (sigmoid >= 0.5), or one per token for NER
+    (tokens without a piece get the outside label)."""
     logits, has_piece = _predict(model, tokenizer, rows, task, batch_size=kwargs.pop("batch_size", 32),
                                  max_length=kwargs.pop("max_length", 512), device=kwargs.pop("device", None),
                                  progress=kwargs.pop("progress", False))
     if kwargs:
         raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
+    if get_task(task).multilabel:
+        return [present_labels(row) for row in logits]
     if not get_task(task).per_token:
         return [argmax(row) for row in logits]
     outside = getattr(model.config, "label2id", {}).get("O", 0)
@@ -145,8 +155,9 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
                    require_labels: bool = True) -> tuple[list[dict], list[str]]:
     """Rows of a task JSONL file (`.jsonl` or `.jsonl.gz`), validated, with labels mapped to ids.
 
-    Classification: {"id", "text", "label"}; pair adds "text_pair"; NER: {"id", "tokens", "tags"}.
-    Labels are names (or ids into `label_names`). Without `label_names` the label set is the file's,
+    Classification: {"id", "text", "label"}; pair adds "text_pair"; multilabel: {"id", "text", "labels"}
+    with a list (possibly empty) of labels; NER: {"id", "tokens", "tags"}. Labels are names (or ids into
+    `label_names`). Without `label_names` the label set is the file's,
     sorted (NER: "O" first). A bad row raises DistillError naming file:line. With
     `require_labels=False` a row may omit its label (its label becomes None).
     """
@@ -154,7 +165,8 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
     path = Path(path)
     if not path.is_file():
         raise DistillError(f"{path}: no such file")
-    label_key = get_task(task).label_field
+    spec = get_task(task)
+    label_key = spec.label_field
     raw: list[tuple[int, dict]] = []
     with _open_text(path) as f:
         try:
@@ -180,7 +192,7 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
         for _, row in raw:
             value = row.get(label_key)
             if value is not None:
-                seen.update(value if get_task(task).per_token else [value])
+                seen.update(value if spec.gold_is_list else [value])
         if any(not isinstance(v, str) for v in seen):
             raise DistillError(f"{path}: integer labels need the label names")
         label_names = _default_label_order(task, seen)
@@ -189,16 +201,19 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
     for line_no, row in raw:
         where = f"{path}:{line_no}"
         out = {"id": str(row.get("id", f"{path.name}:{line_no}"))}
-        if get_task(task).per_token:
+        if spec.per_token:
             out["tokens"] = row["tokens"]
-            tags = row.get("tags")
-            out["tags"] = None if tags is None else [_label_id(t, index, label_names, where) for t in tags]
         else:
             out["text"] = row["text"]
-            if get_task(task).has_pair:
+            if spec.has_pair:
                 out["text_pair"] = row["text_pair"]
-            label = row.get("label")
-            out["label"] = None if label is None else _label_id(label, index, label_names, where)
+        gold = row.get(label_key)
+        if gold is None:
+            out[label_key] = None
+        elif spec.gold_is_list:
+            out[label_key] = [_label_id(g, index, label_names, where) for g in gold]
+        else:
+            out[label_key] = _label_id(gold, index, label_names, where)
         rows.append(out)
     return rows, list(label_names)
 
@@ -215,11 +230,20 @@ def _check_row(row: dict, task: str, where: str, require_labels: bool) -> None:
         if not isinstance(tags, list) or len(tags) != len(tokens):
             raise DistillError(f"{where}: \"tags\" must be a list as long as \"tokens\" ({len(tokens)})")
         return
-    for key in ("text", "text_pair") if get_task(task).has_pair else ("text",):
+    spec = get_task(task)
+    for key in spec.fields:
         if not isinstance(row.get(key), str) or not row[key].strip():
             raise DistillError(f"{where}: \"{key}\" must be a non-empty string")
-    if row.get("label") is None and require_labels:
-        raise DistillError(f"{where}: no \"label\"")
+    gold = row.get(spec.label_field)
+    if gold is None:
+        if require_labels:
+            raise DistillError(f"{where}: no \"{spec.label_field}\"")
+        return
+    if spec.multilabel:
+        if not isinstance(gold, list) or any(isinstance(g, bool) or not isinstance(g, str | int) for g in gold):
+            raise DistillError(f"{where}: \"labels\" must be a list of label names (empty when none applies)")
+        if len(set(map(str, gold))) != len(gold):
+            raise DistillError(f"{where}: \"labels\" names a label twice")
 
 
 def _label_id(label, index: dict[str, int], names: list[str], where: str) -> int:

@@ -1,8 +1,9 @@
 """Input validation: a raw record becomes an `Example`, or a dead letter with its reason.
 
 Normalisation is NFC, control characters stripped (and counted), outer whitespace trimmed. Labels
-are given as names or as integer indices into the label names. Nothing is dropped silently: every
-rejected row carries one of `REASONS` and its raw text to `OUT/dead_letter/<reason>.jsonl`.
+are given as names or as integer indices into the label names (a list of them for a multilabel row).
+Nothing is dropped silently: every rejected row carries one of `REASONS` and its raw text to
+`OUT/dead_letter/<reason>.jsonl`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from zhkd.augment.example import Example
 from zhkd.augment.ids import content_id, stable_id
 from zhkd.pipelines.build_config import Fields
 from zhkd.pipelines.sources import RawRecord
-from zhkd.tasks import get_task
+from zhkd.tasks import MULTILABEL, SEQUENCE, TOKEN, get_task
 
 REASONS = (
     "malformed_json", "malformed_csv", "malformed_row", "invalid_utf8", "missing_field", "empty_text",
@@ -65,12 +66,13 @@ def infer_label_names(values: Iterable) -> list[str]:
 
 
 def label_values(task: str, fields_map: Fields, record: RawRecord) -> list:
-    """The label values of a record (the tags of an NER row), for inferring the label names."""
+    """The label values of a record (the tags of an NER row, the set of a multilabel row), for inferring
+    the label names."""
     if record.fields is None:
         return []
-    value = record.fields.get(fields_map.tags if get_task(task).per_token else fields_map.label)
-    if get_task(task).per_token:
-        return list(value) if isinstance(value, list | tuple) else []
+    value = record.fields.get(fields_map.gold(task))
+    if get_task(task).gold_is_list:
+        return [v for v in value if isinstance(v, str | int)] if isinstance(value, list | tuple) else []
     return [value] if isinstance(value, str | int) else []
 
 
@@ -97,8 +99,9 @@ class Validator:
         if record.error is not None:
             return Checked(dead=DeadLetter(record.error, record.source, record.position, record.raw))
         notes: list[str] = []
+        parse = {SEQUENCE: self._classification, TOKEN: self._ner, MULTILABEL: self._multilabel}
         try:
-            example = self._ner(record, notes) if get_task(self.task).per_token else self._classification(record, notes)
+            example = parse[get_task(self.task).label_kind](record, notes)
         except _Reject as reject:
             dead = DeadLetter(reject.reason, record.source, record.position, record.raw, reject.detail)
             return Checked(dead=dead)
@@ -148,6 +151,26 @@ class Validator:
             label = self._label(value)
         content = {"text": text, "text_pair": pair, "label": label}
         return Example(self._id(record, content), text, pair, label)
+
+    # -- multilabel -------------------------------------------------------------------------------
+    def _multilabel(self, record: RawRecord, notes: list[str]) -> Example:
+        """A text and the set of labels that apply to it: a list, empty when none does (still labelled)."""
+        fields = record.fields
+        text = self._text(fields, self.fields.text, notes)
+        value = fields.get(self.fields.labels)
+        if value is None:
+            if not self.allow_unlabeled:
+                raise _Reject("missing_label", f"no {self.fields.labels!r} (pass --allow-unlabeled to keep it)")
+            labels = None
+        else:
+            if not isinstance(value, list | tuple):
+                raise _Reject("malformed_row", f"{self.fields.labels} must be a list of labels")
+            ids = [self._label(v) for v in value]
+            if len(set(ids)) != len(ids):
+                raise _Reject("malformed_row", f"{self.fields.labels} names a label twice")
+            labels = tuple(sorted(ids))
+        content = {"text": text, "labels": None if labels is None else list(labels)}
+        return Example(self._id(record, content), text, None, labels)
 
     # -- ner --------------------------------------------------------------------------------------
     def _tokens(self, fields: dict) -> list[str]:

@@ -51,11 +51,15 @@ def test_read_task_rows_maps_labels_from_the_bundled_files(tmp_path):
     ('{"id": "a", "text": "好", "label": "positive"}', "pair", "\"text_pair\" must be"),
     ('{"id": "a", "tokens": ["中", "国"], "tags": ["B-LOC"]}', "ner", "as long as"),
     ('{"id": "a", "text": "好", "label": 5}', "classification", "outside 0..1"),
+    ('{"id": "a", "text": "好", "labels": "positive"}', "multilabel", "must be a list"),
+    ('{"id": "a", "text": "好", "labels": ["positive", "positive"]}', "multilabel", "names a label twice"),
+    ('{"id": "a", "text": "好", "labels": ["neutral"]}', "multilabel", "'neutral' is not one of"),
+    ('{"id": "a", "text": "好"}', "multilabel", "no \"labels\""),
 ])
 def test_a_bad_row_is_refused_naming_file_and_line(tmp_path, line, task, message):
     path = tmp_path / "bad.jsonl"
-    good = '{"id": "g", "text": "很好", "text_pair": "好", "label": "positive"}' if task != "ner" else \
-        '{"id": "g", "tokens": ["中"], "tags": ["O"]}'
+    good = '{"id": "g", "text": "很好", "text_pair": "好", "label": "positive", "labels": []}' if task != "ner" \
+        else '{"id": "g", "tokens": ["中"], "tags": ["O"]}'
     path.write_text(good + "\n" + line + "\n", encoding="utf-8")
     labels = ["negative", "positive"] if task != "ner" else NER_LABELS
     with pytest.raises(DistillError, match=rf"bad\.jsonl:2: .*{message}"):

@@ -41,8 +41,13 @@ def to_example(row: object, task: str) -> Example:
     row_id = row.get("id")
     if row_id is not None and not isinstance(row_id, str | int):
         raise ValueError("id is neither a string nor an integer")
-    label = row.get("label")
-    if get_task(task).per_token:
+    spec = get_task(task)
+    label = row.get(spec.label_field)
+    if spec.multilabel and label is not None:
+        if not isinstance(label, list) or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in label):
+            raise ValueError("labels must be a list of label names (empty when none applies)")
+        label = tuple(label)
+    if spec.per_token:
         tokens, tags = row.get("tokens"), row.get("tags")
         if not isinstance(tokens, list) or not isinstance(tags, list):
             raise ValueError("missing tokens or tags (lists)")
@@ -56,10 +61,9 @@ def to_example(row: object, task: str) -> Example:
         text = "".join(tokens)
         if not text.strip():
             raise ValueError("empty text")
-        return Example(str(row_id) if row_id is not None else content_id(row), text, None, label,
+        return Example(str(row_id) if row_id is not None else content_id(row), text, None, None,
                        tuple(tokens), tuple(tags))
-    fields = ("text", "text_pair") if get_task(task).has_pair else ("text",)
-    for field in fields:
+    for field in spec.fields:
         value = row.get(field)
         if not isinstance(value, str):
             raise ValueError(f"missing {field} (a string)")

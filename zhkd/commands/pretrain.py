@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup, mask_prob=args.mask_prob, whole_word=args.whole_word, seed=args.seed,
         log_every=args.log_every, save_every=args.save_every, device=args.device,
     )
-    config.validate()
     if not args.resume and (args.output / SUMMARY_FILE).exists():
         raise DistillError(f"{args.output} holds a finished pre-training; choose another --output")
     if not args.resume and (args.output / RESUME_DIR).exists():

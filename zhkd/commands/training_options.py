@@ -1,4 +1,4 @@
-"""What `zhkd finetune` and `zhkd distill` share: training options, the output directory, the run context.
+"""What `zhkd finetune` and `zhkd distill` share: the training options and the line that reports a stage.
 
 Light at import (no torch): the CLI imports it to build `--help`.
 """
@@ -6,11 +6,8 @@ Light at import (no torch): the CLI imports it to build `--help`.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from zhkd.distill.config import TrainConfig
-from zhkd.distill.errors import DistillError
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,44 +33,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
 
 
-def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
-    for name in ("epochs", "batch_size", "max_length", "save_every"):
-        if getattr(args, name) < 1:
-            raise DistillError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise DistillError("--max-steps must be at least 1")
-    if args.lr <= 0:
-        raise DistillError("--lr must be positive")
-    values = {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr,
-              "seed": args.seed, "max_length": args.max_length, "warmup": args.warmup,
-              "num_workers": args.num_workers, "save_every": args.save_every,
-              "group_by_length": args.group_by_length}
-    return TrainConfig(**{**values, **overrides})
-
-
-def prepare_output(out_dir: Path, *, resume: bool) -> bool:
-    """False when the run in `out_dir` is already complete (nothing to do); refuses to train over a run."""
-    from zhkd.distill.train import CHECKPOINT, SUMMARY
-
-    summary = out_dir / SUMMARY
-    if summary.exists() and json.loads(summary.read_text("utf-8")).get("complete"):
-        if resume:
-            return False
-        raise DistillError(f"{out_dir} holds a finished run; choose another --output")
-    if not resume and (out_dir / CHECKPOINT).exists():
-        raise DistillError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or another --output")
-    if resume and not (out_dir / CHECKPOINT).exists():
-        raise DistillError(f"{out_dir}: no checkpoint to resume from")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return True
-
-
-def make_run(out_dir: Path, task: str, label_names: list[str], tokenizer, dev_rows, rank: int, world: int,
-             device: str):
-    from zhkd.distill.train import LOG, JsonlLog, Run
-
-    return Run(out_dir=out_dir, task=task, label_names=label_names, tokenizer=tokenizer, dev_rows=dev_rows,
-               log=JsonlLog(out_dir / LOG, enabled=rank == 0), rank=rank, world_size=world, device=device)
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The options as a TrainConfig, which checks them."""
+    return TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed, max_length=args.max_length, warmup=args.warmup, num_workers=args.num_workers,
+                       save_every=args.save_every, group_by_length=args.group_by_length)
 
 
 def stage_line(name: str, result: dict) -> str:
