@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, help="gold training rows for the pre and post stages")
     parser.add_argument("--dev", type=Path, help="gold dev rows: the score after every stage")
     parser.add_argument("--temperature", type=float, default=d.temperature,
-                        help=f"softmax temperature of the KD loss (default {d.temperature})")
+                        help=f"temperature of the KD loss: of the softmax, or of each label's sigmoid for multilabel "
+                             f"(default {d.temperature})")
     parser.add_argument("--alpha", type=float, default=d.alpha,
                         help=f"weight of the gold-label loss in kd; 1-alpha goes to the soft loss (default {d.alpha})")
     parser.add_argument("--soft-loss", choices=tuple(SOFT_LOSSES), default=d.soft,
