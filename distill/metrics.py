@@ -74,3 +74,14 @@ def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> 
     return scores
 
 
+
+
+def task_scores(task: str, rows: Sequence[dict], predicted: Sequence, label_names: Sequence[str]) -> dict[str, float]:
+    """The task's metrics of predicted label ids (one per row, or one per token) against the rows' gold
+    ids into `label_names`: the one scoring path of every model, transformer or classical."""
+    from zhkd.tasks import get_task
+
+    if get_task(task).per_token:
+        gold = [[label_names[t] for t in r["tags"]] for r in rows]
+        return ner_scores(gold, [[label_names[t] for t in tags] for tags in predicted])
+    return classification_scores([r["label"] for r in rows], list(predicted), len(label_names))
