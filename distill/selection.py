@@ -92,6 +92,47 @@ def select_teacher(candidates: Sequence[str | Path], rows: Sequence[dict], task:
     return chosen["teacher"], figures
 
 
+def explain_teacher_choice(task: str, names: Sequence[str], figures: Sequence[dict], chosen: str, *,
+                           tie_tolerance: float, baseline: dict | None = None, margin: float = 0.0) -> dict:
+    """The choice of `select_teacher` in words: why this candidate, and whether it beats the baseline.
+
+    `names` are the candidates' names in the order of `figures`; `baseline` (optional) is
+    {"score": dev score, "source": where it came from}. A teacher beats the baseline when its dev score
+    exceeds the baseline's by at least `margin` (absolute, in the units of the headline metric).
+    Returns {"chosen", "strategy", "candidates", "baseline", "reasons"}: reasons are readable lines.
+    """
+    metric = get_task(task).headline
+    rows = [{"name": name, "path": f["teacher"], "score": f["score"], "ece": f["ece"], "scores": f["scores"]}
+            for name, f in zip(names, figures, strict=True)]
+    pick = next(r for r in rows if r["path"] == str(chosen))
+    best = max(r["score"] for r in rows)
+    tied = [r for r in rows if best - r["score"] <= tie_tolerance]
+    others = [r for r in rows if r is not pick]
+    if len(tied) > 1:
+        rivals = ", ".join(f"{r['name']} {r['ece']:.4f}" for r in tied if r is not pick)
+        reasons = [f"chosen {pick['name']}: dev {metric} {pick['score']:.4f} ties with "
+                   f"{', '.join(r['name'] for r in tied if r is not pick)} (within {tie_tolerance:g}); the tie goes "
+                   f"to the lower expected calibration error: {pick['ece']:.4f} against {rivals}"]
+    else:
+        runner_up = max(others, key=lambda r: r["score"])
+        reasons = [f"chosen {pick['name']}: the highest dev {metric}, {pick['score']:.4f}, "
+                   f"{pick['score'] - runner_up['score']:+.4f} over the next ({runner_up['name']}, "
+                   f"{runner_up['score']:.4f})"]
+    against = None
+    if baseline is not None:
+        gap = pick["score"] - baseline["score"]
+        beaten = gap >= margin
+        against = {**baseline, "margin": margin, "gap": gap, "beaten": beaten}
+        need = f" (at least {margin:+.4f} asked)" if margin else ""
+        reasons.append(f"{pick['name']} {'beats' if beaten else 'does not beat'} the classical baseline: dev {metric} "
+                       f"{pick['score']:.4f} against {baseline['score']:.4f} ({baseline['source']}), "
+                       f"{gap:+.4f}{need}")
+    return {"chosen": {"name": pick["name"], "path": pick["path"]},
+            "strategy": f"the best dev {metric}; candidates within {tie_tolerance:g} of it are decided by the lower "
+                        "expected calibration error (15 bins)",
+            "metric": metric, "candidates": rows, "baseline": against, "reasons": reasons}
+
+
 @dataclass(frozen=True)
 class StudentCandidate:
     shape: str
