@@ -343,7 +343,7 @@ def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequ
         reference_entry = _entry(f"{reference} reference", "reference", None, ref_model, None, task)
         timers[reference_entry["name"]] = transformer_timer(ref_model, seq_len)
 
-    _say(f"timing {len(timers)} models in alternation on {', '.join(devices)}"
+    _say(f"timing {len(timers)} model{'s' if len(timers) != 1 else ''} in alternation on {', '.join(devices)}"
          + (f" at sequence length {seq_len}" if seq_len else ""), progress)
     speed = time_together(timers, latency, devices)
     for entry in entries + ([reference_entry] if reference_entry else []):
@@ -457,8 +457,10 @@ def render_markdown(result: dict) -> str:
     baseline = result.get("baseline")
     if baseline and baseline["available"]:
         tuning = baseline["tuning"]
-        chosen = "its default setting" if len(tuning) == 1 else (
-            "chosen on the dev rows from " + ", ".join(_setting(t["settings"]) for t in tuning))
+        dev_key = f"dev_{result['primary_metric']}"
+        chosen = "its default setting" if tuning[0][dev_key] is None else (
+            f"chosen by dev {result['primary_metric']}: "
+            + "; ".join(f"{_setting(t['settings'])} → {t[dev_key]:.4f}" for t in tuning))
         lines += [f"Baseline: {baseline['description']}, {_setting(baseline['settings'])} ({chosen}), trained on "
                   f"{baseline['train_rows']:,} rows in {baseline['train_seconds']:.1f} s; parameters are its non-zero "
                   "weights, size its saved files; timed on the CPU from a raw test row of median length "
