@@ -138,16 +138,17 @@ def transformer_timer(model, seq_len: int) -> Timer:
 def time_together(timers: Mapping[str, Timer], settings: LatencySettings, devices: Sequence[str]) -> dict[str, dict]:
     """Per model and device: latency at batch 1 and throughput at `throughput_batch` (recorded Latency
     dicts), all models of a device and batch size timed in alternation (`time_in_rounds`)."""
+    import torch
+
     speed: dict[str, dict] = {name: {} for name in timers}
     for device in devices:
         for batch in dict.fromkeys((1, settings.throughput_batch)):
             prepared = {name: made for name, timer in timers.items() if (made := timer(device, batch)) is not None}
             if device == "cuda":
-                import torch
-
                 torch.cuda.synchronize()
-            times = time_in_rounds({name: call for name, (call, _) in prepared.items()}, runs=settings.runs,
-                                   warmup=settings.warmup, max_seconds=settings.max_seconds)
+            with torch.inference_mode():
+                times = time_in_rounds({name: call for name, (call, _) in prepared.items()}, runs=settings.runs,
+                                       warmup=settings.warmup, max_seconds=settings.max_seconds)
             for name, (_, length) in prepared.items():
                 record = summarise(times[name], device=device, seq_len=length, batch_size=batch).to_dict()
                 speed[name].setdefault(device, {})[f"batch_{batch}"] = record

@@ -90,7 +90,8 @@ def time_in_rounds(calls: Mapping[str, Callable[[], object]], *, runs: int = 30,
 
 def forward_call(model, *, seq_len: int, batch_size: int, device: str) -> Callable[[], object]:
     """One forward pass of `model` over fixed random ids (a local generator, never the global RNG), synchronised
-    on CUDA so that the clock sees the whole pass. The model is moved to `device` and set to eval."""
+    on CUDA so that the clock sees the whole pass. The model is moved to `device` and set to eval; the
+    caller runs the calls under `torch.inference_mode()` (entered once, not timed with every pass)."""
     import torch
 
     model.to(device).eval()
@@ -99,8 +100,7 @@ def forward_call(model, *, seq_len: int, batch_size: int, device: str) -> Callab
     mask = torch.ones_like(ids)
 
     def call():
-        with torch.inference_mode():
-            out = model(input_ids=ids, attention_mask=mask)
+        out = model(input_ids=ids, attention_mask=mask)
         if device == "cuda":
             torch.cuda.synchronize()
         return out
@@ -119,5 +119,6 @@ def measure_latency(model, *, seq_len: int = 64, batch_size: int = 1, runs: int 
     call = forward_call(model, seq_len=seq_len, batch_size=batch_size, device=device)
     if device == "cuda":
         torch.cuda.synchronize()
-    times = time_in_rounds({"model": call}, runs=runs, warmup=warmup, max_seconds=max_seconds)["model"]
+    with torch.inference_mode():
+        times = time_in_rounds({"model": call}, runs=runs, warmup=warmup, max_seconds=max_seconds)["model"]
     return summarise(times, device=device, seq_len=seq_len, batch_size=batch_size)

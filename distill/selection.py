@@ -144,28 +144,30 @@ class StudentCandidate:
 
 def select_student(teacher, *, kind: str, num_labels: int, speedup: float | None = None,
                    max_params: int | None = None, shapes: Sequence[str] | None = None,
-                   latency_ms: Callable[[object], float] | None = None,
+                   latency_ms: Callable[[object], float] | None = None, runs: int = 20, device: str | None = None,
                    log: Callable[[dict], None] = lambda event: None) -> tuple[str, list[StudentCandidate]]:
     """The most capable catalogue shape within the budget, with every candidate's measurements.
 
-    `latency_ms(model)` times one forward (default: `measure_latency`'s median at batch 1, 64 tokens, on
-    this device). Candidates are built at random with the teacher's vocabulary size.
+    Candidates are built at random with the teacher's vocabulary size. By default the teacher and every
+    candidate are timed together, in alternation (`time_in_rounds`: median of `runs` forward passes at
+    batch 1, 64 tokens, on `device`, default this machine's), so drift on a shared machine does not
+    decide which shape fits; `latency_ms(model)`, when given, times one model at a time instead.
     """
     from zhkd.distill.students import build_model, parameter_count, student_names
 
     if speedup is None and max_params is None:
         raise DistillError("student selection needs a target speed-up or a parameter budget")
+    names = list(shapes or student_names())
+    models = {name: build_model(name, kind=kind, vocab_size=teacher.config.vocab_size, num_labels=num_labels)
+              for name in names}
     if latency_ms is None:
-        from zhkd.distill.latency import measure_latency
-
-        def latency_ms(model):
-            return measure_latency(model, seq_len=64, batch_size=1, runs=20).p50_ms
-
-    teacher_ms = latency_ms(teacher)
+        measured = _latencies_in_alternation({"teacher": teacher, **models}, runs=runs, device=device)
+    else:
+        measured = {name: latency_ms(model) for name, model in {"teacher": teacher, **models}.items()}
+    teacher_ms = measured["teacher"]
     candidates = []
-    for name in shapes or student_names():
-        model = build_model(name, kind=kind, vocab_size=teacher.config.vocab_size, num_labels=num_labels)
-        ms, params = latency_ms(model), parameter_count(model)
+    for name in names:
+        ms, params = measured[name], parameter_count(models[name])
         ratio = teacher_ms / ms
         meets = (speedup is None or ratio >= speedup) and (max_params is None or params <= max_params)
         candidates.append(StudentCandidate(name, params, ms, ratio, meets))
@@ -179,3 +181,18 @@ def select_student(teacher, *, kind: str, num_labels: int, speedup: float | None
             + ", ".join(f"{c.shape} {c.speedup:.1f}x {c.params / 1e6:.1f}M" for c in candidates)
         )
     return max(fitting, key=lambda c: c.params).shape, candidates
+
+
+def _latencies_in_alternation(models: dict, *, runs: int, device: str | None, seq_len: int = 64) -> dict[str, float]:
+    """Median milliseconds at batch 1 of each model, all timed round-robin."""
+    import statistics
+
+    import torch
+
+    from zhkd.distill.latency import forward_call, time_in_rounds
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    calls = {name: forward_call(model, seq_len=seq_len, batch_size=1, device=device) for name, model in models.items()}
+    with torch.inference_mode():
+        times = time_in_rounds(calls, runs=runs, warmup=3)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
