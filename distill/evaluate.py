@@ -15,13 +15,13 @@ import platform
 import re
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zhkd.distill.errors import DistillError
-from zhkd.distill.latency import MIN_RUNS, measure_latency
-from zhkd.distill.metrics import classification_scores, multilabel_scores, ner_scores
+from zhkd.distill.latency import MIN_RUNS, forward_call, summarise, time_in_rounds
+from zhkd.distill.metrics import task_scores
 from zhkd.tasks import get_task
 
 DEVICES = ("cpu", "cuda")
@@ -126,14 +126,9 @@ def score_model(task: str, name: str, model, tokenizer, rows: Sequence[dict], la
     predicted = predict_labels(model, tokenizer, rows, task, batch_size=batch_size, max_length=max_length,
                                device=device, progress=progress)
     spec = get_task(task)
-    if spec.per_token:
-        gold = [[label_names[t] for t in r["tags"]] for r in rows]
-        pred = [[label_names[mapping[t]] for t in tags] for tags in predicted]
-        return ner_scores(gold, pred)
-    if spec.multilabel:
-        return multilabel_scores([r["labels"] for r in rows], [[mapping[p] for p in ids] for ids in predicted],
-                                 label_names)
-    return classification_scores([r["label"] for r in rows], [mapping[p] for p in predicted], len(label_names))
+    if spec.per_token or spec.multilabel:  # a list of label ids per row
+        return task_scores(task, rows, [[mapping[t] for t in ids] for ids in predicted], label_names)
+    return task_scores(task, rows, [mapping[p] for p in predicted], label_names)
 
 
 def median_token_length(task: str, tokenizer, rows: Sequence[dict], max_length: int = 512) -> int:
@@ -148,16 +143,33 @@ def median_token_length(task: str, tokenizer, rows: Sequence[dict], max_length: 
     return max(1, statistics.median_low(len(i) for i in ids))
 
 
-def measure_speed(model, settings: LatencySettings, seq_len: int, devices: Sequence[str]) -> dict:
-    """Per device: latency at batch 1 and throughput at `throughput_batch`, as recorded Latency dicts."""
-    speed = {}
+# What a timed model gives the timer: for a device and a batch size, its call and the input length it
+# runs on, or None where it does not run (a classical baseline on a GPU).
+Timer = Callable[[str, int], "tuple[Callable[[], object], int] | None"]
+
+
+def transformer_timer(model, seq_len: int) -> Timer:
+    """A checkpoint's forward pass over `seq_len` random ids (its speed depends on its shape alone)."""
+    return lambda device, batch: (forward_call(model, seq_len=seq_len, batch_size=batch, device=device), seq_len)
+
+
+def time_together(timers: Mapping[str, Timer], settings: LatencySettings, devices: Sequence[str]) -> dict[str, dict]:
+    """Per model and device: latency at batch 1 and throughput at `throughput_batch` (recorded Latency
+    dicts), all models of a device and batch size timed in alternation (`time_in_rounds`)."""
+    import torch
+
+    speed: dict[str, dict] = {name: {} for name in timers}
     for device in devices:
-        one = measure_latency(model, seq_len=seq_len, batch_size=1, runs=settings.runs,
-                              warmup=settings.warmup, device=device, max_seconds=settings.max_seconds)
-        many = measure_latency(model, seq_len=seq_len, batch_size=settings.throughput_batch, runs=settings.runs,
-                               warmup=settings.warmup, device=device, max_seconds=settings.max_seconds)
-        speed[device] = {"batch_1": one.to_dict(), f"batch_{settings.throughput_batch}": many.to_dict()}
-    model.to("cpu")
+        for batch in dict.fromkeys((1, settings.throughput_batch)):
+            prepared = {name: made for name, timer in timers.items() if (made := timer(device, batch)) is not None}
+            if device == "cuda":
+                torch.cuda.synchronize()
+            with torch.inference_mode():
+                times = time_in_rounds({name: call for name, (call, _) in prepared.items()}, runs=settings.runs,
+                                       warmup=settings.warmup, max_seconds=settings.max_seconds)
+            for name, (_, length) in prepared.items():
+                record = summarise(times[name], device=device, seq_len=length, batch_size=batch).to_dict()
+                speed[name].setdefault(device, {})[f"batch_{batch}"] = record
     return speed
 
 
@@ -206,15 +218,15 @@ def _say(message: str, progress: bool) -> None:
 
 
 def _check_inputs(task: str, candidates: list[tuple[str, str | Path, str]], test_rows: Sequence[dict],
-                  label_names: Sequence[str], reference: str | None) -> None:
-    """Refuse bad input before minutes of scoring and timing."""
+                  label_names: Sequence[str], reference: str | None, baseline: str | None) -> None:
+    """Refuse bad input before minutes of scoring and timing (`baseline`: its name, when one is trained)."""
     from zhkd.distill.students import get_shape
     from zhkd.models import head_mismatch
 
     check_task(task)
-    if not candidates:
+    if not candidates and baseline is None:
         raise DistillError("no model to evaluate")
-    names = [name for name, _, _ in candidates]
+    names = [name for name, _, _ in candidates] + ([baseline] if baseline is not None else [])
     if len(set(names)) != len(names):
         raise DistillError(f"model names must differ; given {', '.join(names)}")
     if not test_rows:
@@ -231,8 +243,8 @@ def _check_inputs(task: str, candidates: list[tuple[str, str | Path, str]], test
         check_labels(name, label_names_of(path), label_names)
 
 
-def _entry(name: str, role: str, path: str | Path | None, model, speed: dict, scores: dict | None,
-           task: str) -> dict:
+def _entry(name: str, role: str, path: str | Path | None, model, scores: dict | None, task: str) -> dict:
+    """A checkpoint's row; its `latency` is filled in once every model has been timed together."""
     return {
         "name": name, "role": role, "path": None if path is None else str(path),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -240,30 +252,83 @@ def _entry(name: str, role: str, path: str | Path | None, model, speed: dict, sc
         "shape": {"layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
                   "vocab_size": model.config.vocab_size},
         "scores": scores, "score": None if scores is None else scores[get_task(task).headline],
-        "latency": speed,
+        "latency": {},
     }
+
+
+def row_length(task: str, row: dict) -> int:
+    """Characters of a row (tokens for NER; both texts of a pair)."""
+    if get_task(task).per_token:
+        return len(row["tokens"])
+    return len(row["text"]) + len(row.get("text_pair") or "")
+
+
+def median_row(task: str, rows: Sequence[dict]) -> dict:
+    """The row of median length: a classical baseline's timed input, as the median token length is the
+    transformers'."""
+    ordered = sorted(rows, key=lambda row: row_length(task, row))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _baseline_entry(task: str, name: str, trained, rows: Sequence[dict], label_names: Sequence[str],
+                    out_dir: Path) -> tuple[dict, Timer]:
+    """The classical baseline's row, scored like every model, and its timer: raw rows in, label ids out
+    (its featurisation included), on the CPU only."""
+    scores = task_scores(task, rows, trained.model.predict(rows), label_names)
+    timed = median_row(task, rows)
+    length = row_length(task, timed)
+    entry = {
+        "name": name, "role": "baseline", "path": str(out_dir), "parameters": trained.model.parameters(),
+        "size_bytes": trained.size_bytes, "shape": None, "baseline": trained.record(),
+        "scores": scores, "score": scores[get_task(task).headline], "latency": {},
+    }
+
+    def timer(device: str, batch: int):
+        if device != "cpu":
+            return None
+        batch_rows = [timed] * batch
+        return (lambda: trained.model.predict(batch_rows)), length
+
+    return entry, timer
 
 
 def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequence[dict],
                     label_names: Sequence[str], out_dir: str | Path, *, teacher: str | Path | None = None,
                     teacher_name: str = "teacher", reference: str | None = "bert-base",
                     latency: LatencySettings = LatencySettings(), batch_size: int = 32, max_length: int = 512,
-                    device: str | None = None, test_source: str | None = None, progress: bool = True) -> dict:
+                    device: str | None = None, test_source: str | None = None, progress: bool = True,
+                    baseline_train: Sequence[dict] | None = None, baseline_dev: Sequence[dict] | None = None,
+                    baseline_name: str = "baseline") -> dict:
     """Score, time and size every model (and the teacher), write DIR/evaluation.{json,md,png}, return the dict.
 
     `test_rows` carry label ids into `label_names` (as `distill.predict.read_task_rows` gives them).
     Ratios are against the teacher (when given) and a random-weight `reference` shape (None: none).
+    With `baseline_train`, the task's classical baseline (`distill.baseline`) is trained on those rows
+    (its setting chosen on `baseline_dev` when given), saved in DIR/baseline/ and reported as one more
+    row; a label kind without a baseline says so in one line and is evaluated without it. All models
+    are timed together, in alternation, once every one is scored.
     """
     import torch
 
+    from zhkd.distill.baseline import BaselineUnavailable, baseline_class, train_baseline
     from zhkd.distill.students import build_model
 
     candidates = ([(teacher_name, teacher, "teacher")] if teacher is not None else []) + [
         (name, path, "model") for name, path in models.items()
     ]
-    _check_inputs(task, candidates, test_rows, label_names, reference)
+    baseline_info: dict | None = None
+    if baseline_train is not None:
+        try:
+            baseline_class(task)
+        except BaselineUnavailable as err:
+            print(f"evaluate: {err}", file=sys.stderr, flush=True)
+            baseline_info, baseline_train = {"available": False, "reason": str(err)}, None
+    _check_inputs(task, candidates, test_rows, label_names, reference,
+                  baseline_name if baseline_train is not None else None)
     devices = tuple(latency.devices or (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)))
+    out_dir = Path(out_dir)
     entries: list[dict] = []
+    timers: dict[str, Timer] = {}
     seq_len = latency.seq_len
     for index, (name, path, role) in enumerate(candidates, 1):
         step = f"[{index}/{len(candidates)}] {name}"
@@ -275,20 +340,38 @@ def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequ
         _say(f"{step}: scoring {len(test_rows):,} rows", progress)
         scores = score_model(task, name, model, tokenizer, test_rows, label_names, batch_size=batch_size,
                              max_length=max_length, device=device, progress=progress)
-        _say(f"{step}: timing on {', '.join(devices)} at sequence length {seq_len}", progress)
-        entries.append(_entry(name, role, path, model, measure_speed(model, latency, seq_len, devices), scores, task))
-        del model
+        entries.append(_entry(name, role, path, model, scores, task))
+        timers[name] = transformer_timer(model, seq_len)
+
+    if baseline_train is not None:
+        _say(f"training the classical baseline on {len(baseline_train):,} rows"
+             + (f", its setting chosen on {len(baseline_dev):,} dev rows" if baseline_dev else ""), progress)
+        trained = train_baseline(task, baseline_train, label_names, out_dir / "baseline", dev_rows=baseline_dev)
+        _say(f"baseline {trained.model.kind} {trained.settings} trained in {trained.train_seconds:.1f} s; "
+             f"scoring {len(test_rows):,} rows", progress)
+        entry, timers[baseline_name] = _baseline_entry(task, baseline_name, trained, test_rows, label_names,
+                                                        out_dir / "baseline")
+        entries.insert(1 if teacher is not None else 0, entry)
+        baseline_info = {"available": True, "name": baseline_name, **trained.record()}
 
     reference_entry = None
+    checkpoints = [e for e in entries if e["role"] != "baseline"]
+    if reference is not None and not checkpoints:
+        _say(f"no checkpoint to take a vocabulary from: the {reference} reference is left out", progress)
+        reference = None
     if reference is not None:
-        vocab_size = entries[0]["shape"]["vocab_size"]
-        _say(f"timing the {reference} reference (random weights, vocabulary {vocab_size:,})", progress)
+        vocab_size = checkpoints[0]["shape"]["vocab_size"]
         ref_model = build_model(reference, kind=get_task(task).model_kind, vocab_size=vocab_size,
                                 labels=list(label_names), problem_type=get_task(task).problem_type)
-        reference_entry = _entry(f"{reference} reference", "reference", None, ref_model,
-                                 measure_speed(ref_model, latency, seq_len, devices), None, task)
-        del ref_model
+        reference_entry = _entry(f"{reference} reference", "reference", None, ref_model, None, task)
+        timers[reference_entry["name"]] = transformer_timer(ref_model, seq_len)
 
+    _say(f"timing {len(timers)} model{'s' if len(timers) != 1 else ''} in alternation on {', '.join(devices)}"
+         + (f" at sequence length {seq_len}" if seq_len else ""), progress)
+    speed = time_together(timers, latency, devices)
+    for entry in entries + ([reference_entry] if reference_entry else []):
+        entry["latency"] = speed[entry["name"]]
+    del timers
     throughput_key = f"batch_{latency.throughput_batch}"
     teacher_entry = entries[0] if teacher is not None else None
     for entry in entries + ([reference_entry] if reference_entry else []):
@@ -308,6 +391,7 @@ def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequ
         "latency_settings": {
             **asdict(latency), "devices": list(devices), "seq_len": seq_len,
             "seq_len_from": "given" if latency.seq_len else "median token length of the test set",
+            "order": "in alternation: each round times every model once, the order rotating by one model a round",
             "speedup": "ratio of p50 latency at batch 1",
             "throughput_speedup": f"ratio of rows/s at batch {latency.throughput_batch}",
         },
@@ -315,6 +399,7 @@ def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequ
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "models": entries,
         "reference": reference_entry,
+        "baseline": baseline_info,
     }
     write_outputs(result, out_dir)
     return result
@@ -329,6 +414,10 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 def _params(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def _setting(settings: dict) -> str:
+    return ", ".join(f"{key}={value:g}" for key, value in settings.items())
 
 
 def _device_name(device: str) -> str:
@@ -350,7 +439,7 @@ def render_markdown(result: dict) -> str:
         header = ["model", *metrics]
         if has_teacher:
             header.append("% of teacher")
-        header += ["parameters", "size (MB)", f"{name} p50 ms (batch 1)", "p95 ms",
+        header += ["parameters", "size (MB)", f"{name} p50 ms, batch 1 (p10–p90)",
                    f"rows/s (batch {settings['throughput_batch']})"]
         for base, present in (("teacher", has_teacher), (result["reference_shape"], reference is not None)):
             if present:
@@ -360,14 +449,21 @@ def render_markdown(result: dict) -> str:
             label = entry["name"] + (" (teacher)" if entry["role"] == "teacher" and entry["name"] != "teacher" else "")
             if entry["role"] == "reference":
                 label += " (random weights)"
+            elif entry["role"] == "baseline":
+                label += f" ({entry['baseline']['kind']})"
             scores = entry["scores"] or {}
             cells = [label, *(_fmt(scores.get(m), ".4f") for m in metrics)]
             if has_teacher:
                 cells.append(_fmt(entry.get("score_pct_of_teacher"), ".1f", "%"))
-            speed = entry["latency"][device]
+            speed = entry["latency"].get(device)
             size = entry["size_bytes"] / 1e6 if entry["size_bytes"] is not None else None
-            cells += [_params(entry["parameters"]), _fmt(size, ".1f"), f"{speed['batch_1']['p50_ms']:.2f}",
-                      f"{speed['batch_1']['p95_ms']:.2f}", f"{speed[throughput_key]['rows_per_s']:,.0f}"]
+            cells += [_params(entry["parameters"]), _fmt(size, ".1f")]
+            if speed is None:  # a model that does not run on this device (the classical baseline on a GPU)
+                cells += ["—", "—"]
+            else:
+                one = speed["batch_1"]
+                cells += [f"{one['p50_ms']:.2f} ({one['p10_ms']:.2f}–{one['p90_ms']:.2f})",
+                          f"{speed[throughput_key]['rows_per_s']:,.0f}"]
             for key, present in (("vs_teacher", has_teacher), ("vs_reference", reference is not None)):
                 if not present:
                     continue
@@ -381,11 +477,27 @@ def render_markdown(result: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     machine = result["machine"]
+    baseline = result.get("baseline")
+    if baseline and baseline["available"]:
+        tuning = baseline["tuning"]
+        dev_key = f"dev_{result['primary_metric']}"
+        chosen = "its default setting" if tuning[0][dev_key] is None else (
+            f"chosen by dev {result['primary_metric']}: "
+            + "; ".join(f"{_setting(t['settings'])} → {t[dev_key]:.4f}" for t in tuning))
+        lines += [f"Baseline: {baseline['description']}, {_setting(baseline['settings'])} ({chosen}), trained on "
+                  f"{baseline['train_rows']:,} rows in {baseline['train_seconds']:.1f} s; parameters are its non-zero "
+                  "weights, size its saved files; timed on the CPU from a raw test row of median length "
+                  "(its featurisation included), the transformers from token ids.", ""]
+    elif baseline:
+        lines += [f"Baseline: {baseline['reason']}.", ""]
+    if settings["seq_len"]:
+        lines.append(f"Sequence length {settings['seq_len']} ({settings['seq_len_from']}).")
     lines.append(
-        f"Sequence length {settings['seq_len']} ({settings['seq_len_from']}); latency p50/p95 over up to "
+        f"Latency: p50 (and p10–p90) over up to "
         f"{settings['runs']} runs after {settings['warmup']} warm-up at batch 1, throughput at batch "
-        f"{settings['throughput_batch']} (a measurement stops after at least {MIN_RUNS} runs once it has "
-        f"taken {settings['max_seconds']:g} s; each latency record keeps its count). "
+        f"{settings['throughput_batch']}; the models are timed {settings['order']}, so drift on a shared "
+        f"machine falls on all alike (a measurement stops after at least {MIN_RUNS} rounds once it has "
+        f"taken {settings['max_seconds']:g} s per model; each latency record keeps its count). "
         f"Speed-up: {settings['speedup']}; throughput: "
         f"{settings['throughput_speedup']}; compression: ratio of parameters. "
         f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['torch_threads']} torch threads"
@@ -407,16 +519,18 @@ def plot(result: dict, path: str | Path) -> Path:
     base = f"{result['reference_shape']} shape" if result["reference"] else "teacher"
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     farthest = 1.0
+    styles = {"teacher": ("*", "C1"), "baseline": ("s", "C2")}  # both also drawn as a level to beat
     for entry in result["models"]:
         ratios = entry.get(against)
         x = ratios["speedup"].get(device) if ratios else 1.0
+        if x is None:  # not timed on this device (the classical baseline on a GPU)
+            continue
         farthest = max(farthest, x)
-        teacher = entry["role"] == "teacher"
-        ax.scatter([x], [entry["score"]], s=60, marker="*" if teacher else "o", color="C1" if teacher else "C0",
-                   zorder=3)
+        marker, color = styles.get(entry["role"], ("o", "C0"))
+        ax.scatter([x], [entry["score"]], s=60, marker=marker, color=color, zorder=3)
         ax.annotate(entry["name"], (x, entry["score"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-        if teacher:
-            ax.axhline(entry["score"], color="C1", linestyle="--", linewidth=0.8, zorder=1)
+        if entry["role"] in styles:
+            ax.axhline(entry["score"], color=color, linestyle="--", linewidth=0.8, zorder=1)
     ax.set_xlim(0, farthest * 1.2)  # room for the rightmost label
     ax.margins(y=0.1)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}x"))

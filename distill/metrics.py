@@ -75,8 +75,6 @@ def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> 
     return scores
 
 
-
-
 def multilabel_scores(gold: Sequence[Sequence[int]], pred: Sequence[Sequence[int]],
                       label_names: Sequence[str]) -> dict[str, float]:
     """Micro-F1 (true and false positives pooled over every label), macro-F1 (the mean of the labels' own
@@ -101,3 +99,17 @@ def multilabel_scores(gold: Sequence[Sequence[int]], pred: Sequence[Sequence[int
               "exact_match": exact / len(gold)}
     scores.update({f"f1_{name}": f1 for name, f1 in zip(label_names, per_label, strict=True)})
     return scores
+
+
+def task_scores(task: str, rows: Sequence[dict], predicted: Sequence, label_names: Sequence[str]) -> dict[str, float]:
+    """The task's metrics of predicted label ids (one per row, or one per token) against the rows' gold
+    ids into `label_names`: the one scoring path of every model, transformer or classical."""
+    from zhkd.tasks import get_task
+
+    spec = get_task(task)
+    if spec.per_token:
+        gold = [[label_names[t] for t in r["tags"]] for r in rows]
+        return ner_scores(gold, [[label_names[t] for t in tags] for tags in predicted])
+    if spec.multilabel:
+        return multilabel_scores([r["labels"] for r in rows], predicted, label_names)
+    return classification_scores([r["label"] for r in rows], list(predicted), len(label_names))

@@ -123,6 +123,47 @@ def select_teacher(candidates: Sequence[str | Path], rows: Sequence[dict], task:
     return chosen["teacher"], figures
 
 
+def explain_teacher_choice(task: str, names: Sequence[str], figures: Sequence[dict], chosen: str, *,
+                           tie_tolerance: float, baseline: dict | None = None, margin: float = 0.0) -> dict:
+    """The choice of `select_teacher` in words: why this candidate, and whether it beats the baseline.
+
+    `names` are the candidates' names in the order of `figures`; `baseline` (optional) is
+    {"score": dev score, "source": where it came from}. A teacher beats the baseline when its dev score
+    exceeds the baseline's by at least `margin` (absolute, in the units of the headline metric).
+    Returns {"chosen", "strategy", "candidates", "baseline", "reasons"}: reasons are readable lines.
+    """
+    metric = get_task(task).headline
+    rows = [{"name": name, "path": f["teacher"], "score": f["score"], "ece": f["ece"], "scores": f["scores"]}
+            for name, f in zip(names, figures, strict=True)]
+    pick = next(r for r in rows if r["path"] == str(chosen))
+    best = max(r["score"] for r in rows)
+    tied = [r for r in rows if best - r["score"] <= tie_tolerance]
+    others = [r for r in rows if r is not pick]
+    if len(tied) > 1:
+        rivals = ", ".join(f"{r['name']} {r['ece']:.4f}" for r in tied if r is not pick)
+        reasons = [f"chosen {pick['name']}: dev {metric} {pick['score']:.4f} ties with "
+                   f"{', '.join(r['name'] for r in tied if r is not pick)} (within {tie_tolerance:g}); the tie goes "
+                   f"to the lower expected calibration error: {pick['ece']:.4f} against {rivals}"]
+    else:
+        runner_up = max(others, key=lambda r: r["score"])
+        reasons = [f"chosen {pick['name']}: the highest dev {metric}, {pick['score']:.4f}, "
+                   f"{pick['score'] - runner_up['score']:+.4f} over the next ({runner_up['name']}, "
+                   f"{runner_up['score']:.4f})"]
+    against = None
+    if baseline is not None:
+        gap = pick["score"] - baseline["score"]
+        beaten = gap >= margin
+        against = {**baseline, "margin": margin, "gap": gap, "beaten": beaten}
+        need = f" (at least {margin:+.4f} asked)" if margin else ""
+        reasons.append(f"{pick['name']} {'beats' if beaten else 'does not beat'} the classical baseline: dev {metric} "
+                       f"{pick['score']:.4f} against {baseline['score']:.4f} ({baseline['source']}), "
+                       f"{gap:+.4f}{need}")
+    return {"chosen": {"name": pick["name"], "path": pick["path"]},
+            "strategy": f"the best dev {metric}; candidates within {tie_tolerance:g} of it are decided by the lower "
+                        "expected calibration error (15 bins)",
+            "metric": metric, "candidates": rows, "baseline": against, "reasons": reasons}
+
+
 @dataclass(frozen=True)
 class StudentCandidate:
     shape: str
@@ -134,28 +175,30 @@ class StudentCandidate:
 
 def select_student(teacher, *, kind: str, num_labels: int, speedup: float | None = None,
                    max_params: int | None = None, shapes: Sequence[str] | None = None,
-                   latency_ms: Callable[[object], float] | None = None,
+                   latency_ms: Callable[[object], float] | None = None, runs: int = 20, device: str | None = None,
                    log: Callable[[dict], None] = lambda event: None) -> tuple[str, list[StudentCandidate]]:
     """The most capable catalogue shape within the budget, with every candidate's measurements.
 
-    `latency_ms(model)` times one forward (default: `measure_latency`'s median at batch 1, 64 tokens, on
-    this device). Candidates are built at random with the teacher's vocabulary size.
+    Candidates are built at random with the teacher's vocabulary size. By default the teacher and every
+    candidate are timed together, in alternation (`time_in_rounds`: median of `runs` forward passes at
+    batch 1, 64 tokens, on `device`, default this machine's), so drift on a shared machine does not
+    decide which shape fits; `latency_ms(model)`, when given, times one model at a time instead.
     """
     from zhkd.distill.students import build_model, parameter_count, student_names
 
     if speedup is None and max_params is None:
         raise DistillError("student selection needs a target speed-up or a parameter budget")
+    names = list(shapes or student_names())
+    models = {name: build_model(name, kind=kind, vocab_size=teacher.config.vocab_size, num_labels=num_labels)
+              for name in names}
     if latency_ms is None:
-        from zhkd.distill.latency import measure_latency
-
-        def latency_ms(model):
-            return measure_latency(model, seq_len=64, batch_size=1, runs=20).p50_ms
-
-    teacher_ms = latency_ms(teacher)
+        measured = _latencies_in_alternation({"teacher": teacher, **models}, runs=runs, device=device)
+    else:
+        measured = {name: latency_ms(model) for name, model in {"teacher": teacher, **models}.items()}
+    teacher_ms = measured["teacher"]
     candidates = []
-    for name in shapes or student_names():
-        model = build_model(name, kind=kind, vocab_size=teacher.config.vocab_size, num_labels=num_labels)
-        ms, params = latency_ms(model), parameter_count(model)
+    for name in names:
+        ms, params = measured[name], parameter_count(models[name])
         ratio = teacher_ms / ms
         meets = (speedup is None or ratio >= speedup) and (max_params is None or params <= max_params)
         candidates.append(StudentCandidate(name, params, ms, ratio, meets))
@@ -169,3 +212,18 @@ def select_student(teacher, *, kind: str, num_labels: int, speedup: float | None
             + ", ".join(f"{c.shape} {c.speedup:.1f}x {c.params / 1e6:.1f}M" for c in candidates)
         )
     return max(fitting, key=lambda c: c.params).shape, candidates
+
+
+def _latencies_in_alternation(models: dict, *, runs: int, device: str | None, seq_len: int = 64) -> dict[str, float]:
+    """Median milliseconds at batch 1 of each model, all timed round-robin."""
+    import statistics
+
+    import torch
+
+    from zhkd.distill.latency import forward_call, time_in_rounds
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    calls = {name: forward_call(model, seq_len=seq_len, batch_size=1, device=device) for name, model in models.items()}
+    with torch.inference_mode():
+        times = time_in_rounds(calls, runs=runs, warmup=3)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}

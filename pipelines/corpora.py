@@ -64,12 +64,6 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def _split_of(key: str) -> str:
-    """80/10/10 by a stable hash: the same key always lands in the same split."""
-    bucket = int(hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest(), 16) % 10
-    return "train" if bucket < 8 else "dev" if bucket == 8 else "test"
-
-
 def _stratified_split(keys: list[str]) -> dict[str, list[str]]:
     """Exact 80/10/10 of one stratum: order by hash, cut at the quotas."""
     ordered = sorted(keys, key=_digest)
@@ -167,17 +161,62 @@ def pd98_sentences(line: str) -> Iterator[tuple[list[str], list[str]]]:
         yield chars, tags
 
 
+# pd98-ner is split by blocks of consecutive lines, never by sentence: the source keeps each article as a
+# run of lines (headline, dateline, body), so sentences of one article (and its names) share a split.
+PD98_BLOCK_LINES = 100  # a block holds at least this many lines and starts at an article's first line
+PD98_SPLIT_CYCLE = ("train",) * 8 + ("dev", "test")  # block k goes to PD98_SPLIT_CYCLE[k % 10]: 80/10/10
+PD98_HEADLINE_CHARS = 40  # headlines are short; a longer unclosed line is a paragraph that runs on
+_CLOSING = frozenset("。！？；!?）)")
+
+
+def _pd98_words(line: str) -> list[str]:
+    return [item.rpartition("/")[0].lstrip("[") for item in line.split()]
+
+
+def _pd98_closes(words: list[str]) -> bool:
+    """The paragraph ends a sentence or a bracketed note (a dateline, a photo credit)."""
+    return bool(words) and words[-1][-1:] in _CLOSING
+
+
+def pd98_article_starts(lines: list[str]) -> list[bool]:
+    """Whether each line looks like an article's headline: a short line that ends no sentence, does not
+    open with a bracket, and follows a line that does end one (the previous article's last paragraph).
+    The source has no article ids; this rule finds them well enough that a block cut there rarely
+    splits an article, and a miss costs at most the one article at a block's edge."""
+    words = [_pd98_words(line) for line in lines]
+    return [
+        i > 0 and _pd98_closes(words[i - 1]) and bool(w) and not _pd98_closes(w)
+        and not w[0].startswith(("（", "(")) and len("".join(w)) <= PD98_HEADLINE_CHARS
+        for i, w in enumerate(words)
+    ]
+
+
+def pd98_blocks(lines: list[str], block_lines: int = PD98_BLOCK_LINES) -> list[int]:
+    """The block number of each line: a new block begins at the first article start once the current
+    block holds `block_lines` lines, so blocks are contiguous runs of whole articles."""
+    blocks, block, size = [], 0, 0
+    for start in pd98_article_starts(lines):
+        if start and size >= block_lines:
+            block, size = block + 1, 0
+        blocks.append(block)
+        size += 1
+    return blocks
+
+
 def build_pd98_ner(path: Path) -> dict[str, list[dict]]:
+    """Sentences with BIO tags, split 80/10/10 by contiguous blocks of lines (see `pd98_blocks`)."""
+    lines = path.read_text("utf-8").splitlines()
     splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
     seen: set[str] = set()
-    for line_no, line in enumerate(path.read_text("utf-8").splitlines()):
+    for line_no, (line, block) in enumerate(zip(lines, pd98_blocks(lines), strict=True)):
         for sent_no, (chars, tags) in enumerate(pd98_sentences(line)):
             text = "".join(chars)
             if not text.strip() or text in seen:
                 continue
             seen.add(text)
             row_id = f"pd98-{line_no:05d}-{sent_no:02d}"
-            splits[_split_of(row_id)].append({"id": row_id, "tokens": chars, "tags": tags})
+            splits[PD98_SPLIT_CYCLE[block % len(PD98_SPLIT_CYCLE)]].append(
+                {"id": row_id, "tokens": chars, "tags": tags})
     return splits
 
 

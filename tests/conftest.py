@@ -44,6 +44,23 @@ def tiny_checkpoint(out_dir: Path, kind: str, *, labels: list[str] | None = None
     return Path(out_dir)
 
 
+def constant_classifier(out_dir: Path, label: int, *, hidden: int, bias: float = 1.0) -> Path:
+    """A tiny classifier that predicts `label` for every input: zero weights, one positive bias (its
+    confidence is softmax of that bias against zeros, the same for every input)."""
+    import torch
+
+    from zhkd.models import load_model
+
+    tiny_checkpoint(out_dir, "sequence", labels=SENTIMENT_LABELS, hidden=hidden)
+    model = load_model("sequence", out_dir)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.bias[label] = bias
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    return out_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_classifier(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("tiny-classifier"), "sequence", labels=SENTIMENT_LABELS)

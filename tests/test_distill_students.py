@@ -98,6 +98,24 @@ def test_student_selection_with_no_fitting_shape_says_what_it_measured(tiny_clas
                        latency_ms=fake_latency)
 
 
+def test_student_selection_times_the_teacher_and_every_shape_together_in_alternation(tiny_classifier, monkeypatch):
+    """By default one round-robin times them all (so drift falls on all alike), at batch 1 and 64 tokens."""
+    import zhkd.distill.latency as latency
+
+    rounds = []
+
+    def recorded(calls, *, runs, warmup):
+        rounds.append((list(calls), runs))
+        return {name: [0.010] if name == "teacher" else [0.002] for name in calls}  # seconds
+
+    monkeypatch.setattr(latency, "time_in_rounds", recorded)
+    teacher = load_model("sequence", tiny_classifier)
+    chosen, candidates = select_student(teacher, kind="sequence", num_labels=2, speedup=4.0, shapes=["mini", "small"],
+                                        runs=7, device="cpu")
+    assert rounds == [(["teacher", "mini", "small"], 7)]
+    assert chosen == "small" and all(c.speedup == pytest.approx(5.0) for c in candidates)
+
+
 def test_expected_calibration_error():
     # Perfectly calibrated: confidence 0.75 and right 3 times in 4.
     assert expected_calibration_error([[0.75, 0.25]] * 4, [0, 0, 0, 1]) == pytest.approx(0.0)

@@ -153,14 +153,22 @@ def test_teacher_selection_by_score_then_calibration(tmp_path, splits, teacher, 
     assert events[0]["event"] == "select_teacher" and len(events[0]["candidates"]) == 2
 
 
-def test_finetune_a_tagger_from_an_mlm_and_distil_ner(tmp_path, tiny_mlm, tiny_tagger):
+def test_finetune_a_tagger_from_an_mlm_and_distil_ner(tmp_path, tiny_mlm, tiny_tagger, capfd, caplog):
     from transformers import AutoModelForTokenClassification
 
     train = write_subset(tmp_path / "ner.jsonl", "pd98-ner", "dev", 60)
     out = tmp_path / "tagger"
+    capfd.readouterr()
     assert main(["finetune", "--task", "ner", "--train", str(train), "--dev", str(train), "--init", str(tiny_mlm),
                  "--labels", ",".join(NER_LABELS), "--output", str(out), "--max-steps", "1", "--lr", "1e-9",
                  "--batch-size", "4", "--max-length", "64"]) == 0
+    # The console names the fresh head in one line, instead of transformers' table of every weight.
+    console = capfd.readouterr()
+    lines = (console.out + console.err + caplog.text).splitlines()  # pytest takes log records aside
+    assert not any(word in line for line in lines for word in ("LOAD REPORT", "UNEXPECTED", "MISSING"))
+    assert [line for line in lines if "initialised" in line] == [
+        f"token model from {tiny_mlm}: freshly initialised classifier (bias, weight); "
+        "not used: 5 checkpoint weights under cls.predictions"]
     tagger = AutoModelForTokenClassification.from_pretrained(str(out))
     mlm = load_model("mlm", tiny_mlm)
     assert [tagger.config.id2label[i] for i in range(len(NER_LABELS))] == NER_LABELS
@@ -175,3 +183,11 @@ def test_finetune_a_tagger_from_an_mlm_and_distil_ner(tmp_path, tiny_mlm, tiny_t
     assert {e["stage"] for e in events if e["event"] == "stage_end"} == {"kd"}
     assert next(e for e in events if e["event"] == "distill")["stored_input_ids"] is True
     assert all(e["soft"] is not None and e["soft"] >= 0 for e in events if e["event"] == "step")
+
+
+def test_a_failed_load_still_shows_transformers_report_that_explains_it(tiny_classifier, caplog):
+    """Three labels asked of a two-label checkpoint, without leave to re-initialise the head: transformers
+    refuses, and its report (held back on success) is shown, since its error message points to it."""
+    with pytest.raises(RuntimeError, match="above report"):
+        load_model("sequence", tiny_classifier, num_labels=3)
+    assert "LOAD REPORT" in caplog.text and "classifier.weight" in caplog.text

@@ -12,7 +12,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from conftest import NER_LABELS, SENTIMENT_LABELS, run_zhkd, tiny_checkpoint, write_jsonl
+from conftest import NER_LABELS, constant_classifier, run_zhkd, tiny_checkpoint, write_jsonl
 
 from zhkd.distill.metrics import entity_spans
 from zhkd.pipelines.corpora import load_corpus
@@ -27,22 +27,6 @@ def test_files(tmp_path_factory) -> dict[str, Path]:
         "classification": write_jsonl(folder / "chnsenti.jsonl", islice(load_corpus("chnsenti", "test"), 48)),
         "ner": write_jsonl(folder / "pd98.jsonl", islice(load_corpus("pd98-ner", "test"), 32)),
     }
-
-
-def constant_classifier(out_dir: Path, label: int, *, hidden: int) -> Path:
-    """A tiny classifier that predicts `label` for every input: zero weights, one positive bias."""
-    import torch
-
-    from zhkd.models import load_model
-
-    tiny_checkpoint(out_dir, "sequence", labels=SENTIMENT_LABELS, hidden=hidden)
-    model = load_model("sequence", out_dir)
-    with torch.no_grad():
-        model.classifier.weight.zero_()
-        model.classifier.bias.zero_()
-        model.classifier.bias[label] = 1.0
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    return out_dir
 
 
 @pytest.fixture(scope="module")

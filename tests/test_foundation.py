@@ -11,7 +11,18 @@ import pytest
 import yaml
 from conftest import run_zhkd
 
-from zhkd.pipelines.corpora import CORPORA, SPLITS, build_all, corpus_path, corpus_stats, load_corpus, pd98_sentences
+from zhkd.pipelines.corpora import (
+    CORPORA,
+    PD98_BLOCK_LINES,
+    SPLITS,
+    build_all,
+    corpus_path,
+    corpus_stats,
+    load_corpus,
+    pd98_article_starts,
+    pd98_blocks,
+    pd98_sentences,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,6 +128,44 @@ def test_pd98_entity_rules():
     assert tags[4:7] == ["B-PER", "I-PER", "I-PER"]
     assert tags[8:12] == ["B-ORG", "I-ORG", "I-ORG", "I-ORG"]
     assert sentences[1][1] == ["B-LOC", "I-LOC", "O"]
+
+
+def test_pd98_article_starts_are_short_unclosed_lines_after_a_closed_one():
+    lines = [
+        "标题/n  一/m",  # the first line: nothing before it
+        "（/w  新华社/nt  ）/w",  # opens with a bracket
+        "正文/n  。/w",
+        "新/a  标题/n",  # a headline after a closed paragraph
+        "（/w  附/v  图片/n  ）/w",
+        "第二/m  标题/n",  # the previous line closes with a bracket: a headline
+        "还/d  是/v  标题/n",  # the previous line does not close
+        "正文/n  。/w",
+        "很/d  长/a  " * 30,  # more than 40 characters: a paragraph that runs on
+    ]
+    assert pd98_article_starts(lines) == [False, False, False, True, False, True, False, False, False]
+
+
+def test_pd98_blocks_are_whole_articles_of_at_least_the_block_size():
+    article = ["标题/n", "正文/n  。/w", "正文/n  。/w"]  # three lines, a headline first
+    lines = article * 5
+    assert pd98_blocks(lines, block_lines=4) == [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2]
+    assert pd98_blocks(lines, block_lines=3) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+
+
+def test_pd98_splits_are_contiguous_runs_of_lines_not_sentences():
+    """Walking the corpus in line order, the split changes only at block edges: at most one change per
+    block (the hash split by sentence it replaced changed split every few sentences)."""
+    split_of = {int(r["id"].split("-")[1]): split for split in SPLITS for r in load_corpus("pd98-ner", split)}
+    lines = sorted(split_of)
+    runs = 1 + sum(split_of[a] != split_of[b] for a, b in zip(lines, lines[1:], strict=False))
+    assert runs <= lines[-1] // PD98_BLOCK_LINES + 1
+    lengths: dict[str, list[int]] = {s: [] for s in SPLITS}
+    start = lines[0]
+    for a, b in zip(lines, [*lines[1:], None], strict=True):
+        if b is None or split_of[a] != split_of[b]:
+            lengths[split_of[a]].append(a - start + 1)
+            start = b
+    assert all(min(v) >= PD98_BLOCK_LINES // 2 for v in lengths.values() if v)  # line runs, not scattered rows
 
 
 def test_cilin_keeps_synonym_groups_only():

@@ -22,6 +22,7 @@ COMMANDS = {
     "demo": ("zhkd.demo", "the paper in miniature: teacher, datasets, students and the report"),
     "finetune": ("zhkd.commands.finetune", "fine-tune a teacher or student on gold labels"),
     "distill": ("zhkd.commands.distill", "distil a student from a soft-label dataset"),
+    "select-teacher": ("zhkd.commands.select_teacher", "choose the teacher among candidates by dev score, and say why"),
 }
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from zhkd.errors import ZhkdError
@@ -57,8 +59,52 @@ def load_tokenizer(name_or_path: str | Path):
         raise ModelError(f"cannot load a tokenizer from {name_or_path}: {err}") from err
 
 
-def load_model(kind: str, name_or_path: str | Path, **kwargs):
-    """A sequence-classification, token-classification or masked-LM model, from safetensors only."""
+class _HeldLoadReport(logging.Filter):
+    """Holds back transformers' load report: a table of every weight the checkpoint lacked or had
+    spare, which buries a newcomer's console each time a task head is put on a pre-trained encoder.
+    Other warnings pass; the held report is let through after all if the load fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            self.held.append(record)
+            return False
+        return True
+
+
+def _modules(keys) -> str:
+    """Parameter names grouped by module: `classifier (bias, weight), bert.pooler.dense (bias, weight)`."""
+    by_module: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        module, _, leaf = key.rpartition(".")
+        by_module.setdefault(module or key, []).append(leaf)
+    return ", ".join(f"{module} ({', '.join(leaves)})" for module, leaves in by_module.items())
+
+
+def loading_summary(kind: str, name_or_path: str | Path, info: dict) -> str | None:
+    """One line naming what a load initialised afresh (and what it left unused), or None when the
+    checkpoint fitted the model exactly."""
+    fresh = set(info.get("missing_keys", ())) | {key for key, *_ in info.get("mismatched_keys", ())}
+    unused = sorted(info.get("unexpected_keys", ()))
+    if not fresh and not unused:
+        return None
+    parts = [f"freshly initialised {_modules(fresh)}"] if fresh else []
+    if unused:
+        heads = sorted({".".join(key.split(".")[:2]) for key in unused})
+        parts.append(f"not used: {len(unused)} checkpoint weights under {', '.join(heads)}")
+    return f"{kind} model from {name_or_path}: " + "; ".join(parts)
+
+
+def load_model(kind: str, name_or_path: str | Path, *, report: Callable[[str], None] | None = None, **kwargs):
+    """A sequence-classification, token-classification or masked-LM model, from safetensors only.
+
+    When the checkpoint does not fit the model exactly (an MLM given a task head), `report` receives
+    one line naming what was freshly initialised (default: printed to stderr), in place of
+    transformers' table of every weight.
+    """
     import transformers
 
     auto = {
@@ -68,12 +114,26 @@ def load_model(kind: str, name_or_path: str | Path, **kwargs):
     }
     if kind not in auto:
         raise ModelError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
+    logger = logging.getLogger("transformers.modeling_utils")
+    held = _HeldLoadReport()
+    logger.addFilter(held)
     try:
-        return auto[kind].from_pretrained(
-            str(name_or_path), use_safetensors=True, trust_remote_code=False, **kwargs
+        model, info = auto[kind].from_pretrained(
+            str(name_or_path), use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs
         )
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load a {kind} model from {name_or_path}: {err}") from err
+    except BaseException:
+        logger.removeFilter(held)
+        for record in held.held:  # the table explains the failure
+            logger.handle(record)
+        raise
+    finally:
+        logger.removeFilter(held)
+    line = loading_summary(kind, name_or_path, info)
+    if line:
+        (report or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
+    return model
 
 
 def head_mismatch(config, task: str) -> str | None:

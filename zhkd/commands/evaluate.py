@@ -11,11 +11,16 @@ from zhkd.tasks import task_names
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=task_names())
-    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
+    parser.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
                         help="a checkpoint to evaluate; repeat for several (NAME defaults to the directory name)")
     parser.add_argument("--teacher", metavar="[NAME=]PATH",
                         help="the teacher: %% of its score, speed-up and compression are computed against it")
     parser.add_argument("--test", required=True, type=Path, help="labelled test JSONL (.jsonl or .jsonl.gz)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also train the task's classical baseline on --train (TF-IDF + logistic regression, "
+                             "or a CRF for tags) and report it as one more row, named 'baseline'")
+    parser.add_argument("--train", type=Path, help="with --baseline: the labelled rows it trains on (the teacher's)")
+    parser.add_argument("--dev", type=Path, help="with --baseline: labelled rows that choose its regularisation")
     parser.add_argument("--output", required=True, type=Path,
                         help="directory for evaluation.json, evaluation.md and evaluation.png")
     parser.add_argument("--reference", default="bert-base",
@@ -58,13 +63,26 @@ def run(args: argparse.Namespace) -> int:
     devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else None
     latency = LatencySettings(runs=args.runs, warmup=args.warmup, max_seconds=args.max_seconds,
                               throughput_batch=args.throughput_batch, seq_len=args.seq_len, devices=devices)
-    labels = label_names_of(teacher if teacher is not None else next(iter(models.values())))
+
+    if (args.train or args.dev) and not args.baseline:
+        raise DistillError("--train and --dev go with --baseline")
+    if args.baseline and not args.train:
+        raise DistillError("--baseline needs --train: the labelled rows it trains on")
+    if not models and teacher is None and not args.baseline:
+        raise DistillError("nothing to evaluate: give --model, --teacher or --baseline")
+    first = teacher if teacher is not None else next(iter(models.values()), None)
+    labels = label_names_of(first) if first is not None else None
+    train_rows = dev_rows = None
+    if args.baseline:
+        train_rows, labels = read_task_rows(args.train, args.task, label_names=labels)
+        dev_rows = read_task_rows(args.dev, args.task, label_names=labels)[0] if args.dev else None
     rows, labels = read_task_rows(args.test, args.task, label_names=labels)
     result = evaluate_models(
         args.task, models, rows, labels, args.output, teacher=teacher, teacher_name=teacher_name,
         reference=None if args.reference.lower() == "none" else args.reference,
         latency=latency,
         batch_size=args.batch_size, max_length=args.max_length, test_source=str(args.test),
+        baseline_train=train_rows, baseline_dev=dev_rows,
     )
     print(render_markdown(result))
     print(f"wrote {args.output / 'evaluation.json'}, evaluation.md and evaluation.png")
