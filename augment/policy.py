@@ -10,6 +10,7 @@ Variants equal to the original or to an earlier variant are dropped and another 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import NamedTuple
 
 from zhkd.augment import ops as registry
@@ -60,6 +61,9 @@ class Policy:
         self.attempts = 2 * num_aug + 4 if num_aug else 0  # none asked: no draws, so mlm predicts nothing
         spec = get_task(task)
         self.has_pair, self.per_token = spec.has_pair, spec.per_token
+        # One operator, no conversion chained, one side: every attempt has the same plan, and the
+        # operator may know how many distinct outputs a sentence allows (see _generate).
+        self.solo = primaries[0][0] if len(primaries) == 1 and not converts and not spec.has_pair else None
         self.operators = {spec: registry.build(spec, **_options(spec, resources))
                           for spec in [s for s, _ in primaries] + list(converts)}
         self._cum = []
@@ -87,6 +91,9 @@ class Policy:
 
     def draws(self, example_id: str) -> Iterator[Draw]:
         """The plans of attempts 0, 1, ... of an example: one stream from (seed, example id, "recipe")."""
+        if self.solo:
+            yield from repeat(Draw((self.solo,), "text"), self.attempts)
+            return
         rng = derive_rng(self.seed, example_id, ("recipe",), 0)
         specs = [s for s, _ in self.primaries]
         sides, side_weights = [s for s, _ in PAIR_SIDES], [w for _, w in PAIR_SIDES]
@@ -143,6 +150,11 @@ class Policy:
         char_level = example.tokens is not None and all(len(t) == 1 for t in example.tokens)
         prefix = f"{self.seed}\x1f{example.id}\x1f"
         wanted = self.num_aug + 1
+        if self.solo and hasattr(self.operators[self.solo], "capacity"):
+            # Stop once every distinct output the sentence allows is found: later attempts could only repeat.
+            capacity = self.operators[self.solo].capacity(main)
+            if capacity is not None:
+                wanted = min(wanted, capacity + 1)
         for k, (chain, side) in enumerate(draws):
             if len(out) >= wanted:
                 break

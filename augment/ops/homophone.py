@@ -45,6 +45,11 @@ class Homophone:
         slots = [(i, j, chars, cum) for i in content_words(seg) for j, chars, cum in word_slots(words[i], toned)]
         return slots, count_for(self.p, len(slots))
 
+    def capacity(self, seg: Segmented) -> int | None:
+        """At most how many distinct outputs this sentence allows (None: too many to matter)."""
+        slots, count = seg.remember(self.key, self.slots)
+        return sum(len(chars) for _, _, chars, _ in slots) if count <= 1 else None
+
     def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         slots, count = seg.remember(self.key, self.slots)
         if not count:

@@ -18,6 +18,11 @@ class Synonym:
     def load(self) -> None:
         synonym_table()
 
+    def capacity(self, seg: Segmented) -> int | None:
+        """At most how many distinct outputs this sentence allows (None: too many to matter)."""
+        slots, count = seg.remember(f"synonym:{self.p}", self._plan)
+        return sum(len(cands) for _, sets in slots for cands, _ in sets) if count <= 1 else None
+
     def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         slots, count = seg.remember(f"synonym:{self.p}", self._plan)
         if not count:
