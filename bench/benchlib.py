@@ -114,11 +114,13 @@ def rate_ratio(ours: list[dict], peer: list[dict], count: str) -> dict:
             "round_ratio_mean": mean, "round_ratio_interval": half, "rounds": len(per_round)}
 
 
-def summary_row(comparison: str, ours: str, peer: str, unit: str, ratio: float, *, interval: float | None = None,
-                target: float | None = None, note: str = "") -> dict:
+def summary_row(comparison: str, ours: str, peer: str, unit: str, ratio: float | None, *,
+                interval: float | None = None, target: float | None = None, note: str = "") -> dict:
+    """One row of the rendered table; `ratio` None for a measurement that is not a ratio (its figures are
+    in `ours` and `peer`)."""
     return {"comparison": comparison, "ours": ours, "peer": peer, "unit": unit, "ratio": ratio,
-            "interval": interval, "target": target, "met": None if target is None else ratio >= target,
-            "note": note}
+            "interval": interval, "target": target,
+            "met": None if target is None or ratio is None else ratio >= target, "note": note}
 
 
 def write_result(path: Path, result: dict) -> Path:
