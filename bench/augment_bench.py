@@ -156,6 +156,45 @@ def peer_tool(name: str, spec: str, num_aug: int, warm: list[str]):
     return run
 
 
+def profile(spec: str, num_aug: int, warm: list[str], rows: list[tuple[str, str]], top: int = 15) -> dict:
+    """cProfile of zhkd's policy for one operator over the rows, after the same warm-up: where its time goes.
+    Phases by cumulative time: jieba segmentation (`Segmenter.segment`), the operator's per-sentence
+    plan (slots and candidate tables, remembered per sentence), and the rest (the outputs themselves)."""
+    import cProfile
+    import pstats
+
+    from zhkd.augment.jieba_cut import _viterbi_words
+
+    _viterbi_words.cache_clear()   # segmentation alone, as a first sight of these rows would cost it
+    clock = time.process_time()
+    for _, text in rows:
+        segmenter().segment(text)
+    segmentation_cpu = (time.process_time() - clock) / max(1, len(rows))
+    run = zhkd_tool(spec, num_aug, warm)
+    profiler = cProfile.Profile(time.process_time)   # CPU time: a busy machine pre-empts at random
+    profiler.enable()
+    outputs = len(run(rows))
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = max(1e-12, sum(t for (_, _, t, _, _) in stats.stats.values()))   # own times add up to the run
+
+    def cumulative(file_end: str, function: str) -> float:
+        return sum(ct for (f, _, name), (_, _, _, ct, _) in stats.stats.items()
+                   if f.endswith(file_end) and name == function)
+
+    seg = cumulative("augment/segment.py", "segment")
+    plan = sum(ct for (f, _, name), (_, _, _, ct, _) in stats.stats.items()
+               if name in ("slots", "_plan", "_swap_plan") and "augment/ops" in f)
+    ranked = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
+    return {"operator": spec, "rows": len(rows), "outputs": outputs, "profiled_seconds": total,
+            "segmentation_cpu_s_per_row": segmentation_cpu,
+            "shares": {"segmentation": seg / total, "per_sentence_plan": plan / total,
+                       "outputs": max(0.0, 1 - (seg + plan) / total)},
+            "top_own_time": [{"function": f"{Path(f).name}:{line}({name})", "calls": calls, "own_s": round(own, 4),
+                              "cumulative_s": round(cum, 4)}
+                             for (f, line, name), (_, calls, own, cum, _) in ranked]}
+
+
 def measure(tools: dict, blocks: list[list[tuple[str, str]]]) -> dict[str, dict]:
     """Interleaved rounds over the blocks; per tool: rounds (timings, counts) and all its pairs."""
     pairs: dict[str, list] = {name: [] for name in tools}
@@ -341,6 +380,8 @@ def main() -> int:
     parser.add_argument("--loop-budget", type=float, default=150.0,
                         help="seconds the TinyBERT loop may run (on a spread of the mlm subset)")
     parser.add_argument("--skip-mlm", action="store_true")
+    parser.add_argument("--profile", default="homophone", help="operator to profile after the comparisons "
+                        "(empty: none)")
     parser.add_argument("--out", type=Path, default=RESULTS / "augment_bench.json")
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
@@ -385,6 +426,24 @@ def main() -> int:
         ours["checks"] = quality_checks(spec, ours["quality"])
         result["solo"][spec] = ours
         print(f"{spec:<11} {ours['outputs_per_s']:>9,.0f} out/s (no peer)", file=sys.stderr, flush=True)
+    if args.profile and (not only or args.profile in only):
+        p = result["profile"] = profile(args.profile, args.num_aug, warm, rows)
+        shares = ", ".join(f"{k.replace('_', ' ')} {100 * v:.0f}%" for k, v in p["shares"].items())
+        print(f"profile of {args.profile}: {shares}", file=sys.stderr)
+        peer = next((c for c in result["comparisons"] if c["operator"] == args.profile
+                     and c["peer"].startswith("nlpcda")), None)
+        note = "cProfile with CPU time, word caches warm from the comparison; top functions in the result file"
+        if peer:
+            peer_cpu = peer["peer_side"]["cpu_seconds"] / peer["peer_side"]["inputs"]
+            p["peer_cpu_s_per_row"] = peer_cpu
+            p["ceiling"] = peer_cpu / p["segmentation_cpu_s_per_row"]
+            result["summary"].append(summary_row(
+                f"augment {args.profile}: the most zhkd could reach vs {peer['peer']} if only segmenting cost",
+                f"{1e6 * p['segmentation_cpu_s_per_row']:.0f} µs CPU per row to segment",
+                f"{1e6 * peer_cpu:.0f} µs CPU per row for {args.num_aug} outputs", "CPU s per row", p["ceiling"],
+                note="segmentation timed alone after the comparison, HMM cache cleared"))
+        result["summary"].append(summary_row(
+            f"augment {args.profile}: where zhkd's time goes", shares, "—", "share", None, note=note))
     if not args.skip_mlm:
         m = result["mlm"] = bench_mlm(texts, args.mlm_sentences, args.loop_budget, args.num_aug, shape=args.mlm_shape)
         result["summary"].append(summary_row(

@@ -12,7 +12,7 @@ random classifier (4 layers, hidden 256 by default) and the bundled sentiment ro
 
 Writes bench/results/logit_bits_bench.json.
 
-    python bench/logit_bits_bench.py [--rows 64] [--long-rows 400] [--long-length 512] [--shape small]
+    python bench/logit_bits_bench.py [--rows 64] [--long-rows 3000] [--long-length 512] [--shape small]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=64)
-    parser.add_argument("--long-rows", type=int, default=400)
+    parser.add_argument("--long-rows", type=int, default=3000)
     parser.add_argument("--long-length", type=int, default=512)
     parser.add_argument("--shape", default="small", help="catalogue shape of the random classifier")
     parser.add_argument("--out", type=Path, default=RESULTS / "logit_bits_bench.json")
@@ -101,7 +101,8 @@ def main() -> int:
                                note=f"max |difference| {diff:.1e}"))
     text = "".join(corpus)
     span = args.long_length - 2
-    long_rows = tokenizer([text[i * span:(i + 1) * span] for i in range(args.long_rows)], truncation=True,
+    starts = [(i * span) % (len(text) - span) for i in range(args.long_rows)]   # wraps around the corpus
+    long_rows = tokenizer([text[at:at + span] for at in starts], truncation=True,
                           max_length=args.long_length)["input_ids"]
     one = logits_of(model, long_rows, 8, pad)
     torch.set_num_threads(2)
