@@ -61,9 +61,9 @@ class Policy:
         self.attempts = 2 * num_aug + 4 if num_aug else 0  # none asked: no draws, so mlm predicts nothing
         spec = get_task(task)
         self.has_pair, self.per_token = spec.has_pair, spec.per_token
-        # One operator, no conversion chained, one side: every attempt has the same plan, and the
-        # operator may know how many distinct outputs a sentence allows (see _generate).
-        self.solo = primaries[0][0] if len(primaries) == 1 and not converts and not spec.has_pair else None
+        # One operator and one side: every attempt has the same plan (a conversion is chained only after
+        # another operator), and the operator may know how many distinct outputs a sentence allows.
+        self.solo = primaries[0][0] if len(primaries) == 1 and not spec.has_pair else None
         self.operators = {spec: registry.build(spec, **_options(spec, resources))
                           for spec in [s for s, _ in primaries] + list(converts)}
         self._cum = []

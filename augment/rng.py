@@ -38,13 +38,17 @@ class KeyedRandom:
         self._block = 0
         self._pool = list(_WORDS.unpack(hashlib.blake2b(key, digest_size=64).digest()))
 
-    def _word(self) -> int:
-        """The next 64-bit word of the stream."""
-        # Block n >= 1 is the digest salted with n (block 0, the first, has the zero salt).
+    def _refill(self) -> list[int]:
+        """Eight more 64-bit words: block n >= 1 is the digest salted with n (block 0, the first, has the
+        zero salt)."""
         self._block += 1
         self._pool += _WORDS.unpack(hashlib.blake2b(self._key, digest_size=64,
                                                     salt=self._block.to_bytes(8, "little")).digest())
-        return self._pool.pop()
+        return self._pool
+
+    def _word(self) -> int:
+        """The next 64-bit word of the stream, once the pool is empty."""
+        return self._refill().pop()
 
     # The draws below take the pool's next word inline (a method call per draw is a third of its cost).
 
@@ -84,20 +88,23 @@ class KeyedRandom:
         return [population[min(bisect_right(cum, self.random() * cum[-1]), last)] for _ in range(k)]
 
     def sample(self, population: Sequence, k: int) -> list:
-        """k distinct items in draw order: rejection for a small k (the common case), else a partial shuffle."""
+        """k distinct items in draw order. A small k (the common case: a few slots of a sentence) draws k
+        indices at once and draws again in the rare case two coincide, which is uniform over ordered
+        k-tuples of distinct indices; a large k takes a partial shuffle."""
         n = len(population)
         if not 0 <= k <= n:
             raise ValueError(f"sample of {k} from a population of {n}")
-        if 4 * k <= n:
-            seen: set[int] = set()
-            out = []
+        if k == 1:
             pool = self._pool
-            while len(out) < k:
-                i = (((pool.pop() if pool else self._word()) >> 11) * n) >> 53
-                if i not in seen:
-                    seen.add(i)
-                    out.append(population[i])
-            return out
+            return [population[(((pool.pop() if pool else self._word()) >> 11) * n) >> 53]]
+        if 4 * k <= n:
+            pool = self._pool
+            while True:
+                while len(pool) < k:
+                    self._refill()
+                picked = [((pool.pop() >> 11) * n) >> 53 for _ in range(k)]
+                if len(set(picked)) == k:
+                    return [population[i] for i in picked]
         pool = list(population)
         for i in range(k):
             j = i + self.randrange(n - i)

@@ -33,11 +33,17 @@ def run_bench(script: str, out: Path, *args: str) -> dict:
 
 def test_the_augment_bench_gives_both_sides_the_same_rows(tmp_path):
     if importlib.util.find_spec("nlpcda") is None:
-        pytest.skip("nlpcda (the bench extra) is not installed")
+        pytest.skip("nlpcda (the dev and bench extras) is not installed")
+    # jionlp (the bench extra only) joins where it is installed: its swap is the peer of eda:swap.
+    jionlp = importlib.util.find_spec("jionlp") is not None
     result = run_bench("augment_bench.py", tmp_path / "augment.json", "--sentences", "6", "--num-aug", "3",
                        "--rounds", "2", "--warm-up", "2", "--only", "synonym,homophone,eda:swap,mask",
-                       "--skip-jionlp", "--mlm-sentences", "3", "--mlm-shape", "mini", "--loop-budget", "600")
-    assert {c["operator"] for c in result["comparisons"]} == {"synonym", "homophone", "eda:swap"}
+                       *(() if jionlp else ("--skip-jionlp",)), "--mlm-sentences", "3", "--mlm-shape", "mini",
+                       "--loop-budget", "600")
+    peers = {(c["operator"], c["peer"]) for c in result["comparisons"]}
+    assert {("synonym", "nlpcda.Similarword"), ("homophone", "nlpcda.Homophone"),
+            ("eda:swap", "nlpcda.CharPositionExchange")} <= peers
+    assert (("eda:swap", "jionlp.swap_char_position") in peers) == jionlp
     for c in result["comparisons"]:
         assert c["zhkd"]["inputs"] == c["peer_side"]["inputs"] == 6
         assert c["rate"] > 0 and 0 <= c["zhkd"]["change_share"] <= 1 and 0 <= c["peer_side"]["change_share"] <= 1
