@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,11 @@ class Example:
     tags: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class Variant:
-    """The original (ops == (), id == source id) or an augmented copy with the operator chain that made it."""
+class Variant(NamedTuple):
+    """The original (ops == (), id == source id) or an augmented copy with the operator chain that made it.
+
+    Immutable like `Example`, but a named tuple: one is made per output, and a frozen dataclass costs
+    about 2.5 µs to create, as much as a character-level operator's whole change."""
 
     id: str
     source_id: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import heapq
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from zhkd.augment.charset import is_plain_word
@@ -47,8 +47,10 @@ def stop_words() -> frozenset[str]:
     return frozenset(heapq.nsmallest(STOP_WORD_COUNT, frequent, key=lambda w: (-freq[w], w)))
 
 
+@lru_cache(maxsize=1 << 18)
 def is_content_word(word: str, tag: str) -> bool:
-    """A word lexical operators may rewrite: a plain, common CJK content word that is not a name."""
+    """A word lexical operators may rewrite: a plain, common CJK content word that is not a name.
+    Remembered per (word, tag): every sentence asks it of every word."""
     return (tag not in ENTITY_TAGS and tag[:1] in CONTENT_CLASSES and word not in stop_words()
             and is_plain_word(word))
 
@@ -64,43 +66,42 @@ def char_freq() -> dict[str, int]:
     return counts
 
 
-@cache
-def _cilin_index() -> dict[str, tuple[int, ...]]:
-    index: dict[str, list[int]] = {}
-    for g, words in enumerate(cilin_groups()):
-        for word in words:
-            index.setdefault(word, []).append(g)
-    return {word: tuple(groups) for word, groups in index.items()}
-
-
 SYNONYM_MIN_FREQ = 50
 
 
 @cache
-def synonym_sets(word: str, tag: str) -> tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]:
-    """Per Cilin `=` group holding the word: its usable synonyms and their cumulative weights.
+def synonym_table() -> dict[str, tuple[tuple[tuple[str, str], ...], ...]]:
+    """Word -> per Cilin `=` group holding it, the group's usable synonyms as (word, dictionary POS tag
+    or ""). Made once per process (about 0.1 s) so a new word costs a look-up, not a pass of filters.
 
     Only words of two or more characters have synonyms here: single characters are too ambiguous
     (离 "leave" sits with 脱 "take off"). Usable: a plain common word of two or more characters (no
-    negator, GB2312 level 1), at least SYNONYM_MIN_FREQ in jieba's dictionary, and the same POS class
-    as the word when both are known. Weights grow with the square root of frequency.
+    negator, GB2312 level 1), at least SYNONYM_MIN_FREQ in jieba's dictionary.
     """
-    if len(word) < 2:
-        return ()
     freq = dictionary_freq()
-    groups = cilin_groups()
+    usable: dict[str, str | None] = {}   # candidate -> its tag, or None when unusable
+    for words in cilin_groups():
+        for w in words:
+            if w not in usable:
+                ok = len(w) >= 2 and freq.get(w, 0) >= SYNONYM_MIN_FREQ and is_plain_word(w)
+                usable[w] = (dictionary_tag(w) or "") if ok else None
+    index: dict[str, list[tuple[tuple[str, str], ...]]] = {}
+    for words in cilin_groups():
+        for word in words:
+            if len(word) >= 2:
+                index.setdefault(word, []).append(tuple((c, usable[c]) for c in words
+                                                        if c != word and usable[c] is not None))
+    return {word: tuple(g for g in groups if g) for word, groups in index.items()}
+
+
+@cache
+def synonym_sets(word: str, tag: str) -> tuple[tuple[tuple[str, ...], tuple[float, ...]], ...]:
+    """Per Cilin `=` group holding the word: its usable synonyms (see synonym_table) of the word's POS
+    class when both tags are known, and their cumulative weights, which grow with √frequency."""
+    freq = dictionary_freq()
     out = []
-    for g in _cilin_index().get(word, ()):
-        chosen = []
-        for cand in groups[g]:
-            if cand == word or not is_plain_word(cand) or freq.get(cand, 0) < SYNONYM_MIN_FREQ:
-                continue
-            if len(cand) < 2:
-                continue
-            cand_tag = dictionary_tag(cand)
-            if cand_tag and tag and cand_tag[:1] != tag[:1]:
-                continue
-            chosen.append(cand)
+    for group in synonym_table().get(word, ()):
+        chosen = [c for c, cand_tag in group if not (cand_tag and tag and cand_tag[:1] != tag[:1])]
         if chosen:
             out.append((tuple(chosen), _cumulative([freq[c] ** 0.5 for c in chosen])))
     return tuple(out)

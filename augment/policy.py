@@ -10,18 +10,18 @@ Variants equal to the original or to an earlier variant are dropped and another 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import NamedTuple
 
 from zhkd.augment import ops as registry
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.example import Example, Variant
 from zhkd.augment.ids import variant_id
-from zhkd.augment.ops.base import pick
-from zhkd.augment.rng import derive_rng
+from zhkd.augment.rng import KeyedRandom, derive_rng
 from zhkd.augment.segment import Segmented, segmenter, tokens_and_tags
 from zhkd.tasks import get_task
 
-AUGMENT_VERSION = 1   # bump when an operator's output for the same config and seed changes
+AUGMENT_VERSION = 2   # bump when an operator's output for the same config and seed changes
 CHAIN_CONVERT = 0.1
 
 # Primary operators and their weights per task (family names expand into equal shares).
@@ -59,6 +59,11 @@ class Policy:
         self.converts = converts
         self.resources = resources
         self.attempts = 2 * num_aug + 4 if num_aug else 0  # none asked: no draws, so mlm predicts nothing
+        spec = get_task(task)
+        self.has_pair, self.per_token = spec.has_pair, spec.per_token
+        # One operator and one side: every attempt has the same plan (a conversion is chained only after
+        # another operator), and the operator may know how many distinct outputs a sentence allows.
+        self.solo = primaries[0][0] if len(primaries) == 1 and not spec.has_pair else None
         self.operators = {spec: registry.build(spec, **_options(spec, resources))
                           for spec in [s for s, _ in primaries] + list(converts)}
         self._cum = []
@@ -86,16 +91,18 @@ class Policy:
 
     def draws(self, example_id: str) -> Iterator[Draw]:
         """The plans of attempts 0, 1, ... of an example: one stream from (seed, example id, "recipe")."""
+        if self.solo:
+            yield from repeat(Draw((self.solo,), "text"), self.attempts)
+            return
         rng = derive_rng(self.seed, example_id, ("recipe",), 0)
         specs = [s for s, _ in self.primaries]
         sides, side_weights = [s for s, _ in PAIR_SIDES], [w for _, w in PAIR_SIDES]
         for _ in range(self.attempts):
-            primary = pick(rng, specs, self._cum)
+            primary = specs[0] if len(specs) == 1 else rng.pick(specs, self._cum)
             chain = (primary,)
             if self.converts and not primary.startswith("convert:") and rng.random() < CHAIN_CONVERT:
                 chain += (rng.choice(self.converts),)
-            side = rng.choices(sides, weights=side_weights)[0] if get_task(self.task).has_pair else "text"
-            yield Draw(chain, side)
+            yield Draw(chain, rng.choices(sides, weights=side_weights)[0] if self.has_pair else "text")
 
     def variants(self, example: Example) -> list[Variant]:
         return self.variants_batch([example])[0]
@@ -115,17 +122,19 @@ class Policy:
 
     def _segment(self, example: Example) -> tuple[Segmented, Segmented | None]:
         seg = segmenter(self.resources.get("user_dict"))
-        if get_task(self.task).per_token:
+        if self.per_token:
             if example.tokens is None or example.tags is None:
                 raise AugmentError(f"example {example.id}: the ner task needs tokens and tags")
             return seg.segment_tagged(tuple(example.tokens), tuple(example.tags)), None
-        if get_task(self.task).has_pair and example.text_pair is None:
+        if self.has_pair and example.text_pair is None:
             raise AugmentError(f"example {example.id}: the pair task needs text_pair")
-        pair = seg.segment(example.text_pair) if get_task(self.task).has_pair else None
+        pair = seg.segment(example.text_pair) if self.has_pair else None
         return seg.segment(example.text), pair
 
-    def _run(self, chain: tuple[str, ...], seg: Segmented, example_id: str, k: int, side: str) -> Segmented | None:
-        rng = derive_rng(self.seed, example_id, chain + (side,), k)
+    def _run(self, chain: tuple[str, ...], seg: Segmented, prefix: str, k: int, side: str) -> Segmented | None:
+        # derive_rng(seed, example id, chain + (side,), k), with the example's part of the key made once
+        links = "\x1e".join(chain + (side,))
+        rng = KeyedRandom(f"{prefix}{links}\x1f{k}".encode())
         for spec in chain:
             seg = self.operators[spec].apply(seg, rng)
             if seg is None:
@@ -139,23 +148,32 @@ class Policy:
         seen = {(original.text, original.text_pair)}
         out = [original]
         char_level = example.tokens is not None and all(len(t) == 1 for t in example.tokens)
-        for k, draw in enumerate(draws):
-            if len(out) > self.num_aug:
+        prefix = f"{self.seed}\x1f{example.id}\x1f"
+        wanted = self.num_aug + 1
+        if self.solo and hasattr(self.operators[self.solo], "capacity"):
+            # Stop once every distinct output the sentence allows is found: later attempts could only repeat.
+            capacity = self.operators[self.solo].capacity(main)
+            if capacity is not None:
+                wanted = min(wanted, capacity + 1)
+        for k, (chain, side) in enumerate(draws):
+            if len(out) >= wanted:
                 break
             new_main, new_pair = main, pair
-            if draw.side in ("text", "both"):
-                new_main = self._run(draw.chain, main, example.id, k, "text")
-            if draw.side in ("text_pair", "both") and new_main is not None:
-                new_pair = self._run(draw.chain, pair, example.id, k, "text_pair")
-            if new_main is None or new_pair is None and pair is not None:
-                continue
+            if side != "text_pair":
+                new_main = self._run(chain, main, prefix, k, "text")
+                if new_main is None:
+                    continue
+            if side != "text":
+                new_pair = self._run(chain, pair, prefix, k, "text_pair")
+                if new_pair is None:
+                    continue
             text, text_pair = new_main.text, None if new_pair is None else new_pair.text
             if (text, text_pair) in seen or not text.strip():
                 continue
             seen.add((text, text_pair))
-            ops = draw.chain if not get_task(self.task).has_pair else tuple(f"{s}@{draw.side}" for s in draw.chain)
+            ops = tuple(f"{s}@{side}" for s in chain) if self.has_pair else chain
             tokens = tags = None
-            if get_task(self.task).per_token:
+            if self.per_token:
                 tokens, tags = tokens_and_tags(new_main, char_level)
             out.append(Variant(variant_id(example.id, ops, k), example.id, text, text_pair, example.label,
                                tokens, tags, ops, False))

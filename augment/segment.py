@@ -1,11 +1,12 @@
 """Segment once: a `Segmented` sentence (words, POS tags, entity marks) that every operator transforms.
 
-jieba runs through a private `jieba.Tokenizer` per process (never the global one, which other libraries
-mutate), quietly. POS tags are the dictionary's tags, the table jieba.posseg looks dictionary words up
-in (read here directly: importing jieba.posseg builds a second, global tag table, about 1 s per process).
-A word jieba's HMM finds outside the dictionary gets the tag "x" (unknown: possibly a name), which keeps
-lexical operators away from it. posseg's own HMM tagger for such words would cost about 10x the
-segmentation itself.
+jieba's dictionary and HMM run through a private `jieba.Tokenizer` per process (never the global one,
+which other libraries mutate), quietly, cut by `jieba_cut.Cutter`: the same words as
+`Tokenizer.cut(text)`, at well under half the cost. POS tags are the dictionary's tags, the table
+jieba.posseg looks dictionary words up in (read here directly: importing jieba.posseg builds a second,
+global tag table, about 1 s per process). A word jieba's HMM finds outside the dictionary gets the tag
+"x" (unknown: possibly a name), which keeps lexical operators away from it. posseg's own HMM tagger
+for such words would cost about 10x the segmentation itself.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import cache
 
 from zhkd.augment.charset import MASK_TOKEN
 from zhkd.augment.errors import AugmentError
+from zhkd.augment.jieba_cut import Cutter
 
 _LATIN = re.compile(r"[A-Za-z]+")
 _NUMBER = re.compile(r"[0-9０-９.．,，%％]+")
@@ -87,23 +89,19 @@ class Segmenter:
                     self.tags.update(_read_tags(f))
             except (OSError, UnicodeDecodeError, ValueError) as err:
                 raise AugmentError(f"cannot read the user dictionary {user_dict}: {err}") from err
+        self.cutter = Cutter(self.tokenizer)
 
     def tag(self, word: str) -> str:
-        tag = self.tags.get(word)
-        if tag is not None:
-            return tag
-        if _NUMBER.fullmatch(word):
-            return "m"
-        if _LATIN.fullmatch(word):
-            return "eng"
-        return "x"
+        return self.tags.get(word) or _unknown_tag(word)
 
     def words(self, text: str) -> list[str]:
-        return list(self.tokenizer.cut(text))
+        return self.cutter.cut(text)
 
     def segment(self, text: str) -> Segmented:
-        words = tuple(self.tokenizer.cut(text))
-        return Segmented(words, tuple(map(self.tag, words)), (None,) * len(words))
+        words = tuple(self.cutter.cut(text))
+        get = self.tags.get
+        return Segmented(words, tuple([get(w) or _unknown_tag(w) for w in words]), (None,) * len(words))
+
 
     def segment_tagged(self, tokens: tuple[str, ...], tags: tuple[str, ...]) -> Segmented:
         """NER input. Character tokens: each entity becomes one atomic word and the text between entities
@@ -119,7 +117,7 @@ class Segmenter:
         for start, end, etype in _chunks(tags):
             piece = "".join(tokens[start:end])
             if etype is None:
-                for word in self.tokenizer.cut(piece):
+                for word in self.cutter.cut(piece):
                     words.append(word)
                     pos.append(self.tag(word))
                     ents.append(None)
@@ -128,6 +126,15 @@ class Segmenter:
                 pos.append("ent")
                 ents.append("B-" + etype)
         return Segmented(tuple(words), tuple(pos), tuple(ents))
+
+
+def _unknown_tag(word: str) -> str:
+    """The tag of a word outside the dictionary: a number, a Latin word, or "x" (unknown: possibly a name)."""
+    if _NUMBER.fullmatch(word):
+        return "m"
+    if _LATIN.fullmatch(word):
+        return "eng"
+    return "x"
 
 
 def _read_tags(lines) -> dict[str, str]:

@@ -1,33 +1,38 @@
 """Augmentation bench: zhkd's operators against nlpcda and jionlp, and batched `mlm` against a TinyBERT loop.
 
-Sentences: the first --sentences rows of the bundled sentiment train split, --num-aug outputs requested
-per input from every tool (nlpcda and jionlp are asked for the same count). Speed is outputs per second
-in one process, one-time loading excluded (each tool is warmed up first). zhkd's figure includes jieba
-segmentation; the segmentation-shared figure divides the outputs by the time minus one segmentation
-pass (a policy segments each sentence once for all its operators).
+Rows: the first --sentences reviews of the bundled sentiment train split; every tool is asked for
+--num-aug outputs per row (nlpcda's first output is its input and is not counted). Each comparison
+runs in --rounds interleaved rounds: the rows are cut into that many blocks, and each block is
+augmented by zhkd and by the peer in turn (the order alternating), in this one process, so both meet
+the same machine load; every row is augmented exactly once by each side. One-time loading is excluded:
+each tool first augments --warm-up rows that are not among the measured ones.
 
-Quality, per operator, on the same outputs: the share that gain a rare character (a CJK character absent
-from the input and outside GB2312 level 1), change the number of negators (不 没 无 非 别 未 莫 勿), are
-identical to the input, or gain a non-CJK character the input lacks (junk symbols, newlines).
+Rates are the same number on both sides: zhkd's policy rate for the operator (synonym 0.2 of the
+eligible words, homophone 0.1 of the eligible characters, eda 0.1 of the words) is the peer's
+`change_rate` / ratio. What that number means differs by tool, so the share of characters each
+output changes (1 - matched / longer length, difflib's matching blocks) is measured for both sides
+and reported beside the speed.
 
-MLM: zhkd's batched operator against a faithful TinyBERT-style loop (one forward per CJK word at batch
-1 over "masked sentence [SEP] original", full-vocabulary logits), both with the same randomly
-initialised bert-base-shaped masked LM (char vocabulary padded to bert-base-chinese's 21,128 entries).
-The subset is cut into blocks; after zhkd augments a block, the loop runs on the same block's sentences
-for its share of --loop-budget seconds (it needs 0.2-2 s per word), so both meet the same machine load,
-and the loop's measured cost per forwarded token projects its time for the whole subset.
+Speed is distinct outputs per second, wall time (CPU time of this process beside it), zhkd's including
+its jieba segmentation: a policy segments each row once, as the peers that segment (Similarword) do.
+Quality, on the same outputs, for both sides: the share that gain a rare character (a CJK character
+absent from the input and outside GB2312 level 1), change the number of negators (不 没 无 非 别 未 莫 勿),
+are identical to the input, or gain a non-CJK character the input lacks (junk symbols, newlines).
 
-Slow peers stop after --peer-budget seconds (their rate is taken over the sentences they finished).
-Peers seed and mutate global state (jieba's global tokenizer, the global RNG), so they run after
-zhkd's measurements. Results go to bench/results/augment_bench.json.
+MLM: zhkd's batched operator against a TinyBERT-style loop (one forward per CJK word at batch 1 over
+"masked sentence [SEP] original", full-vocabulary logits), both with the same randomly initialised
+bert-base-shaped masked LM; block by block, the loop runs on the block's rows for its share of
+--loop-budget seconds (it needs 0.2-2 s per word), and its cost per forwarded token projects its time
+for all the rows (the note in the result says so). Results: bench/results/augment_bench.json.
+
+    python bench/augment_bench.py [--sentences 500] [--num-aug 20] [--rounds 10] [--skip-mlm]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import difflib
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -35,38 +40,48 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from benchlib import RESULTS, interleave, meta, rate_ratio, summary_row, write_result  # noqa: E402
+
 from zhkd.augment.charset import NEGATORS, common_chars, is_cjk, is_cjk_word  # noqa: E402
 from zhkd.augment.example import Example  # noqa: E402
-from zhkd.augment.policy import make_policy  # noqa: E402
+from zhkd.augment.policy import OPTIONS, make_policy  # noqa: E402
 from zhkd.augment.segment import segmenter  # noqa: E402
 from zhkd.pipelines.corpora import load_corpus  # noqa: E402
 
-ZHKD_OPS = ("synonym", "homophone", "mask", "ngram", "eda:swap", "eda:delete", "eda:insert", "convert:s2t",
-            "convert:s2tw")
-# zhkd operator -> (nlpcda peer, jionlp peer) it is compared with.
-PEERS = {
-    "synonym": ("nlpcda.Similarword", None),
-    "homophone": ("nlpcda.Homophone", "jionlp.homophone_substitution"),
-    "eda:delete": ("nlpcda.RandomDeleteChar", "jionlp.random_add_delete"),
-    "eda:swap": ("nlpcda.CharPositionExchange", "jionlp.swap_char_position"),
-    "eda:insert": (None, "jionlp.random_add_delete"),
-}
+# zhkd operator, its peer, the speed target (zhkd / peer outputs per second).
+PAIRS = (
+    ("synonym", "nlpcda.Similarword", 1.0),
+    ("homophone", "nlpcda.Homophone", 1.0),
+    ("homophone", "jionlp.homophone_substitution", 10.0),
+    ("eda:swap", "nlpcda.CharPositionExchange", 1.0),
+    ("eda:swap", "jionlp.swap_char_position", 10.0),
+    ("eda:delete", "nlpcda.RandomDeleteChar", 1.0),
+    ("eda:delete", "jionlp.random_add_delete (delete only)", 10.0),
+    ("eda:insert", "jionlp.random_add_delete (add only)", 10.0),
+)
+SOLO = ("mask", "ngram", "convert:s2t", "convert:s2tw")   # no peer does these
 RARE_TARGET = {"homophone": 0.05}
 RARE_DEFAULT_TARGET = 0.02
 NEGATOR_EXEMPT = ("ngram", "eda:delete", "mask", "convert:s2t", "convert:s2tw")
+CHANGE_SAMPLE = 2000
 TOP_K = 15
+WARM_UP = "热身的句子，服务很好，房间干净"
+
+
+def rate_of(spec: str) -> float:
+    """zhkd's policy rate for an operator, the number the peer is given too."""
+    return OPTIONS[spec.partition(":")[0]]["p"]
 
 
 def quality(pairs: list[tuple[str, str]]) -> dict:
     common = common_chars()
     rare = neg = same = junk = 0
     for src, out in pairs:
-        src_chars = set(src)
-        new = set(out) - src_chars
+        new = set(out) - set(src)
         rare += any(is_cjk(c) and c not in common for c in new)
         neg += sum(out.count(c) for c in NEGATORS) != sum(src.count(c) for c in NEGATORS)
         same += out == src
@@ -75,67 +90,147 @@ def quality(pairs: list[tuple[str, str]]) -> dict:
     return {"rare": rare / n, "negator": neg / n, "identical": same / n, "junk": junk / n}
 
 
+def change_share(pairs: list[tuple[str, str]]) -> float:
+    """Mean share of characters an output changes, on an even sample of the pairs."""
+    step = max(1, len(pairs) // CHANGE_SAMPLE)
+    shares = []
+    for src, out in pairs[::step]:
+        matched = sum(b.size for b in difflib.SequenceMatcher(None, src, out, autojunk=False).get_matching_blocks())
+        shares.append(1 - matched / max(1, len(src), len(out)))
+    return sum(shares) / max(1, len(shares))
+
+
 def samples(pairs: list[tuple[str, str]], count: int = 10) -> list[dict]:
     rng = random.Random(7)
     chosen = rng.sample(range(len(pairs)), min(count, len(pairs)))
     return [{"input": pairs[i][0][:120], "output": pairs[i][1][:120]} for i in sorted(chosen)]
 
 
-def run_zhkd(spec: str, examples: list[Example], num_aug: int, mlm_model: str | None = None) -> tuple[float, list]:
-    policy = make_policy("classification", num_aug=num_aug, ops=[spec.partition("@")[0]], seed=0,
-                         mlm_model=mlm_model)
+def zhkd_tool(spec: str, num_aug: int, warm: list[str]):
+    """A callable(rows) -> (text, output) pairs, running zhkd's policy restricted to one operator."""
+    policy = make_policy("classification", num_aug=num_aug, ops=[spec], seed=0)
     policy.load()
-    policy.variants_batch([Example("warm-up", "热身的句子，服务很好，房间干净")])
-    start = time.perf_counter()
-    pairs = []
-    for at in range(0, len(examples), 256):
-        chunk = examples[at:at + 256]
-        for example, variants in zip(chunk, policy.variants_batch(chunk), strict=True):
-            pairs += [(example.text, v.text) for v in variants[1:]]
-    return time.perf_counter() - start, pairs
+    policy.variants_batch([Example(f"warm-{n}", t) for n, t in enumerate(warm)])
+
+    def run(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        examples = [Example(row_id, text) for row_id, text in rows]
+        return [(e.text, v.text) for e, variants in zip(examples, policy.variants_batch(examples), strict=True)
+                for v in variants[1:]]
+
+    return run
 
 
-def peer_tools(num_aug: int) -> dict:
-    """name -> callable(text) returning the augmented texts (the original excluded)."""
-    import jionlp
-    from nlpcda import CharPositionExchange, Homophone, RandomDeleteChar, Similarword
+def peer_tool(name: str, spec: str, num_aug: int, warm: list[str]):
+    """A callable(rows) -> (text, output) pairs for a peer, at zhkd's rate for the operator."""
+    rate = rate_of(spec)
+    n = num_aug + 1   # nlpcda's first output is its input
+    if name.startswith("nlpcda."):
+        import nlpcda
 
-    n = num_aug + 1  # nlpcda's first output is the input itself
-    similar = Similarword(create_num=n, change_rate=0.2)
-    homophone = Homophone(create_num=n, change_rate=0.1)
-    delete = RandomDeleteChar(create_num=n, change_rate=0.1)
-    exchange = CharPositionExchange(create_num=n, change_rate=0.1, char_gram=3)
-    return {
-        "nlpcda.Similarword": lambda t: similar.replace(t)[1:],
-        "nlpcda.Homophone": lambda t: homophone.replace(t)[1:],
-        "nlpcda.RandomDeleteChar": lambda t: delete.replace(t)[1:],
-        "nlpcda.CharPositionExchange": lambda t: exchange.replace(t)[1:],
-        "jionlp.homophone_substitution": lambda t: jionlp.homophone_substitution(t, augmentation_num=num_aug,
-                                                                                 homo_ratio=0.05),
-        "jionlp.random_add_delete": lambda t: jionlp.random_add_delete(t, augmentation_num=num_aug,
-                                                                       add_ratio=0.05, delete_ratio=0.05),
-        "jionlp.swap_char_position": lambda t: jionlp.swap_char_position(t, augmentation_num=num_aug,
-                                                                         swap_ratio=0.05),
-    }
+        cls = getattr(nlpcda, name.split(".")[1])
+        options = {"char_gram": 3} if cls is nlpcda.CharPositionExchange else {}
+        tool = cls(create_num=n, change_rate=rate, **options)
+
+        def augment(text: str) -> list[str]:
+            return tool.replace(text)[1:]
+    else:
+        import jionlp
+
+        if name == "jionlp.homophone_substitution":
+            def augment(text: str) -> list[str]:
+                return jionlp.homophone_substitution(text, augmentation_num=num_aug, homo_ratio=rate)
+        elif name == "jionlp.swap_char_position":
+            def augment(text: str) -> list[str]:
+                return jionlp.swap_char_position(text, augmentation_num=num_aug, swap_ratio=rate)
+        else:
+            add, delete = (0.0, rate) if "delete only" in name else (rate, 0.0)
+
+            def augment(text: str) -> list[str]:
+                return jionlp.random_add_delete(text, augmentation_num=num_aug, add_ratio=add, delete_ratio=delete)
+    for text in warm:
+        augment(text)
+
+    def run(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(text, out) for _, text in rows for out in augment(text)]
+
+    return run
 
 
-def run_peer(tool, texts: list[str], budget: float) -> tuple[float, list, int]:
-    """Outputs for the sentences in order until done or past the time budget (slow peers stop early)."""
-    tool("热身的句子，服务很好，房间干净")
-    start = time.perf_counter()
-    pairs, done = [], 0
-    for t in texts:
-        pairs += [(t, out) for out in tool(t)]
-        done += 1
-        if time.perf_counter() - start > budget:
-            break
-    return time.perf_counter() - start, pairs, done
+def profile(spec: str, num_aug: int, warm: list[str], rows: list[tuple[str, str]], top: int = 15) -> dict:
+    """cProfile of zhkd's policy for one operator over the rows, after the same warm-up: where its time goes.
+    Phases by cumulative time: jieba segmentation (`Segmenter.segment`), the operator's per-sentence
+    plan (slots and candidate tables, remembered per sentence), and the rest (the outputs themselves)."""
+    import cProfile
+    import pstats
+
+    from zhkd.augment.jieba_cut import _viterbi_words
+
+    _viterbi_words.cache_clear()   # segmentation alone, as a first sight of these rows would cost it
+    clock = time.process_time()
+    for _, text in rows:
+        segmenter().segment(text)
+    segmentation_cpu = (time.process_time() - clock) / max(1, len(rows))
+    run = zhkd_tool(spec, num_aug, warm)
+    profiler = cProfile.Profile(time.process_time)   # CPU time: a busy machine pre-empts at random
+    profiler.enable()
+    outputs = len(run(rows))
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = max(1e-12, sum(t for (_, _, t, _, _) in stats.stats.values()))   # own times add up to the run
+
+    def cumulative(file_end: str, function: str) -> float:
+        return sum(ct for (f, _, name), (_, _, _, ct, _) in stats.stats.items()
+                   if f.endswith(file_end) and name == function)
+
+    seg = cumulative("augment/segment.py", "segment")
+    plan = sum(ct for (f, _, name), (_, _, _, ct, _) in stats.stats.items()
+               if name in ("slots", "_plan", "_swap_plan") and "augment/ops" in f)
+    ranked = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
+    return {"operator": spec, "rows": len(rows), "outputs": outputs, "profiled_seconds": total,
+            "segmentation_cpu_s_per_row": segmentation_cpu,
+            "shares": {"segmentation": seg / total, "per_sentence_plan": plan / total,
+                       "outputs": max(0.0, 1 - (seg + plan) / total)},
+            "top_own_time": [{"function": f"{Path(f).name}:{line}({name})", "calls": calls, "own_s": round(own, 4),
+                              "cumulative_s": round(cum, 4)}
+                             for (f, line, name), (_, calls, own, cum, _) in ranked]}
+
+
+def measure(tools: dict, blocks: list[list[tuple[str, str]]]) -> dict[str, dict]:
+    """Interleaved rounds over the blocks; per tool: rounds (timings, counts) and all its pairs."""
+    pairs: dict[str, list] = {name: [] for name in tools}
+
+    def contender(name):
+        def one_round(r: int) -> dict:
+            out = tools[name](blocks[r])
+            pairs[name] += out
+            return {"inputs": len(blocks[r]), "outputs": len(out)}
+        return one_round
+
+    rounds = interleave(len(blocks), {name: contender(name) for name in tools})
+    return {name: {"rounds": rounds[name], "pairs": pairs[name]} for name in tools}
+
+
+def side(figures: dict) -> dict:
+    rounds, pairs = figures["rounds"], figures["pairs"]
+    seconds = sum(r["seconds"] for r in rounds)
+    return {"inputs": sum(r["inputs"] for r in rounds), "outputs": len(pairs), "seconds": seconds,
+            "cpu_seconds": sum(r["cpu_seconds"] for r in rounds), "outputs_per_s": len(pairs) / max(1e-12, seconds),
+            "change_share": change_share(pairs), "quality": quality(pairs), "samples": samples(pairs)}
+
+
+def quality_checks(spec: str, q: dict) -> dict:
+    rare_target = None if spec.startswith("convert") else RARE_TARGET.get(spec, RARE_DEFAULT_TARGET)
+    neg_target = None if spec in NEGATOR_EXEMPT else 0.01
+    return {"rare_target": rare_target, "negator_target": neg_target,
+            "rare_met": rare_target is None or q["rare"] <= rare_target,
+            "negator_met": neg_target is None or q["negator"] <= neg_target}
 
 
 # --- MLM -------------------------------------------------------------------------------------------------
 
-def bert_base_mlm(out_dir: Path, texts: list[str]) -> Path:
-    """A random bert-base-shaped masked LM with a character vocabulary of bert-base-chinese's size."""
+def bert_base_mlm(out_dir: Path, texts: list[str], shape: str = "bert-base") -> Path:
+    """A random masked LM (bert-base-shaped by default) with a character vocabulary of bert-base-chinese's
+    size."""
     from zhkd.distill.students import build_model
     from zhkd.models import char_vocab, save_char_tokenizer
 
@@ -144,7 +239,7 @@ def bert_base_mlm(out_dir: Path, texts: list[str]) -> Path:
     extra = sorted(common_chars() - seen) + [chr(c) for c in range(0x4E00, 0xA000) if chr(c) not in seen]
     vocab += [c for c in dict.fromkeys(extra) if c not in seen][: 21128 - len(vocab)]
     tokenizer = save_char_tokenizer(vocab, out_dir)
-    model = build_model("bert-base", kind="mlm", vocab_size=len(vocab), pad_token_id=tokenizer.pad_token_id, seed=0)
+    model = build_model(shape, kind="mlm", vocab_size=len(vocab), pad_token_id=tokenizer.pad_token_id, seed=0)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     return out_dir
 
@@ -214,7 +309,8 @@ def loop_tokens(texts: list[str]) -> int:
     return total
 
 
-def bench_mlm(texts: list[str], mlm_sentences: int, loop_budget: float, num_aug: int, block: int = 50) -> dict:
+def bench_mlm(texts: list[str], mlm_sentences: int, loop_budget: float, num_aug: int, block: int = 50,
+              shape: str = "bert-base") -> dict:
     """zhkd's batched mlm on blocks of the subset, each block followed by the loop on the same block's
     sentences for its share of the budget: both see the same machine load (other work on a shared
     machine moves single timings by 3x), and the loop's cost per forwarded token projects its time."""
@@ -223,12 +319,12 @@ def bench_mlm(texts: list[str], mlm_sentences: int, loop_budget: float, num_aug:
     from zhkd.augment.ops.mlm import Mlm, loaded
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = bert_base_mlm(Path(tmp), texts)
+        model_dir = bert_base_mlm(Path(tmp), texts, shape)
         subset = texts[:mlm_sentences]
         examples = [Example(f"m{n}", t) for n, t in enumerate(subset)]
         policy = make_policy("classification", num_aug=num_aug, ops=["mlm"], seed=0, mlm_model=str(model_dir))
         policy.load()
-        policy.variants_batch([Example("warm-up", "热身的句子，服务很好，房间干净")])
+        policy.variants_batch([Example("warm-up", WARM_UP)])
         loop = TinyBertLoop(model_dir)
         loop.sentence("热身的句子，服务很好", num_aug, time.perf_counter() + 60)
         blocks = [examples[at:at + block] for at in range(0, len(examples), block)]
@@ -253,11 +349,13 @@ def bench_mlm(texts: list[str], mlm_sentences: int, loop_budget: float, num_aug:
     per_token = loop_seconds / max(1, loop_tok)
     projected = per_token * loop_tokens(subset)
     return {
-        "model": "random bert-base shape (12x768, vocab 21128), char tokenizer",
+        "model": f"random {shape} shape, vocab 21128, char tokenizer",
         "torch_threads": torch.get_num_threads(), "blocks": len(blocks),
-        "zhkd": {"sentences": len(subset), "seconds": zhkd_seconds, "outputs": len(pairs), "rows_forwarded": rows,
+        "zhkd": {"inputs": len(subset), "sentences": len(subset), "seconds": zhkd_seconds, "outputs": len(pairs),
+                 "rows_forwarded": rows,
                  "sentences_per_s": len(subset) / zhkd_seconds, "outputs_per_s": len(pairs) / zhkd_seconds},
-        "tinybert_loop": {"sentences_finished": finished, "words": loop_words, "tokens_forwarded": loop_tok,
+        "tinybert_loop": {"inputs": finished, "sentences_finished": finished, "words": loop_words,
+                          "tokens_forwarded": loop_tok,
                           "seconds": loop_seconds, "words_per_s": loop_words / max(1e-9, loop_seconds),
                           "seconds_per_token": per_token},
         "tinybert_loop_projected_seconds": projected,
@@ -266,115 +364,99 @@ def bench_mlm(texts: list[str], mlm_sentences: int, loop_budget: float, num_aug:
     }
 
 
-# --- report ----------------------------------------------------------------------------------------------
 
-def fmt_pct(x: float) -> str:
-    return f"{100 * x:5.1f}%"
-
+# --- main ------------------------------------------------------------------------------------------------
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sentences", type=int, default=5000)
+    parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--num-aug", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (blocks of the rows)")
+    parser.add_argument("--warm-up", type=int, default=20, help="rows (not measured) each tool augments first")
+    parser.add_argument("--only", help="comma-separated zhkd operators to measure (default: all)")
+    parser.add_argument("--skip-jionlp", action="store_true", help="leave out the jionlp peers (slow)")
     parser.add_argument("--mlm-sentences", type=int, default=200)
+    parser.add_argument("--mlm-shape", default="bert-base", help="shape of the random MLM (tests use mini)")
     parser.add_argument("--loop-budget", type=float, default=150.0,
                         help="seconds the TinyBERT loop may run (on a spread of the mlm subset)")
-    parser.add_argument("--peer-budget", type=float, default=120.0, help="seconds each peer may run")
     parser.add_argument("--skip-mlm", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "augment_bench.json")
+    parser.add_argument("--profile", default="homophone", help="operator to profile after the comparisons "
+                        "(empty: none)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "augment_bench.json")
     args = parser.parse_args()
+    started, load_before = time.time(), os.getloadavg()
 
-    texts = [r["text"] for r in load_corpus("chnsenti", "train")][: args.sentences]
-    examples = [Example(f"s{n}", t) for n, t in enumerate(texts)]
-    load_before = os.getloadavg()
-    segmenter().segment("热身")
-    start = time.perf_counter()
-    for t in texts:
-        segmenter().segment(t)
-    seg_seconds = time.perf_counter() - start
-    print(f"{len(texts)} sentences, N={args.num_aug}; jieba segmentation alone: {seg_seconds:.2f} s "
-          f"({len(texts) / seg_seconds:.0f} sentences/s)", file=sys.stderr)
+    corpus = [r["text"] for r in load_corpus("chnsenti", "train")]
+    texts = corpus[: args.sentences]
+    warm = corpus[-args.warm_up:] if args.warm_up else [WARM_UP]
+    rows = [(f"s{n}", t) for n, t in enumerate(texts)]
+    size = -(-len(rows) // args.rounds)
+    blocks = [rows[at:at + size] for at in range(0, len(rows), size)]
+    only = set(args.only.split(",")) if args.only else None
+    segmenter().segment(WARM_UP)
 
-    results: dict = {"zhkd": {}, "peers": {}}
-    for spec in ZHKD_OPS:
-        seconds, pairs = run_zhkd(spec, examples, args.num_aug)
-        results["zhkd"][spec] = {"outputs": len(pairs), "seconds": seconds, "outputs_per_s": len(pairs) / seconds,
-                                 "outputs_per_s_shared_segmentation": len(pairs) / max(1e-9, seconds - seg_seconds),
-                                 "quality": quality(pairs), "samples": samples(pairs)}
-        print(f"zhkd {spec}: {len(pairs)} outputs in {seconds:.1f} s", file=sys.stderr)
+    result: dict = {"comparisons": [], "solo": {}, "summary": []}
+    for spec, peer, target in PAIRS:
+        if only and spec not in only or args.skip_jionlp and peer.startswith("jionlp"):
+            continue
+        tools = {"zhkd": zhkd_tool(spec, args.num_aug, warm), "peer": peer_tool(peer, spec, args.num_aug, warm)}
+        measured = measure(tools, blocks)
+        ours, theirs = side(measured["zhkd"]), side(measured["peer"])
+        speed = rate_ratio(measured["zhkd"]["rounds"], measured["peer"]["rounds"], "outputs")
+        ours["checks"] = quality_checks(spec, ours["quality"])
+        result["comparisons"].append({"operator": spec, "peer": peer, "rate": rate_of(spec), "target": target,
+                                      "zhkd": ours, "peer_side": theirs, "speed": speed})
+        result["summary"].append(summary_row(
+            f"augment {spec} vs {peer}", f"{ours['outputs_per_s']:,.0f} outputs/s",
+            f"{theirs['outputs_per_s']:,.0f} outputs/s", "outputs/s", speed["ratio"],
+            interval=speed["round_ratio_interval"], target=target,
+            note=(f"rate {rate_of(spec)} both; chars changed {100 * ours['change_share']:.1f}% vs "
+                  f"{100 * theirs['change_share']:.1f}%; rare {100 * ours['quality']['rare']:.1f}% vs "
+                  f"{100 * theirs['quality']['rare']:.1f}%; negator changed {100 * ours['quality']['negator']:.1f}% vs "
+                  f"{100 * theirs['quality']['negator']:.1f}%; CPU-time ratio {speed['ratio_cpu']:.2f}")))
+        print(f"{spec:<11} {ours['outputs_per_s']:>9,.0f} out/s  {peer:<40} {theirs['outputs_per_s']:>9,.0f} out/s  "
+              f"{speed['ratio']:.2f}x (rounds {speed['round_ratio_mean']:.2f} ± {speed['round_ratio_interval']:.2f}; "
+              f"CPU {speed['ratio_cpu']:.2f}x)  changed {100 * ours['change_share']:.1f}% vs "
+              f"{100 * theirs['change_share']:.1f}%", file=sys.stderr, flush=True)
+    for spec in SOLO:
+        if only and spec not in only:
+            continue
+        measured = measure({"zhkd": zhkd_tool(spec, args.num_aug, warm)}, blocks)
+        ours = side(measured["zhkd"])
+        ours["checks"] = quality_checks(spec, ours["quality"])
+        result["solo"][spec] = ours
+        print(f"{spec:<11} {ours['outputs_per_s']:>9,.0f} out/s (no peer)", file=sys.stderr, flush=True)
+    if args.profile and (not only or args.profile in only):
+        p = result["profile"] = profile(args.profile, args.num_aug, warm, rows)
+        shares = ", ".join(f"{k.replace('_', ' ')} {100 * v:.0f}%" for k, v in p["shares"].items())
+        print(f"profile of {args.profile}: {shares}", file=sys.stderr)
+        peer = next((c for c in result["comparisons"] if c["operator"] == args.profile
+                     and c["peer"].startswith("nlpcda")), None)
+        note = "cProfile with CPU time, word caches warm from the comparison; top functions in the result file"
+        if peer:
+            peer_cpu = peer["peer_side"]["cpu_seconds"] / peer["peer_side"]["inputs"]
+            p["peer_cpu_s_per_row"] = peer_cpu
+            p["ceiling"] = peer_cpu / p["segmentation_cpu_s_per_row"]
+            result["summary"].append(summary_row(
+                f"augment {args.profile}: the most zhkd could reach vs {peer['peer']} if only segmenting cost",
+                f"{1e6 * p['segmentation_cpu_s_per_row']:.0f} µs CPU per row to segment",
+                f"{1e6 * peer_cpu:.0f} µs CPU per row for {args.num_aug} outputs", "CPU s per row", p["ceiling"],
+                note="segmentation timed alone after the comparison, HMM cache cleared"))
+        result["summary"].append(summary_row(
+            f"augment {args.profile}: where zhkd's time goes", shares, "—", "share", None, note=note))
     if not args.skip_mlm:
-        results["mlm"] = bench_mlm(texts, args.mlm_sentences, args.loop_budget, args.num_aug)
-        print(f"mlm: {results['mlm']['speedup']:.1f}x the TinyBERT loop", file=sys.stderr)
-    for name, tool in peer_tools(args.num_aug).items():
-        seconds, pairs, done = run_peer(tool, texts, args.peer_budget)
-        results["peers"][name] = {"sentences": done, "outputs": len(pairs), "seconds": seconds,
-                                  "outputs_per_s": len(pairs) / seconds, "quality": quality(pairs),
-                                  "samples": samples(pairs)}
-        print(f"{name}: {len(pairs)} outputs for {done} sentences in {seconds:.1f} s", file=sys.stderr)
+        m = result["mlm"] = bench_mlm(texts, args.mlm_sentences, args.loop_budget, args.num_aug, shape=args.mlm_shape)
+        result["summary"].append(summary_row(
+            "augment mlm vs a TinyBERT-style loop", f"{m['zhkd']['sentences_per_s']:.2f} rows/s",
+            f"{m['zhkd']['sentences'] / m['tinybert_loop_projected_seconds']:.3f} rows/s (projected)", "rows/s",
+            m["speedup"], target=20.0,
+            note=(f"{m['model']}; the loop finished {m['tinybert_loop']['sentences_finished']} of "
+                  f"{m['zhkd']['sentences']} rows in its budget, its time for all is projected per forwarded token")))
+        print(f"mlm: {m['speedup']:.1f}x the TinyBERT loop (projected)", file=sys.stderr)
 
-    rows = []
-    print(f"\n{'operator':<14}{'outputs':>8}{'out/s':>9}{'out/s*':>9}{'rare':>8}{'neg':>8}{'same':>8}{'junk':>8}"
-          f"  {'peer':<30}{'peer out/s':>11}{'ratio':>7} target")
-    for spec, r in results["zhkd"].items():
-        q = r["quality"]
-        rare_target = RARE_TARGET.get(spec, RARE_DEFAULT_TARGET) if not spec.startswith("convert") else None
-        neg_target = None if spec in NEGATOR_EXEMPT else 0.01
-        checks = {"rare": rare_target is None or q["rare"] <= rare_target,
-                  "negator": neg_target is None or q["negator"] <= neg_target}
-        comparisons = []
-        for peer, need in zip(PEERS.get(spec, (None, None)), (1.0, 10.0), strict=True):
-            if peer:
-                ratio = r["outputs_per_s"] / results["peers"][peer]["outputs_per_s"]
-                ratio_shared = r["outputs_per_s_shared_segmentation"] / results["peers"][peer]["outputs_per_s"]
-                comparisons.append({"peer": peer, "ratio": ratio, "ratio_shared_segmentation": ratio_shared,
-                                    "target": need, "met": ratio >= need,
-                                    "met_shared_segmentation": ratio_shared >= need})
-        r.update(targets={"rare": rare_target, "negator": neg_target}, met=checks, comparisons=comparisons)
-        first = comparisons[0] if comparisons else None
-        line = (f"{spec:<14}{r['outputs']:>8}{r['outputs_per_s']:>9.0f}{r['outputs_per_s_shared_segmentation']:>9.0f}"
-                f"{fmt_pct(q['rare']):>8}{fmt_pct(q['negator']):>8}{fmt_pct(q['identical']):>8}{fmt_pct(q['junk']):>8}")
-        for c in comparisons or [None]:
-            if c is None:
-                rows.append(line)
-                continue
-            peer = results["peers"][c["peer"]]
-            rows.append(f"{line if c is first else ' ' * len(line)}  {c['peer']:<30}{peer['outputs_per_s']:>11.0f}"
-                        f"{c['ratio']:>7.2f} >={c['target']:.0f}x {'met' if c['met'] else 'MISSED'}")
-    print("\n".join(rows))
-    print("out/s* = with segmentation shared (time minus one segmentation pass)")
-    print(f"\n{'peer':<32}{'outputs':>8}{'out/s':>9}{'rare':>8}{'neg':>8}{'same':>8}{'junk':>8}")
-    for name, r in results["peers"].items():
-        q = r["quality"]
-        print(f"{name:<32}{r['outputs']:>8}{r['outputs_per_s']:>9.0f}{fmt_pct(q['rare']):>8}{fmt_pct(q['negator']):>8}"
-              f"{fmt_pct(q['identical']):>8}{fmt_pct(q['junk']):>8}")
-    if "mlm" in results:
-        m, loop = results["mlm"], results["mlm"]["tinybert_loop"]
-        print(f"\nmlm (random bert-base shape, {m['torch_threads']} threads, {m['blocks']} interleaved blocks): "
-              f"zhkd batched {m['zhkd']['sentences']} sentences in {m['zhkd']['seconds']:.1f} s "
-              f"({m['zhkd']['outputs']} outputs, {m['zhkd']['rows_forwarded']} rows); TinyBERT loop "
-              f"{loop['words']} words ({loop['sentences_finished']} sentences finished) in {loop['seconds']:.1f} s "
-              f"({loop['words_per_s']:.1f} words/s), projected to {m['zhkd']['sentences']} sentences: "
-              f"{m['tinybert_loop_projected_seconds']:.0f} s ({m['tinybert_loop_projected_seconds'] / 60:.0f} min)")
-        print(f"speed-up {m['speedup']:.1f}x (target >= 20x); mlm outputs: rare {fmt_pct(m['quality']['rare'])}, "
-              f"negator {fmt_pct(m['quality']['negator'])}")
-    print("\nsamples (input -> output):")
-    for spec, r in list(results["zhkd"].items()) + ([("mlm", results["mlm"])] if "mlm" in results else []):
-        print(f"  [{spec}]")
-        for s in r["samples"]:
-            print(f"    {s['input'][:60]}\n      -> {s['output'][:60]}")
-
-    results["setup"] = {
-        "machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "sentences": len(texts), "num_aug": args.num_aug, "segmentation_seconds": seg_seconds,
-        "rates": {"zhkd": "policy defaults (synonym p=0.2, homophone 0.1, mask 0.1, eda 0.1, ngram 1..5)",
-                  "nlpcda": "Similarword 0.2, Homophone 0.1, RandomDeleteChar 0.1, CharPositionExchange 0.1",
-                  "jionlp": "homo_ratio 0.05, add/delete_ratio 0.05, swap_ratio 0.05"},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
-    print(f"\nwritten {args.out}", file=sys.stderr)
+    result["meta"] = meta("augment_bench", started, load_before, rows=len(rows), num_aug=args.num_aug,
+                          rounds=len(blocks), warm_up_rows=len(warm))
+    write_result(args.out, result)
     return 0
 
 

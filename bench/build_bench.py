@@ -7,13 +7,15 @@ exact duplicate), classification, 4 variants per example, a 2-layer hidden-32 ra
 - 1 worker: Beam's in-process engine (`--direct_running_mode in_memory`);
 - 2 workers: `--direct_num_workers 2 --direct_running_mode multi_processing`.
 
-Reported: wall time, source examples/s and written rows/s; 2 workers vs 1 (target >= 1.5x on the
-largest size); scaling from the smallest to the largest size (target: the time ratio at most 1.2x the
-size ratio); and whether 1 and 2 workers wrote byte-identical shards. Results go to
-bench/results/build_bench.json. Sizes other than 10k/100k are said so in the output; a failed build
-is recorded with its error rather than ending the bench.
+At each size the two run in --rounds interleaved rounds (1, 2, then 2, 1, ...). Reported: wall time,
+source examples/s and written rows/s; 2 workers vs 1 (target >= 1.5x on the largest size); scaling from
+the smallest to the largest size as examples/s at the largest over examples/s at the smallest (target
+>= 1/1.2: the time may grow at most 1.2x faster than the size); and whether every run at a size wrote
+byte-identical shards. A failed build is recorded with its error, the comparisons it would feed are
+not made ("identical" is only claimed when every run succeeded), and the bench exits 1. Results go to
+bench/results/build_bench.json.
 
-    python bench/build_bench.py [--sizes 10000,100000] [--workers 1,2] [--num-aug 4] [--work DIR]
+    python bench/build_bench.py [--sizes 10000,100000] [--workers 1,2] [--rounds 1] [--num-aug 4] [--work DIR]
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,13 +31,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from label_bench import make_teacher  # bench/ is on the path when a bench script runs
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-RESULTS = Path(__file__).parent / "results" / "build_bench.json"
+from benchlib import RESULTS, meta, summary_row, write_result  # noqa: E402
+from label_bench import make_teacher  # noqa: E402
+
 SPEC_SIZES = (10_000, 100_000)
 
 
@@ -81,13 +83,23 @@ def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int
             "rows_in": manifest["counts"]["rows_in"], "written_rows_per_s": manifest["total_rows"] / wall}
 
 
-def main() -> None:
+def identical_shards(runs: list[dict], sizes: list[int]) -> dict[str, bool | None]:
+    """Per size: did every run write the same shards? None (no claim) when any run of that size failed."""
+    return {str(size): (None if any("failed" in r for r in runs if r["size"] == size)
+                        else len({r["shards_sha256"] for r in runs if r["size"] == size}) == 1)
+            for size in sizes}
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per size")
     parser.add_argument("--num-aug", type=int, default=4)
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one, removed)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "build_bench.json")
     args = parser.parse_args()
+    started, load_before = time.time(), os.getloadavg()
     sizes = [int(s) for s in args.sizes.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
     scaled = tuple(sizes) != SPEC_SIZES
@@ -103,50 +115,63 @@ def main() -> None:
         for size in sizes:
             source = work / f"source-{size}.jsonl"
             write_source(source, size)
-            for w in workers:
-                out = work / f"out-{size}-{w}"
-                shutil.rmtree(out, ignore_errors=True)
-                run = {"size": size, **run_build(source, teacher, out, w, args.num_aug)}
-                runs.append(run)
-                shutil.rmtree(out, ignore_errors=True)
-                if "failed" in run:
-                    continue
-                run["source_rows_per_s"] = size / run["wall_s"]
-                print(f"{size:>7,} examples, {w} worker(s): {run['wall_s']:7.1f} s, {run['source_rows_per_s']:7.1f} "
-                      f"examples/s, {run['written_rows_per_s']:7.1f} written rows/s ({run['written']:,} rows; "
-                      f"load {run['load_before']:.1f} -> {run['load_after']:.1f})", flush=True)
+            for r in range(args.rounds):
+                for w in (workers if r % 2 == 0 else workers[::-1]):
+                    out = work / f"out-{size}-{w}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    run = {"size": size, "round": r, **run_build(source, teacher, out, w, args.num_aug)}
+                    runs.append(run)
+                    shutil.rmtree(out, ignore_errors=True)
+                    if "failed" in run:
+                        continue
+                    run["source_rows_per_s"] = size / run["wall_s"]
+                    print(f"{size:>7,} examples, {w} worker(s): {run['wall_s']:7.1f} s, "
+                          f"{run['source_rows_per_s']:7.1f} examples/s, {run['written_rows_per_s']:7.1f} written "
+                          f"rows/s ({run['written']:,} rows; load {run['load_before']:.1f} -> "
+                          f"{run['load_after']:.1f})", flush=True)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    def wall(size: int, w: int) -> float | None:
-        return next((r["wall_s"] for r in runs if r["size"] == size and r["workers"] == w and "failed" not in r),
-                    None)
+    failed = [f"{r['size']:,} examples, {r['workers']} worker(s): {r['failed']}" for r in runs if "failed" in r]
 
-    result = {"bench": "build_bench", "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "device": "cpu",
-              "num_aug": args.num_aug, "sizes": sizes, "scaled_down": scaled, "runs": runs}
+    def rate(size: int, w: int) -> float | None:
+        """Examples/s over the rounds; None when any run of that size and worker count failed."""
+        mine = [r for r in runs if r["size"] == size and r["workers"] == w]
+        if not mine or any("failed" in r for r in mine):
+            return None
+        return size * len(mine) / sum(r["wall_s"] for r in mine)
+
+    identical = identical_shards(runs, sizes)
+    result = {"num_aug": args.num_aug, "sizes": sizes, "workers": workers, "rounds": args.rounds,
+              "scaled_down": scaled, "runs": runs, "identical_shards_by_size": identical, "failed": failed or None,
+              "summary": []}
     largest, smallest = max(sizes), min(sizes)
-    if 1 in workers and 2 in workers and wall(largest, 1) and wall(largest, 2):
-        speedup = wall(largest, 1) / wall(largest, 2)
-        identical = all(len({r["shards_sha256"] for r in runs if r["size"] == s and "failed" not in r}) == 1
-                        for s in sizes)
-        result.update({"speedup_2_vs_1": speedup, "speedup_target": 1.5, "speedup_met": speedup >= 1.5,
-                       "identical_shards_1_vs_2_workers": identical})
-        print(f"2 workers vs 1 at {largest:,}: {speedup:.2f}x (target >= 1.5x: "
-              f"{'met' if speedup >= 1.5 else 'missed'}); shards identical: {identical}")
-    w = min(workers)
-    if largest > smallest and wall(largest, w) and wall(smallest, w):
-        # Time may grow slower than the size (fixed start-up costs): only growing faster counts against it.
-        linearity = (wall(largest, w) / wall(smallest, w)) / (largest / smallest)
-        result.update({"scaling_workers": w, "time_ratio_over_size_ratio": linearity,
-                       "scaling_met": linearity <= 1.2})
-        print(f"{smallest:,} -> {largest:,} with {w} worker(s): time x{wall(largest, w) / wall(smallest, w):.2f} for "
-              f"size x{largest / smallest:.0f} = {linearity:.2f} of linear (target at most 1.2: "
-              f"{'met' if linearity <= 1.2 else 'missed'})")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    one, many = min(workers), max(workers)
+    if one != many and rate(largest, one) and rate(largest, many):
+        speedup = rate(largest, many) / rate(largest, one)
+        result.update(speedup_workers=speedup)
+        result["summary"].append(summary_row(
+            f"zhkd build, {many} local workers vs {one}, {largest:,} examples", f"{rate(largest, many):.0f} examples/s",
+            f"{rate(largest, one):.0f} examples/s", "examples/s", speedup, target=1.5,
+            note=f"N={args.num_aug}, tiny teacher; shards identical across runs: {identical[str(largest)]}"))
+        print(f"{many} workers vs {one} at {largest:,}: {speedup:.2f}x (target >= 1.5x); shards identical: "
+              f"{identical[str(largest)]}")
+    if largest > smallest and rate(largest, one) and rate(smallest, one):
+        scaling = rate(largest, one) / rate(smallest, one)
+        result.update(scaling_workers=one, throughput_largest_over_smallest=scaling)
+        result["summary"].append(summary_row(
+            f"zhkd build scaling, {smallest:,} -> {largest:,} examples, {one} worker", f"{rate(largest, one):.0f} "
+            f"examples/s at {largest:,}", f"{rate(smallest, one):.0f} examples/s at {smallest:,}", "examples/s",
+            scaling, target=round(1 / 1.2, 3), note="time may grow at most 1.2x faster than the size"))
+        print(f"{smallest:,} -> {largest:,} with {one} worker(s): examples/s x{scaling:.2f} (target >= 0.833)")
+    result["meta"] = meta("build_bench", started, load_before, device="cpu")
+    write_result(args.out, result)
+    if failed:
+        print("build_bench FAILED: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,21 +19,22 @@ smoke test: `--shape mini --rows 2000 --pipeline-rows 200`), and says so.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from label_bench import make_teacher  # bench/ is on the path when a bench script runs
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
-RESULTS = Path(__file__).parent / "results" / "gpu_label.json"
+from benchlib import RESULTS, meta, summary_row, write_result  # noqa: E402
+from label_bench import make_teacher  # noqa: E402
+
 MAX_LENGTH = 512
 CHUNK = 8192
 
@@ -114,7 +115,9 @@ def main() -> None:
     parser.add_argument("--max-batch-rows", type=int, default=1024)
     parser.add_argument("--pipeline-rows", type=int, default=10_000)
     parser.add_argument("--pipeline-batch", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=RESULTS / "gpu_label.json")
     args = parser.parse_args()
+    started, load_before = time.time(), os.getloadavg()
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU ({platform.machine()}, " \
@@ -144,9 +147,14 @@ def main() -> None:
     }
     print(f"zhkd / best pipeline = {result['ratio_vs_best_pipeline']:.2f}x; target >= 20,000 rows/s on an H200: "
           f"{'met' if result['target_met'] else 'not met' if result['on_gpu'] else 'not measured (no GPU)'}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    result["summary"] = [summary_row(
+        f"label on {name} ({args.shape}, {result['precision']}): zhkd vs the best pipeline run",
+        f"{ours['rows_per_s']:,.0f} rows/s ({ours['rows']:,} rows)",
+        f"{best_peer:,.0f} rows/s ({len(subset):,} rows)", "rows/s", result["ratio_vs_best_pipeline"],
+        note=("pipeline at its default batch size and at " + str(args.pipeline_batch) + "; not interleaved"
+              + ("" if result["on_gpu"] else "; CPU smoke run, says nothing about the GPU target")))]
+    result["meta"] = meta("gpu_label", started, load_before, device=name)
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

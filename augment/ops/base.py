@@ -8,13 +8,11 @@ converters, models) lives in per-process caches outside the operator.
 
 from __future__ import annotations
 
-import random
-from bisect import bisect_right
-from collections.abc import Sequence
 from typing import Protocol
 
 from zhkd.augment.charset import is_cjk
 from zhkd.augment.lexicon import is_content_word, synonym_sets
+from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
 
@@ -22,7 +20,7 @@ class Operator(Protocol):
     name: str          # recorded in Variant.ops, e.g. "synonym" or "convert:s2tw"
     span_safe: bool    # keeps every entity word (edits only outside entities, moves entities whole)
 
-    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None: ...
+    def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None: ...
 
 
 def count_for(p: float, eligible: int) -> int:
@@ -31,13 +29,6 @@ def count_for(p: float, eligible: int) -> int:
         return 0
     n = round(p * eligible)
     return 1 if n < 1 else eligible if n > eligible else n
-
-
-def choose(rng: random.Random, slots: Sequence, count: int) -> list:
-    """`count` distinct slots in draw order (one draw is the common case, and sample() costs 5x randrange)."""
-    if count == 1:
-        return [slots[rng.randrange(len(slots))]]
-    return rng.sample(slots, count) if count else []
 
 
 def is_wordlike(word: str) -> bool:
@@ -77,7 +68,3 @@ def check_rate(name: str, p: float) -> float:
         raise AugmentError(f"{name}: rate p must lie in [0, 1], got {p}")
     return p
 
-
-def pick(rng: random.Random, items: Sequence[str], cum_weights: Sequence[float]) -> str:
-    """One item drawn with the given cumulative weights (what rng.choices does, at a third of its cost)."""
-    return items[min(bisect_right(cum_weights, rng.random() * cum_weights[-1]), len(items) - 1)]

@@ -3,7 +3,6 @@ carry through (a whole-sentence conversion is split back at word boundaries when
 
 from __future__ import annotations
 
-import random
 from functools import cache
 
 from zhkd.augment.errors import AugmentError
@@ -34,9 +33,16 @@ class Convert:
         self.config = config
         self.name = f"convert:{config}"
 
-    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None:
-        """Deterministic: the rng is unused, and the result is remembered for the sentence's other variants."""
+    def capacity(self, seg: Segmented) -> int:
+        """One output at most: the conversion is the same on every attempt."""
+        return 0 if self._convert_once(seg) is None else 1
+
+    def _convert_once(self, seg: Segmented) -> Segmented | None:
         return seg.remember(self.name, self._convert)
+
+    def apply(self, seg: Segmented, rng) -> Segmented | None:
+        """Deterministic: the rng is unused, and the result is remembered for the sentence's other variants."""
+        return self._convert_once(seg)
 
     def _convert(self, seg: Segmented) -> Segmented | None:
         cc = converter(self.config)

@@ -6,11 +6,12 @@ deleted, swapped or split; inserted words are Cilin synonyms that pass the synon
 
 from __future__ import annotations
 
-import random
 import re
 
 from zhkd.augment.errors import AugmentError
-from zhkd.augment.ops.base import check_rate, choose, count_for, free_words, pick, synonym_slots
+from zhkd.augment.lexicon import synonym_table
+from zhkd.augment.ops.base import check_rate, count_for, free_words, synonym_slots
+from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
 MODES = ("swap", "delete", "insert")
@@ -27,35 +28,50 @@ class Eda:
         self.p = check_rate("eda", p)
         self.name = f"eda:{mode}"
 
-    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None:
+    def load(self) -> None:
+        if self.mode == "insert":
+            synonym_table()
+
+    def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         if self.p == 0:
             return None
         out = getattr(self, "_" + self.mode)(seg, rng)
         if out is None or out.words == seg.words:
             return None
-        # A moved word can land beside a space the input had: never leave a new space between CJK characters.
-        if cjk_gaps(out.text) > seg.remember("cjk_gaps", lambda s: cjk_gaps(s.text)):
+        # A moved word can land beside a space the input had: never leave a new space between CJK
+        # characters. (A sentence without a space cannot gain one: words are moved, dropped or synonyms.)
+        gaps = seg.remember("cjk_gaps", lambda s: cjk_gaps(s.text) if " " in s.text else None)
+        if gaps is not None and cjk_gaps(out.text) > gaps:
             return None
         return out
 
-    def _swap(self, seg: Segmented, rng: random.Random) -> Segmented | None:
+    def _swap_plan(self, seg: Segmented) -> tuple[list[int], int]:
+        """The movable words, and how many swaps a variant makes (0 when fewer than two distinct words)."""
         slots = free_words(seg)
         if len(set(seg.words[i] for i in slots)) < 2:
-            return None
-        order = list(range(len(seg.words)))
-        for _ in range(count_for(self.p, len(slots))):
-            a, b = rng.sample(slots, 2)
-            order[a], order[b] = order[b], order[a]
-        return _reorder(seg, order)
+            return slots, 0
+        return slots, count_for(self.p, len(slots))
 
-    def _delete(self, seg: Segmented, rng: random.Random) -> Segmented | None:
+    def _swap(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
+        slots, count = seg.remember(f"swap:{self.p}", self._swap_plan)
+        if not count:
+            return None
+        words, pos, ents = list(seg.words), list(seg.pos), list(seg.ents)
+        for _ in range(count):
+            a, b = rng.sample(slots, 2)
+            words[a], words[b] = words[b], words[a]
+            pos[a], pos[b] = pos[b], pos[a]
+            ents[a], ents[b] = ents[b], ents[a]
+        return Segmented(tuple(words), tuple(pos), tuple(ents))
+
+    def _delete(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         slots = free_words(seg)
         if len(slots) < 2:
             return None
-        dropped = set(choose(rng, slots, min(len(slots) - 1, count_for(self.p, len(slots)))))
+        dropped = set(rng.sample(slots, min(len(slots) - 1, count_for(self.p, len(slots)))))
         return _reorder(seg, [i for i in range(len(seg.words)) if i not in dropped])
 
-    def _insert(self, seg: Segmented, rng: random.Random) -> Segmented | None:
+    def _insert(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         sources = synonym_slots(seg)
         if not sources:
             return None
@@ -65,7 +81,7 @@ class Eda:
         for _ in range(count_for(self.p, len(free_words(seg)))):
             i, sets = rng.choice(sources)
             cands, cum = sets[rng.randrange(len(sets))]
-            inserts.setdefault(rng.choice(gaps), []).append((pick(rng, cands, cum), seg.pos[i]))
+            inserts.setdefault(rng.choice(gaps), []).append((rng.pick(cands, cum), seg.pos[i]))
         words: list[str] = []
         pos: list[str] = []
         ents: list[str | None] = []

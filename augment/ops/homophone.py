@@ -6,11 +6,24 @@ numbers and words holding a negator are left alone, and no negator is ever intro
 
 from __future__ import annotations
 
-import random
+from functools import cache
 
-from zhkd.augment.ops.base import check_rate, choose, content_words, count_for, pick
-from zhkd.augment.pinyin import homophones, word_readings
+from zhkd.augment.ops.base import check_rate, content_words, count_for
+from zhkd.augment.pinyin import homophone_index, homophones, word_readings
+from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
+
+
+@cache
+def word_slots(word: str, toned: bool) -> tuple[tuple[int, tuple[str, ...], tuple[float, ...]], ...]:
+    """(character index, homophones, their cumulative weights) for each character of the word that has
+    homophones: computed once per word and process, so a sentence's slots are a few look-ups."""
+    slots = []
+    for j, reading in enumerate(word_readings(word, toned)):
+        chars, cum = homophones(word[j], reading, toned)
+        if chars:
+            slots.append((j, chars, cum))
+    return tuple(slots)
 
 
 class Homophone:
@@ -20,26 +33,29 @@ class Homophone:
     def __init__(self, p: float = 0.1, toned: bool = False) -> None:
         self.p = check_rate(self.name, p)
         self.toned = toned
-        self.key = f"homophone:{toned}"
+        self.key = f"homophone:{p}:{toned}"
 
-    def slots(self, seg: Segmented) -> list[tuple[int, int, tuple]]:
-        """(word index, character index, candidates) of every replaceable character."""
-        slots = []
-        for i in content_words(seg):
-            word = seg.words[i]
-            for j, reading in enumerate(word_readings(word, self.toned)):
-                cands = homophones(word[j], reading, self.toned)
-                if cands[0]:
-                    slots.append((i, j, cands))
-        return slots
+    def load(self) -> None:
+        homophone_index(self.toned)
 
-    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None:
-        slots = seg.remember(self.key, self.slots)
-        chosen = choose(rng, slots, count_for(self.p, len(slots)))
-        if not chosen:
+    def slots(self, seg: Segmented) -> tuple[list[tuple[int, int, tuple, tuple]], int]:
+        """(word index, character index, candidates, cumulative weights) of every replaceable character,
+        and how many of them a variant changes."""
+        words, toned = seg.words, self.toned
+        slots = [(i, j, chars, cum) for i in content_words(seg) for j, chars, cum in word_slots(words[i], toned)]
+        return slots, count_for(self.p, len(slots))
+
+    def capacity(self, seg: Segmented) -> int | None:
+        """At most how many distinct outputs this sentence allows (None: too many to matter)."""
+        slots, count = seg.remember(self.key, self.slots)
+        return sum(len(chars) for _, _, chars, _ in slots) if count <= 1 else None
+
+    def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
+        slots, count = seg.remember(self.key, self.slots)
+        if not count:
             return None
         words = list(seg.words)
-        for i, j, (chars, cum) in chosen:   # one character for one: positions never shift
+        for i, j, chars, cum in rng.sample(slots, count):   # one character for one: positions never shift
             word = words[i]
-            words[i] = word[:j] + pick(rng, chars, cum) + word[j + 1:]
+            words[i] = word[:j] + rng.pick(chars, cum) + word[j + 1:]
         return Segmented(tuple(words), seg.pos, seg.ents)

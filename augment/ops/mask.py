@@ -3,10 +3,9 @@ so a character-level model sees the word's length as BERT's whole-word masking s
 
 from __future__ import annotations
 
-import random
-
 from zhkd.augment.charset import MASK_TOKEN, is_cjk_word
-from zhkd.augment.ops.base import check_rate, choose, count_for, free_words
+from zhkd.augment.ops.base import check_rate, count_for, free_words
+from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
 
@@ -18,9 +17,9 @@ class Mask:
         self.p = check_rate(self.name, p)
         self.token = token
 
-    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None:
+    def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         slots = [i for i in free_words(seg) if self.token not in seg.words[i]]
-        chosen = choose(rng, slots, count_for(self.p, len(slots)))
+        chosen = rng.sample(slots, count_for(self.p, len(slots)))
         if not chosen:
             return None
         return seg.replace({i: self.token * (len(seg.words[i]) if is_cjk_word(seg.words[i]) else 1)

@@ -22,14 +22,14 @@ kernels whatever its neighbours, so `variants_batch` equals one `variants` call 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from zhkd.augment.charset import NEGATORS, common_chars, is_cjk_word, is_plain_word
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.lexicon import ENTITY_TAGS, dictionary_freq, dictionary_tag
-from zhkd.augment.ops.base import check_rate, choose, content_words, count_for
+from zhkd.augment.ops.base import check_rate, content_words, count_for
+from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
 MAX_WORD_CHARS = 4
@@ -67,11 +67,11 @@ class Mlm:
     def load(self) -> None:
         loaded(self.model)
 
-    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None:
+    def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         if self.key not in seg.memo:
             self.prepare([seg])
         slots = seg.memo[self.key]
-        chosen = choose(rng, slots, count_for(self.p, len(slots)))
+        chosen = rng.sample(slots, count_for(self.p, len(slots)))
         if not chosen:
             return None
         return seg.replace({i: cands[rng.randrange(len(cands))] for i, cands in chosen})

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
-from zhkd.augment.ops.base import check_rate, choose, count_for, pick, synonym_slots
+from zhkd.augment.lexicon import synonym_table
+from zhkd.augment.ops.base import check_rate, count_for, synonym_slots
+from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
 
@@ -15,13 +15,25 @@ class Synonym:
     def __init__(self, p: float = 0.2) -> None:
         self.p = check_rate(self.name, p)
 
-    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None:
-        slots = synonym_slots(seg)
-        chosen = choose(rng, slots, count_for(self.p, len(slots)))
-        if not chosen:
+    def load(self) -> None:
+        synonym_table()
+
+    def capacity(self, seg: Segmented) -> int | None:
+        """At most how many distinct outputs this sentence allows (None: too many to matter)."""
+        slots, count = seg.remember(f"synonym:{self.p}", self._plan)
+        return sum(len(cands) for _, sets in slots for cands, _ in sets) if count <= 1 else None
+
+    def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
+        slots, count = seg.remember(f"synonym:{self.p}", self._plan)
+        if not count:
             return None
-        changes = {}
-        for i, sets in chosen:
-            words, cum_weights = sets[rng.randrange(len(sets))] if len(sets) > 1 else sets[0]
-            changes[i] = pick(rng, words, cum_weights)
-        return seg.replace(changes)
+        words = list(seg.words)
+        for i, sets in rng.sample(slots, count):
+            cands, cum_weights = sets[rng.randrange(len(sets))] if len(sets) > 1 else sets[0]
+            words[i] = rng.pick(cands, cum_weights)
+        return Segmented(tuple(words), seg.pos, seg.ents)
+
+    def _plan(self, seg: Segmented) -> tuple[list, int]:
+        """The replaceable words with their synonym sets, and how many of them a variant replaces."""
+        slots = synonym_slots(seg)
+        return slots, count_for(self.p, len(slots))

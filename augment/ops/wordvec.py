@@ -4,14 +4,14 @@ characters, no negator, not a name), lie within `min_similarity`, and are drawn 
 
 from __future__ import annotations
 
-import random
 from functools import cache
 from pathlib import Path
 
 from zhkd.augment.charset import is_cjk_word, is_plain_word
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.lexicon import ENTITY_TAGS, dictionary_tag
-from zhkd.augment.ops.base import check_rate, choose, content_words, count_for, pick
+from zhkd.augment.ops.base import check_rate, content_words, count_for
+from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
 
@@ -99,9 +99,9 @@ class Wordvec:
         return [(i, cands) for i in content_words(seg)
                 if (cands := vecs.neighbours(seg.words[i], self.top_n, self.min_similarity))[0]]
 
-    def apply(self, seg: Segmented, rng: random.Random) -> Segmented | None:
+    def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         slots = seg.remember(f"wordvec:{self.path}", self.slots)
-        chosen = choose(rng, slots, count_for(self.p, len(slots)))
+        chosen = rng.sample(slots, count_for(self.p, len(slots)))
         if not chosen:
             return None
-        return seg.replace({i: pick(rng, words, cum) for i, (words, cum) in chosen})
+        return seg.replace({i: rng.pick(words, cum) for i, (words, cum) in chosen})

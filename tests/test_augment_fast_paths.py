@@ -1,0 +1,114 @@
+"""The fast paths of augment give what the libraries they stand in for give: jieba's words, jieba's HMM,
+pypinyin's readings; the keyed generator draws uniformly and from its key alone."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from jieba import finalseg
+from pypinyin import Style, lazy_pinyin
+
+from zhkd.augment.charset import is_plain_word
+from zhkd.augment.jieba_cut import _hmm_cut
+from zhkd.augment.lexicon import SYNONYM_MIN_FREQ, dictionary_freq, dictionary_tag, synonym_sets
+from zhkd.augment.pinyin import word_readings
+from zhkd.augment.rng import KeyedRandom, derive_rng
+from zhkd.augment.segment import Segmenter, segmenter
+from zhkd.pipelines.corpora import load_corpus
+
+ODD_TEXTS = [
+    "", " ", "\r\n", "iPhone 12 Pro很好用3.5%的折扣，abc def\r\n测试  a+b#c&d_e.f-g 100% 。",
+    "ＡＢＣ全角字符１２３", "𠀀𠀁扩展区字符", "。。。！！", "a", "中", "不错不错不错不错不错不错",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus_texts() -> list[str]:
+    texts = [r["text"] for r in load_corpus("chnsenti", "train")][:3000]
+    texts += ["".join(r["tokens"]) for r in load_corpus("pd98-ner", "train")][:1000]
+    return texts + ODD_TEXTS
+
+
+def test_the_cutter_gives_jiebas_words_on_the_bundled_corpora(corpus_texts):
+    seg = segmenter()
+    for text in corpus_texts:
+        assert seg.cutter.cut(text) == list(seg.tokenizer.cut(text)), text
+
+
+def test_the_cutter_follows_a_user_dictionary(tmp_path, corpus_texts):
+    user_dict = tmp_path / "user.txt"
+    user_dict.write_text("房间干净 50 a\n性价比 100 n\n携程网 20 nt\n", encoding="utf-8")
+    seg = Segmenter(str(user_dict))
+    assert "房间干净" in seg.cutter.cut("这家酒店房间干净，携程网订的")
+    for text in corpus_texts[:800]:
+        assert seg.cutter.cut(text) == list(seg.tokenizer.cut(text)), text
+
+
+def test_the_hmm_cut_matches_jiebas_finalseg_on_unknown_runs(corpus_texts):
+    rng = random.Random(1)
+    for text in corpus_texts[:2000]:
+        if not text:
+            continue
+        start = rng.randrange(len(text))
+        run = text[start:start + rng.randint(1, 12)]
+        assert _hmm_cut(run) == tuple(finalseg.cut(run)), run
+
+
+@pytest.mark.parametrize("toned", [False, True])
+def test_word_readings_are_pypinyins_on_the_corpus_words(corpus_texts, toned):
+    seg = segmenter()
+    words = {w for text in corpus_texts[:1500] for w in seg.words(text) if len(w) > 1}
+    style = Style.TONE3 if toned else Style.NORMAL
+    for word in words:
+        expected = lazy_pinyin(word, style=style, errors=lambda chars: [""] * len(chars))
+        if len(expected) == len(word):
+            assert word_readings(word, toned) == tuple(expected), word
+
+
+def test_synonym_sets_keep_every_filter(corpus_texts):
+    seg = segmenter()
+    freq = dictionary_freq()
+    checked = 0
+    for text in corpus_texts[:300]:
+        s = seg.segment(text)
+        for word, tag in zip(s.words, s.pos, strict=True):
+            for cands, cum in synonym_sets(word, tag):
+                checked += 1
+                assert len(cands) == len(cum) and list(cum) == sorted(cum)
+                for c in cands:
+                    assert c != word and len(c) >= 2 and is_plain_word(c) and freq[c] >= SYNONYM_MIN_FREQ
+                    other = dictionary_tag(c)
+                    assert not (other and tag and other[:1] != tag[:1])
+    assert checked > 100
+    assert synonym_sets("好", "a") == ()
+
+
+def test_a_keyed_generator_depends_on_its_key_alone():
+    first = derive_rng(3, "row-1", ("homophone", "text"), 2)
+    random.seed(0)
+    draws = [first.random() for _ in range(40)]   # crosses several refills of the pool
+    random.seed(99)
+    again = derive_rng(3, "row-1", ("homophone", "text"), 2)
+    assert [again.random() for _ in range(40)] == draws
+    assert derive_rng(3, "row-1", ("homophone", "text"), 3).random() != draws[0]
+    assert derive_rng(4, "row-1", ("homophone", "text"), 2).random() != draws[0]
+    assert all(0.0 <= x < 1.0 for x in draws)
+
+
+def test_keyed_draws_are_uniform():
+    rng = KeyedRandom(b"uniformity")
+    counts = Counter(rng.randrange(7) for _ in range(70_000))
+    assert set(counts) == set(range(7)) and max(counts.values()) - min(counts.values()) < 600
+    pairs = Counter(tuple(sorted(rng.sample("abcde", 2))) for _ in range(20_000))
+    assert len(pairs) == 10 and max(pairs.values()) - min(pairs.values()) < 300
+    picks = Counter(rng.pick("ab", (1.0, 4.0)) for _ in range(20_000))
+    assert 0.22 < picks["a"] / 20_000 < 0.28
+    assert sorted(rng.sample(range(10), 10)) == list(range(10))
+    assert len(set(rng.sample(range(100), 20))) == 20
+    assert all(3 <= rng.randint(3, 5) <= 5 for _ in range(100))
+    with pytest.raises(ValueError):
+        rng.sample("ab", 3)
+    with pytest.raises(ValueError):
+        rng.randrange(0)

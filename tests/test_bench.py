@@ -1,0 +1,169 @@
+"""Every bench runs at a tiny size and records both sides of each comparison on the same inputs; the
+report renders bench/README.md from the result files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+import report  # noqa: E402
+
+
+def run_bench(script: str, out: Path, *args: str) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text("utf-8"))
+    assert result["meta"]["bench"] == script.removesuffix(".py")
+    assert result["meta"]["command"].startswith(f"python bench/{script}")
+    assert result["summary"] and all(row["comparison"] and row["ours"] and row["peer"] for row in result["summary"])
+    return result
+
+
+def test_the_augment_bench_gives_both_sides_the_same_rows(tmp_path):
+    if importlib.util.find_spec("nlpcda") is None:
+        pytest.skip("nlpcda (the dev and bench extras) is not installed")
+    # jionlp (the bench extra only) joins where it is installed: its swap is the peer of eda:swap.
+    jionlp = importlib.util.find_spec("jionlp") is not None
+    result = run_bench("augment_bench.py", tmp_path / "augment.json", "--sentences", "6", "--num-aug", "3",
+                       "--rounds", "2", "--warm-up", "2", "--only", "synonym,homophone,eda:swap,mask",
+                       *(() if jionlp else ("--skip-jionlp",)), "--mlm-sentences", "3", "--mlm-shape", "mini",
+                       "--loop-budget", "600")
+    peers = {(c["operator"], c["peer"]) for c in result["comparisons"]}
+    assert {("synonym", "nlpcda.Similarword"), ("homophone", "nlpcda.Homophone"),
+            ("eda:swap", "nlpcda.CharPositionExchange")} <= peers
+    assert (("eda:swap", "jionlp.swap_char_position") in peers) == jionlp
+    for c in result["comparisons"]:
+        assert c["zhkd"]["inputs"] == c["peer_side"]["inputs"] == 6
+        assert c["rate"] > 0 and 0 <= c["zhkd"]["change_share"] <= 1 and 0 <= c["peer_side"]["change_share"] <= 1
+        assert c["speed"]["rounds"] == 2 and c["speed"]["ratio"] > 0
+        assert c["zhkd"]["outputs"] > 0 and c["peer_side"]["outputs"] > 0
+    assert result["solo"]["mask"]["inputs"] == 6
+    mlm = result["mlm"]
+    assert mlm["zhkd"]["inputs"] == mlm["tinybert_loop"]["inputs"] == 3
+
+
+def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
+    result = run_bench("label_bench.py", tmp_path / "label.json", "--rows", "8", "--shape", "mini", "--rounds", "2",
+                       "--sweep-rows", "4", "--sweep-rounds", "1", "--batch-sizes", "1,2", "--threads", "1")
+    sides = result["contenders"]
+    assert sides["zhkd"]["rows"] == sides["pipeline"]["rows"] == sides["pipeline_sorted"]["rows"] == 8
+    assert result["pipeline_best_batch_size"] in (1, 2) and set(result["pipeline_sweep_rows_per_s"]) == {"1", "2"}
+    assert result["failed"] is None and max(result["max_abs_logit_diff"].values()) <= 1e-5
+    assert [row["target"] for row in result["summary"]] == [1.3, None]
+
+
+def test_the_reader_bench_reads_the_same_rows_with_both_readers(tmp_path):
+    result = run_bench("reader_bench.py", tmp_path / "reader.json", "--rows", "1500", "--shards", "2",
+                       "--rounds", "1")
+    sides = result["contenders"]
+    assert sides["zhkd"]["rows"] == sides["datasets"]["rows"] == 1500
+    assert sides["zhkd"]["rounds"][0]["tokens"] == sides["datasets"]["rounds"][0]["tokens"]
+    assert result["failed"] is None and result["shuffle_rows"] == 8192
+
+
+def test_the_build_bench_runs_both_worker_counts_on_one_source(tmp_path):
+    result = run_bench("build_bench.py", tmp_path / "build.json", "--sizes", "12", "--num-aug", "1")
+    runs = result["runs"]
+    assert sorted(r["workers"] for r in runs) == [1, 2] and all("failed" not in r for r in runs)
+    assert len({r["rows_in"] for r in runs}) == 1 and result["identical_shards_by_size"] == {"12": True}
+    assert result["failed"] is None
+
+
+def test_a_failed_build_is_never_called_identical():
+    import build_bench
+
+    runs = [{"size": 10, "shards_sha256": "aa"}, {"size": 10, "workers": 2, "failed": "boom"},
+            {"size": 20, "shards_sha256": "bb"}, {"size": 20, "shards_sha256": "bb"},
+            {"size": 30, "shards_sha256": "cc"}, {"size": 30, "shards_sha256": "dd"}]
+    assert build_bench.identical_shards(runs, [10, 20, 30]) == {"10": None, "20": True, "30": False}
+
+
+def test_the_pretrain_bench_steps_both_losses_alike(tmp_path):
+    result = run_bench("pretrain_bench.py", tmp_path / "pretrain.json", "--shapes", "mini", "--steps", "2",
+                       "--max-length", "32", "--batch-size", "4", "--texts", "200", "--threads", "1")
+    (row,) = result["shapes"]
+    assert row["timed_steps"] == 2 and row["speedup_vs_stock"] > 0
+
+
+def test_the_length_bench_runs_both_orders_per_seed(tmp_path):
+    result = run_bench("length_bench.py", tmp_path / "length.json", "--tasks", "classification", "--rows", "24",
+                       "--dev-rows", "8", "--epochs", "1", "--shape", "mini", "--seeds", "0")
+    runs = result["tasks"]["classification"]["runs"]
+    assert [r["seed"] for r in runs["plain"]] == [r["seed"] for r in runs["grouped"]] == [0]
+
+
+def test_the_logit_bits_bench_counts_rows_on_both_settings(tmp_path):
+    result = run_bench("logit_bits_bench.py", tmp_path / "bits.json", "--rows", "4", "--long-rows", "2",
+                       "--long-length", "64", "--shape", "tiny")
+    assert all(r["rows"] == 4 for k, r in result["results"].items() if k != "threads_1_vs_2")
+    assert result["results"]["threads_1_vs_2"]["rows"] == 2
+
+
+def test_the_gpu_label_bench_smoke_runs_on_cpu(tmp_path):
+    result = run_bench("gpu_label.py", tmp_path / "gpu.json", "--rows", "40", "--shape", "mini",
+                       "--pipeline-rows", "20", "--pipeline-batch", "8", "--batch-tokens", "2048",
+                       "--max-batch-rows", "64")
+    assert result["zhkd"]["rows"] == 40 and result["on_gpu"] in (True, False)
+
+
+def fake_result(bench: str, ratio: float | None, target: float | None) -> dict:
+    return {"meta": {"bench": bench, "command": f"python bench/{bench}.py --rows 5", "commit": "abc1234",
+                     "date": "2026-11-30 12:00 UTC", "seconds": 12.0,
+                     "machine": {"cpu": "Test CPU", "cpus": 2, "python": "3.11.7", "platform": "Linux"},
+                     "load_average_before": [1.5, 1.0, 1.0], "load_average_after": [2.0, 1.0, 1.0]},
+            "summary": [{"comparison": f"{bench} thing", "ours": "10 rows/s", "peer": "5 rows/s", "unit": "rows/s",
+                         "ratio": ratio, "interval": 0.25, "target": target,
+                         "met": None if target is None or ratio is None else ratio >= target, "note": "a note"}]}
+
+
+def test_the_report_renders_every_ratio_between_the_markers(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "label_bench.json").write_text(json.dumps(fake_result("label_bench", 2.0, 1.3)), "utf-8")
+    (results / "augment_bench.json").write_text(json.dumps(fake_result("augment_bench", 0.5, 1.0)), "utf-8")
+    (results / "logit_bits_bench.json").write_text(json.dumps(fake_result("logit_bits_bench", None, None)), "utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n\n{report.BEGIN}\nold table\n{report.END}\n\nafter\n", "utf-8")
+    assert report.main(["--results", str(results), "--readme", str(readme)]) == 0
+    text = readme.read_text("utf-8")
+    assert text.startswith("intro\n") and text.endswith("after\n") and "old table" not in text
+    assert text.index("### augment_bench") < text.index("### label_bench") < text.index("### logit_bits_bench")
+    assert "| 2.00x ± 0.25 | ≥ 1.3x: met |" in text and "| 0.50x ± 0.25 | ≥ 1x: **missed** |" in text
+    assert "`python bench/label_bench.py --rows 5` — 2026-11-30 12:00 UTC, commit abc1234, Test CPU (2 CPUs)" in text
+    assert "| — | — |" in text   # a measurement that is not a ratio
+    assert report.main(["--results", str(results), "--readme", str(readme)]) == 0
+    assert readme.read_text("utf-8") == text   # rendering twice changes nothing
+
+
+def test_report_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n", "utf-8")
+    assert report.main(["--results", str(results), "--readme", str(readme)]) == 2
+    (results / "bad.json").write_text("{not json", "utf-8")
+    assert report.main(["--results", str(results), "--readme", str(readme)]) == 2
+    (results / "bad.json").write_text(json.dumps(fake_result("label_bench", 1.0, None)), "utf-8")
+    assert report.main(["--results", str(results), "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("bench report: error:") for line in err)
+    assert "no bench results" in err[0] and "bad.json" in err[1] and "markers" in err[2]
+    assert readme.read_text("utf-8") == "no markers\n"
+
+
+def test_the_committed_bench_readme_is_the_rendering_of_the_committed_results():
+    text = (BENCH / "README.md").read_text("utf-8")
+    body = report.render(report.load_results(BENCH / "results"))
+    assert f"{report.BEGIN}\n{body}\n{report.END}" in text
