@@ -11,23 +11,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from zhkd.rows import Fields
+
 # Teacher batches on CPU: 2,048 padded tokens keep activations in cache (bert-base here: 12.1 rows/s at
 # 2,048, 9.3 at 8,192, 12.7 at 512); a GPU wants far more (e.g. --batch-tokens 65536).
 DEFAULT_BATCH_TOKENS = 2048
 DEFAULT_MAX_BATCH_ROWS = 256
 INPUT_FORMATS = ("auto", "jsonl", "csv", "tsv", "parquet", "hf")
-
-
-@dataclass(frozen=True)
-class Fields:
-    """Which input column holds each part of an example."""
-
-    text: str = "text"
-    text_pair: str = "text_pair"
-    label: str = "label"
-    tokens: str = "tokens"
-    tags: str = "tags"
-    id: str = "id"
 
 
 @dataclass(frozen=True)

@@ -101,11 +101,13 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
         monkeypatch.setattr(train_module, "save_checkpoint", crash_after_kd_step_4)
         assert main(distill_args(soft_labels, teacher, splits, tmp_path / "cut")) == 130
         monkeypatch.undo()
-        assert (tmp_path / "cut" / "checkpoint").exists() and not (tmp_path / "cut" / "summary.json").exists()
+        assert (tmp_path / "cut" / "checkpoints").exists() and not (tmp_path / "cut" / "summary.json").exists()
+        before = {p: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file()}
         assert main(distill_args(soft_labels, teacher, splits, tmp_path / "cut")) == 2  # refuses without --resume
         # the saved order was plain shuffling: resuming with rows grouped by length would replay other rows
         assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume",
                      "--group-by-length"]) == 2
+        assert {p: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file()} == before
         assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume"]) == 0
     finally:
         torch.use_deterministic_algorithms(False)

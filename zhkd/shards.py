@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from zhkd.errors import ZhkdError
+from zhkd.outputs import fsync_dir, fsync_file
 from zhkd.tasks import get_task
 
 FORMAT_VERSION = 1
@@ -112,6 +113,7 @@ def write_shard(rows: list[dict], path: Path, schema: pa.Schema) -> ShardInfo:
             writer.write_table(table, max_chunksize=1000)
         else:  # one empty batch: datasets cannot load a stream that has none
             writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
+    fsync_file(tmp)  # on disk before any manifest or COMPLETED can name it
     os.replace(tmp, path)
     return ShardInfo(path.name, table.num_rows, path.stat().st_size, file_sha256(path))
 
@@ -127,11 +129,12 @@ def _feature(arrow_type: pa.DataType) -> dict:
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fsync_file(tmp)
     os.replace(tmp, path)
 
 
 def finalize(out_dir: Path, schema: pa.Schema, shards: list[ShardInfo], manifest: dict) -> dict:
-    """Write the `datasets` state files and the manifest, then `COMPLETED` last.
+    """Write the `datasets` state files and the manifest, then `COMPLETED` last, each fsynced first.
 
     `manifest` carries the producer's part (counts, config and its hash, fingerprints); this adds
     the format version, task, label names and the per-shard table.
@@ -170,7 +173,10 @@ def finalize(out_dir: Path, schema: pa.Schema, shards: list[ShardInfo], manifest
         "shards": [asdict(s) for s in shards],
     }
     _write_json(out_dir / MANIFEST, full)
+    fsync_dir(out_dir)  # shards (fsynced when written), state files and manifest durable before COMPLETED
     (out_dir / COMPLETED).write_text(full.get("config_hash", "") + "\n", encoding="utf-8")
+    fsync_file(out_dir / COMPLETED)
+    fsync_dir(out_dir)
     return full
 
 

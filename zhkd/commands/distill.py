@@ -99,17 +99,19 @@ def _kd_columns(task: str, stored_ids: bool) -> list[str]:
     return [*inputs, "label", "teacher_logits"]
 
 
-def _student(args, teacher, teacher_tokenizer, task: str, label_names: list[str], log):
+def _student(args, teacher, teacher_tokenizer, task: str, label_names: list[str], log, rank: int, world: int):
     """The student model and its tokenizer, built, selected or loaded as `--student` says."""
     from zhkd.distill.selection import select_student
     from zhkd.distill.students import SHAPES, build_model, init_from_teacher
+    from zhkd.distill.train import decided_by_rank0
     from zhkd.models import load_model, load_tokenizer, model_labels
 
     kind = get_task(task).model_kind
     name = args.student
-    if name == "auto":
-        name, _ = select_student(teacher, kind=kind, num_labels=len(label_names), speedup=args.speedup,
-                                 max_params=args.max_params, log=log)
+    if name == "auto":  # timed on rank 0 only: ranks that each timed could choose different students
+        name = decided_by_rank0(lambda: select_student(teacher, kind=kind, num_labels=len(label_names),
+                                                       speedup=args.speedup, max_params=args.max_params,
+                                                       log=log)[0], rank, world)
     if name not in SHAPES:
         student = load_model(kind, name)
         _check_labels(f"student {name}", model_labels(student), label_names)
@@ -132,12 +134,14 @@ def run(args: argparse.Namespace) -> int:
     _check_arguments(args, stages)
     loss = LossConfig(temperature=args.temperature, alpha=args.alpha, soft=args.soft_loss)
     config = train_config(args)
-    if not prepare_output(args.output, resume=args.resume):
+    claim = prepare_output(args, "distill", inputs=[args.data, args.train, args.dev, *args.teacher.split(","),
+                                                    args.student])
+    if claim is None:
         print(f"{args.output}: already complete", file=sys.stderr)
         return 0
     from zhkd.distill.train import distributed
 
-    with distributed() as (rank, world, device):
+    with claim, distributed() as (rank, world, device):
         return _distil(args, stages, loss, config, rank, world, device)
 
 
@@ -179,7 +183,7 @@ def _distil(args, stages: list[str], loss: LossConfig, config, rank: int, world:
         raise DistillError(f"{args.data} was labelled by another teacher (weights sha256 {recorded[:12]}...) "
                            f"than {chosen}; rebuild the dataset with it, or name that teacher")
     teacher_tokenizer = load_tokenizer(chosen)
-    student, tokenizer = _student(args, teacher, teacher_tokenizer, task, label_names, events.append)
+    student, tokenizer = _student(args, teacher, teacher_tokenizer, task, label_names, events.append, rank, world)
 
     run_context = make_run(args.output, task, label_names, tokenizer, dev_rows, rank, world, device)
     for event in events:

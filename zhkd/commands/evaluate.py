@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", required=True, type=Path, help="labelled test JSONL (.jsonl or .jsonl.gz)")
     parser.add_argument("--output", required=True, type=Path,
                         help="directory for evaluation.json, evaluation.md and evaluation.png")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier evaluation in --output (once the new one is complete)")
     parser.add_argument("--reference", default="bert-base",
                         help="catalogue shape of the random-weight speed reference, or 'none' (default: %(default)s)")
     parser.add_argument("--seq-len", type=int, help="latency input length (default: median token length of --test)")
@@ -41,8 +43,9 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zhkd.distill.evaluate import LatencySettings, evaluate_models, label_names_of, render_markdown
+    from zhkd.distill.evaluate import label_names_of, render_markdown
     from zhkd.distill.predict import read_task_rows
+    from zhkd.outputs import claim, inspect, refuse_inputs
 
     models: dict[str, str] = {}
     for spec in args.model:
@@ -67,13 +70,25 @@ def run(args: argparse.Namespace) -> int:
 
     labels = label_names_of(teacher if teacher is not None else next(iter(models.values())))
     rows, labels = read_task_rows(args.test, args.task, label_names=labels)
-    result = evaluate_models(
+    refuse_inputs(args.output, [args.test, teacher, *models.values()], directory=True)
+    found = inspect(args.output, "evaluation")
+    if found.complete and not args.overwrite:
+        raise DistillError(f"{args.output} holds an evaluation; pass --overwrite to replace it (once the new one "
+                           "is complete), or choose another --output")
+    with claim(args.output, "evaluation", found=found):
+        result = _evaluate(args, models, rows, labels, teacher, teacher_name, devices)
+    print(render_markdown(result))
+    print(f"wrote {args.output / 'evaluation.json'}, evaluation.md and evaluation.png")
+    return 0
+
+
+def _evaluate(args, models, rows, labels, teacher, teacher_name, devices) -> dict:
+    from zhkd.distill.evaluate import LatencySettings, evaluate_models
+
+    return evaluate_models(
         args.task, models, rows, labels, args.output, teacher=teacher, teacher_name=teacher_name,
         reference=None if args.reference.lower() == "none" else args.reference,
         latency=LatencySettings(runs=args.runs, warmup=args.warmup, max_seconds=args.max_seconds,
                                 throughput_batch=args.throughput_batch, seq_len=args.seq_len, devices=devices),
         batch_size=args.batch_size, max_length=args.max_length, test_source=str(args.test),
     )
-    print(render_markdown(result))
-    print(f"wrote {args.output / 'evaluation.json'}, evaluation.md and evaluation.png")
-    return 0

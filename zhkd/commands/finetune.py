@@ -90,13 +90,14 @@ def run(args: argparse.Namespace) -> int:
         from zhkd.distill.students import get_shape
 
         get_shape(args.shape)  # an unknown shape is refused before anything is written
-    if not prepare_output(args.output, resume=args.resume):
-        print(f"{args.output}: already complete", file=sys.stderr)
-        return 0
     labels = args.labels.split(",") if args.labels else None
     train_rows, label_names = read_task_rows(args.train, args.task, labels)
     dev_rows = read_task_rows(args.dev, args.task, label_names)[0] if args.dev else None
-    with distributed() as (rank, world, device):
+    claim = prepare_output(args, "finetune", inputs=[args.train, args.dev, args.init, args.tokenizer])
+    if claim is None:
+        print(f"{args.output}: already complete", file=sys.stderr)
+        return 0
+    with claim, distributed() as (rank, world, device):
         return _finetune(args, config, train_rows, dev_rows, label_names, rank, world, device)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from zhkd.distill.config import TrainConfig
 from zhkd.distill.errors import DistillError
+from zhkd.outputs import Claim
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,21 +52,51 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
     return TrainConfig(**{**values, **overrides})
 
 
-def prepare_output(out_dir: Path, *, resume: bool) -> bool:
-    """False when the run in `out_dir` is already complete (nothing to do); refuses to train over a run."""
-    from zhkd.distill.train import CHECKPOINT, SUMMARY
+# Options that change how a run goes, not what it computes: a resumed run may differ in them.
+_NOT_SETTINGS = ("output", "resume", "num_workers", "module", "command", "list_students")
 
-    summary = out_dir / SUMMARY
-    if summary.exists() and json.loads(summary.read_text("utf-8")).get("complete"):
-        if resume:
-            return False
-        raise DistillError(f"{out_dir} holds a finished run; choose another --output")
-    if not resume and (out_dir / CHECKPOINT).exists():
-        raise DistillError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or another --output")
-    if resume and not (out_dir / CHECKPOINT).exists():
-        raise DistillError(f"{out_dir}: no checkpoint to resume from")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return True
+
+def _identity(value: str) -> str | None:
+    """What a path argument holds, by content: a file's sha256, a checkpoint's weights, a dataset's config."""
+    from zhkd.models import weights_fingerprint
+    from zhkd.shards import MANIFEST, file_sha256
+
+    path = Path(value)
+    if path.is_file():
+        return file_sha256(path)
+    if (path / MANIFEST).is_file():
+        return json.loads((path / MANIFEST).read_text("utf-8")).get("config_hash")
+    if path.is_dir():
+        return weights_fingerprint(path)
+    return None  # a hub id or a catalogue shape: its name says it
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """Every option that shapes the run, with the content identity of each input it names."""
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in sorted(vars(args).items())
+                if k not in _NOT_SETTINGS}
+    inputs = {}
+    for name, value in settings.items():
+        if isinstance(value, str):
+            for part in value.split(","):
+                if Path(part).exists():
+                    inputs[f"{name}:{part}"] = _identity(part)
+    return {**settings, "inputs": inputs}
+
+
+def prepare_output(args: argparse.Namespace, kind: str, *, inputs: list) -> Claim | None:
+    """Claim `--output` for this run (see `zhkd.outputs.claim_run`); None when it is complete already.
+
+    Checked before anything is written: an output that is an input, a file, someone else's directory, a
+    finished run, an interrupted one without --resume, a resume with other settings.
+    """
+    import os
+
+    from zhkd.outputs import claim_run, refuse_inputs
+
+    refuse_inputs(args.output, inputs, directory=True)
+    rank = int(os.environ.get("RANK", "0"))
+    return claim_run(args.output, kind, run_settings(args), resume=args.resume, rank=rank)
 
 
 def make_run(out_dir: Path, task: str, label_names: list[str], tokenizer, dev_rows, rank: int, world: int,
