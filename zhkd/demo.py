@@ -383,9 +383,12 @@ def run(args: argparse.Namespace) -> int:
         if not sep or task not in {t.task for t in DEMO_TASKS}:
             raise PipelineError(f"--teacher {spec!r}: expected TASK=PATH with TASK one of classification, ner")
         teachers[task] = path
+    from zhkd.outputs import refuse_inputs
+
     for path in [*teachers.values(), *([args.mlm] if args.mlm else [])]:
-        if not Path(path).is_dir():
-            raise PipelineError(f"{path}: no such checkpoint directory")
+        if not (Path(path) / "config.json").is_file():
+            raise PipelineError(f"{path}: not a checkpoint directory (no config.json)")
+    refuse_inputs(out, [*teachers.values(), args.mlm], directory=True)
     settings = {"scale": scale.name, "seed": args.seed, "teachers": teachers, "mlm": args.mlm}
     with prepare_output(out, settings):
         return _run(args, scale, out, teachers)

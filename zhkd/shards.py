@@ -187,18 +187,42 @@ def read_manifest(out_dir: Path) -> dict:
         raise DatasetError(f"{out_dir}: no such dataset directory")
     if not (out_dir / COMPLETED).exists():
         raise DatasetError(f"{out_dir / COMPLETED}: missing; the build did not finish, so this is not a dataset")
+    path = out_dir / MANIFEST
     try:
-        manifest = json.loads((out_dir / MANIFEST).read_text("utf-8"))
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as err:
-        raise DatasetError(f"{out_dir / MANIFEST}: missing") from err
+        raise DatasetError(f"{path}: missing") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 (byte {err.start})") from None
     except json.JSONDecodeError as err:
-        raise DatasetError(f"{out_dir / MANIFEST}: not valid JSON ({err})") from err
+        raise DatasetError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{path}: not a JSON object")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(
-            f"{out_dir / MANIFEST}: format version {manifest.get('format_version')!r}, "
-            f"this zhkd reads {FORMAT_VERSION}"
-        )
+        raise DatasetError(f"{path}: format version {manifest.get('format_version')!r}, "
+                           f"this zhkd reads {FORMAT_VERSION}")
+    _check_manifest(path, manifest)
     return manifest
+
+
+def _check_manifest(path: Path, manifest: dict) -> None:
+    """The fields a reader relies on, with their types; shard names must be plain names inside the dataset."""
+    from zhkd.tasks import TASKS
+
+    if manifest.get("task") not in TASKS:
+        raise DatasetError(f"{path}: task {manifest.get('task')!r} is not one of {', '.join(TASKS)}")
+    names = manifest.get("label_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise DatasetError(f"{path}: label_names must be a non-empty list of strings")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise DatasetError(f"{path}: shards must be a non-empty list")
+    for shard in shards:
+        if (not isinstance(shard, dict) or not {"file", "rows", "bytes", "sha256"} <= set(shard)
+                or not isinstance(shard["file"], str) or Path(shard["file"]).name != shard["file"]
+                or not all(isinstance(shard[k], int) for k in ("rows", "bytes"))):
+            raise DatasetError(f"{path}: a shard entry must be {{file, rows, bytes, sha256}} with a plain file name "
+                               f"({json.dumps(shard)[:80]})")
 
 
 def validate(out_dir: Path, *, check_checksums: bool = True) -> dict:
