@@ -3,8 +3,9 @@
 The rules every output shares (a file or someone else's directory refused, the marker, the lock) are
 `zhkd.outputs`'. What is a dataset's own:
 
-- A build runs into `OUT/.zhkd-staging/` and the marker records its configuration hash. The old dataset,
-  if any, is not touched while the pipeline runs: a build that fails leaves it exactly as it was.
+- A build runs into `OUT/.zhkd-staging/`; the old dataset, if any, is not touched while the pipeline
+  runs: a build that fails leaves it exactly as it was. Its configuration hash is the manifest's (the
+  published dataset's) and the staged manifest's (a complete build not yet swapped in).
 - Publishing writes the whole new dataset in staging first (shards, dead letters, card, state files,
   manifest and its own `COMPLETED`), each file fsynced. Only then is it swapped in: `OUT/COMPLETED` goes
   (from here the directory is not a dataset), staged entries replace theirs, old shards and dead letters

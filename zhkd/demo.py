@@ -126,20 +126,34 @@ def _write_jsonl(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _continue(path: Path, flag: str = "--resume") -> list[str]:
-    """`flag` when a step's output already exists: a rerun of the demo continues each step where it
+def _continue(path: Path) -> list[str]:
+    """`--resume` when a step's output already exists: a rerun of the demo continues each step where it
     stopped (or finds it complete) instead of starting over or removing anything."""
     from zhkd.outputs import MARKER
 
-    return [flag] if (path / MARKER).is_file() else []
+    return ["--resume"] if (path / MARKER).is_file() else []
 
 
 class Steps:
-    """Runs `zhkd` commands in-process, timing each and keeping the list for the report."""
+    """Runs `zhkd` commands in-process, timing each and keeping the list for the report.
+
+    A rerun of the demo starts from the records its `steps.jsonl` already holds, so the report gives each
+    step the time it took in all runs (a step found complete adds next to nothing), and its first command.
+    """
 
     def __init__(self, log_path: Path) -> None:
-        self.records: list[dict] = []
         self.log_path = log_path
+        self.records: list[dict] = ([json.loads(line) for line in log_path.read_text("utf-8").splitlines()]
+                                    if log_path.is_file() else [])
+
+    def merged(self) -> list[dict]:
+        steps: dict[str, dict] = {}
+        for record in self.records:
+            if record["step"] in steps:
+                steps[record["step"]]["seconds"] = round(steps[record["step"]]["seconds"] + record["seconds"], 1)
+            else:
+                steps[record["step"]] = dict(record)
+        return list(steps.values())
 
     def run(self, label: str, *argv: object) -> float:
         from zhkd.cli import main
@@ -227,11 +241,13 @@ def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm
         steps.run(f"{spec.task}: {row.title}", *argv)
 
     evaluation_dir = task_dir / "evaluation"
-    steps.run(f"{spec.task}: evaluate", "evaluate", "--task", spec.task, "--test", data["test"],
-              "--teacher", f"teacher={teacher}", "--output", evaluation_dir, "--runs", scale.eval_runs,
-              "--throughput-batch", scale.throughput_batch,
-              "--devices", "cpu", *(a for name, path in students.items() for a in ("--model", f"{name}={path}")),
-              *_continue(evaluation_dir, "--overwrite"))
+    if (evaluation_dir / "evaluation.json").is_file():  # a rerun: these very models were evaluated already
+        print(f"{evaluation_dir}: already complete", file=sys.stderr)
+    else:
+        steps.run(f"{spec.task}: evaluate", "evaluate", "--task", spec.task, "--test", data["test"],
+                  "--teacher", f"teacher={teacher}", "--output", evaluation_dir, "--runs", scale.eval_runs,
+                  "--throughput-batch", scale.throughput_batch, "--devices", "cpu",
+                  *(a for name, path in students.items() for a in ("--model", f"{name}={path}")))
     evaluation = json.loads((evaluation_dir / "evaluation.json").read_text("utf-8"))
     return {"task": spec.task, "title": spec.title, "corpus": spec.corpus, "teacher": str(teacher),
             "student_selection": selection,
@@ -398,7 +414,6 @@ def _run(args: argparse.Namespace, scale: Scale, out: Path, teachers: dict[str, 
     from zhkd.outputs import write_atomic
 
     steps = Steps(out / "steps.jsonl")
-    started = time.monotonic()
     data = {spec.task: write_splits(spec, scale, out) for spec in DEMO_TASKS}
     mlm = Path(args.mlm) if args.mlm else out / "mlm"
     if not args.mlm:  # the augmentation's mlm operator needs one even when both teachers are given
@@ -414,8 +429,8 @@ def _run(args: argparse.Namespace, scale: Scale, out: Path, teachers: dict[str, 
                                                                                        if args.mlm else [])),
         "scale": scale.name, "settings": asdict(scale),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
-        "total_seconds": round(time.monotonic() - started, 1), "summary": summary_rows(results),
-        "tasks": results, "steps": steps.records,
+        "total_seconds": round(sum(step["seconds"] for step in steps.merged()), 1),
+        "summary": summary_rows(results), "tasks": results, "steps": steps.merged(),
     }
     write_atomic(out / "report.md", render_report(report).encode("utf-8"))
     write_atomic(out / "report.json", (json.dumps(report, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
