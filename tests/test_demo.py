@@ -65,10 +65,15 @@ def test_a_rerun_continues_the_demo_and_keeps_what_the_user_added(demo):
     (out / "classification" / "notes.txt").write_text("mine too")
     student = out / "classification" / "students" / ABLATION[-1].name / "model.safetensors"
     weights = student.read_bytes()
+    first = json.loads((out / "report.json").read_text("utf-8"))
     result = run_zhkd("demo", "--scale", "tiny", "--output", out, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "already complete" in result.stderr and "already built" in result.stderr  # no step ran again
     assert student.read_bytes() == weights
+    again = json.loads((out / "report.json").read_text("utf-8"))
+    assert again["summary"] == first["summary"]  # the same models, evaluated once
+    assert again["total_seconds"] >= first["total_seconds"]  # each step's time over both runs, not the rerun's
+    assert [s["command"] for s in again["steps"]] == [s["command"] for s in first["steps"]]
     assert (out / "my-notes.txt").read_text() == "mine" and (out / "classification" / "notes.txt").read_text() == \
         "mine too"
     other = run_zhkd("demo", "--scale", "small", "--output", out)

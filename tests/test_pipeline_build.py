@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import run_zhkd
 
-from zhkd.pipelines.corpora import load_corpus
 from zhkd.outputs import MARKER, OutputError
+from zhkd.pipelines.corpora import load_corpus
 from zhkd.pipelines.outputs import STAGING, plan_output
 from zhkd.shards import COMPLETED, MANIFEST, shard_name
 

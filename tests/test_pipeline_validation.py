@@ -8,10 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zhkd.rows import Fields
 from zhkd.pipelines.errors import PipelineError
 from zhkd.pipelines.sources import expand_inputs, read_unit
-from zhkd.rows import BLANK, Validator, infer_label_names
+from zhkd.rows import BLANK, Fields, Validator, infer_label_names
 
 LABELS = ["negative", "positive"]
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
