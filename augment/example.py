@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Example:
-    """One input row. For NER, `text` is `"".join(tokens)` and `tags` are BIO strings such as "B-PER"."""
+    """One input row. For NER, `text` is `"".join(tokens)` and `tags` are BIO strings such as "B-PER";
+    a multilabel row's `label` is the tuple of its labels (empty when none applies)."""
 
     id: str
     text: str
     text_pair: str | None = None
-    label: str | int | None = None
+    label: str | int | tuple | None = None
     tokens: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
 
@@ -25,7 +26,7 @@ class Variant:
     source_id: str
     text: str
     text_pair: str | None
-    label: str | int | None
+    label: str | int | tuple | None
     tokens: tuple[str, ...] | None
     tags: tuple[str, ...] | None
     ops: tuple[str, ...]

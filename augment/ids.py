@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 
 _SEPARATOR = "\x1f"
-CONTENT_FIELDS = ("text", "text_pair", "tokens", "tags", "label")
+CONTENT_FIELDS = ("text", "text_pair", "tokens", "tags", "label", "labels")  # absent fields leave ids as they were
 
 
 def stable_id(*parts: str) -> str:

@@ -2,7 +2,8 @@
 
 One code path serves soft-label shards (Arrow batches holding the teacher's `input_ids`) and gold
 JSONL rows (tokenised here). Padding is per batch, to the longest row, built with numpy from the
-Arrow list offsets rather than row by row. NER rows carry `token_starts`: the index of each token's
+Arrow list offsets rather than row by row. Multilabel gold (a list of label ids per row) becomes
+multi-hot float rows. NER rows carry `token_starts`: the index of each token's
 first piece in `input_ids`, -1 for a token without one (whitespace, or cut off by `max_length`);
 such tokens are masked out of every loss and score.
 """
@@ -92,6 +93,7 @@ class Collator:
     max_length: int = 512
     stored_ids: bool = False
     token_types: bool = True
+    num_labels: int = 0  # multilabel gold becomes multi-hot rows this wide (0: the teacher logits' width)
 
     def __call__(self, batch: pa.Table | Sequence[dict]) -> dict:
         import torch
@@ -159,16 +161,22 @@ class Collator:
     def _add_row_targets(self, out: dict, batch) -> None:
         import torch
 
-        labels = _column(batch, "label", pa.int32())
-        if labels is not None:
-            values = labels.fill_null(IGNORE_INDEX).to_numpy(zero_copy_only=False).astype(np.int64)
-            out["labels"] = torch.from_numpy(values)
         logits = _column(batch, "teacher_logits", pa.list_(pa.float32()))
         if logits is not None:
             padded, lengths = _padded(logits, 0.0, np.float32)
             if len(set(lengths.tolist())) != 1:
                 raise DistillError("teacher_logits rows differ in length within a batch")
             out["teacher_logits"] = torch.from_numpy(padded)
+        if get_task(self.task).multilabel:
+            sets = _column(batch, "labels", pa.list_(pa.int32()))
+            if sets is not None:
+                width = self.num_labels or (out["teacher_logits"].shape[1] if logits is not None else 0)
+                out["labels"] = torch.from_numpy(_multi_hot(sets, width))
+            return
+        labels = _column(batch, "label", pa.int32())
+        if labels is not None:
+            values = labels.fill_null(IGNORE_INDEX).to_numpy(zero_copy_only=False).astype(np.int64)
+            out["labels"] = torch.from_numpy(values)
 
     def _add_token_targets(self, out: dict, batch, starts: pa.ListArray, seq_len: int) -> None:
         import torch
@@ -194,6 +202,21 @@ class Collator:
             dense = np.zeros((len(counts), width, num_labels), dtype=np.float32)
             dense[np.arange(width) < counts[:, None]] = values
             out["teacher_logits"] = torch.from_numpy(dense)
+
+
+def _multi_hot(sets: pa.ListArray, width: int) -> np.ndarray:
+    """Label-id lists as [rows, width] float targets: 1 for each listed label, else 0; a null row (no gold)
+    is IGNORE_INDEX throughout, so the hard loss skips it."""
+    if width < 1:
+        raise DistillError("multilabel gold needs the number of labels (Collator num_labels)")
+    lengths = sets.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ids = sets.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= width):
+        raise DistillError(f"a multilabel gold id lies outside 0..{width - 1}")
+    targets = np.zeros((len(lengths), width), dtype=np.float32)
+    targets[np.repeat(np.arange(len(lengths)), lengths), ids] = 1.0
+    targets[sets.is_null().to_numpy(zero_copy_only=False)] = IGNORE_INDEX
+    return targets
 
 
 def gather_token_logits(logits, token_starts):

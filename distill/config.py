@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zhkd.distill.errors import DistillError
-
-SOFT_LOSSES = ("kl", "ce", "mse")
+from zhkd.distill.losses import SOFT_LOSSES
 
 
 @dataclass
@@ -27,6 +26,20 @@ class TrainConfig:
     log_every: int = 10
     group_by_length: bool = False  # steps of similar-length rows: less padding, but see docs/distill.md
 
+    def __post_init__(self):
+        # Messages name the command-line options, which carry the fields' names.
+        for name in ("epochs", "batch_size", "max_length", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise DistillError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise DistillError("--max-steps must be at least 1")
+        if self.lr <= 0:
+            raise DistillError("--lr must be positive")
+        if not 0.0 <= self.warmup <= 1.0:
+            raise DistillError(f"--warmup is a fraction of the steps, in [0, 1], not {self.warmup}")
+        if self.num_workers < 0:
+            raise DistillError("--num-workers must not be negative")
+
     def group_rows(self, world_size: int) -> int:
         """The `group_rows` of the stage's source: one step's rows on all ranks, or 0 for plain shuffling."""
         return self.batch_size * world_size if self.group_by_length else 0
@@ -38,7 +51,7 @@ class LossConfig:
 
     temperature: float = 4.0  # TextBrewer's range is 4..8
     alpha: float = 0.0  # weight of the hard-label loss; 1 - alpha goes to the soft loss
-    soft: str = "kl"  # "kl", "ce" (soft cross-entropy) or "mse" (logit MSE)
+    soft: str = "kl"  # a name in `losses.SOFT_LOSSES`: "kl", "ce" (soft cross-entropy) or "mse" (logit MSE)
 
     def __post_init__(self):
         if self.soft not in SOFT_LOSSES:

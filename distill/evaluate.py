@@ -21,9 +21,10 @@ from pathlib import Path
 
 from zhkd.distill.errors import DistillError
 from zhkd.distill.latency import MIN_RUNS, measure_latency
-from zhkd.distill.metrics import classification_scores, ner_scores
+from zhkd.distill.metrics import classification_scores, multilabel_scores, ner_scores
 from zhkd.tasks import get_task
 
+DEVICES = ("cpu", "cuda")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
@@ -37,6 +38,18 @@ class LatencySettings:
     throughput_batch: int = 32
     seq_len: int | None = None
     devices: tuple[str, ...] | None = None  # None: CPU, and CUDA when present
+
+    def __post_init__(self):
+        for value, what in ((self.runs, "--runs"), (self.throughput_batch, "--throughput-batch"),
+                            (self.seq_len or 1, "--seq-len")):
+            if value < 1:
+                raise DistillError(f"{what} must be at least 1")
+        if self.warmup < 0:
+            raise DistillError("--warmup must not be negative")
+        if self.max_seconds <= 0:
+            raise DistillError("--max-seconds must be positive")
+        if self.devices is not None and any(d not in DEVICES for d in self.devices):
+            raise DistillError(f"--devices takes {' and '.join(DEVICES)}, not {','.join(self.devices)!r}")
 
 
 def check_task(task: str) -> None:
@@ -71,15 +84,19 @@ def load_for_task(task: str, name_or_path: str | Path):
         raise DistillError(_one_line(err)) from None
 
 
-def label_names_of(name_or_path: str | Path) -> list[str]:
-    """The label names a checkpoint was trained with, read from its config alone."""
+def _config(name_or_path: str | Path):
     check_location(name_or_path)
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=False)
+        return AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise DistillError(f"cannot read the config of {name_or_path}: {_one_line(err)}") from None
+
+
+def label_names_of(name_or_path: str | Path) -> list[str]:
+    """The label names a checkpoint was trained with, read from its config alone."""
+    config = _config(name_or_path)
     return [config.id2label[i] for i in range(config.num_labels)]
 
 
@@ -108,10 +125,14 @@ def score_model(task: str, name: str, model, tokenizer, rows: Sequence[dict], la
     mapping = _label_map(name, model, label_names)
     predicted = predict_labels(model, tokenizer, rows, task, batch_size=batch_size, max_length=max_length,
                                device=device, progress=progress)
-    if get_task(task).per_token:
+    spec = get_task(task)
+    if spec.per_token:
         gold = [[label_names[t] for t in r["tags"]] for r in rows]
         pred = [[label_names[mapping[t]] for t in tags] for tags in predicted]
         return ner_scores(gold, pred)
+    if spec.multilabel:
+        return multilabel_scores([r["labels"] for r in rows], [[mapping[p] for p in ids] for ids in predicted],
+                                 label_names)
     return classification_scores([r["label"] for r in rows], [mapping[p] for p in predicted], len(label_names))
 
 
@@ -188,6 +209,7 @@ def _check_inputs(task: str, candidates: list[tuple[str, str | Path, str]], test
                   label_names: Sequence[str], reference: str | None) -> None:
     """Refuse bad input before minutes of scoring and timing."""
     from zhkd.distill.students import get_shape
+    from zhkd.models import head_mismatch
 
     check_task(task)
     if not candidates:
@@ -203,6 +225,9 @@ def _check_inputs(task: str, candidates: list[tuple[str, str | Path, str]], test
     if reference is not None:
         get_shape(reference)
     for name, path, _ in candidates:
+        mismatch = head_mismatch(_config(path), task)
+        if mismatch:
+            raise DistillError(f"model {name!r} {mismatch}")
         check_labels(name, label_names_of(path), label_names)
 
 
@@ -259,7 +284,7 @@ def evaluate_models(task: str, models: Mapping[str, str | Path], test_rows: Sequ
         vocab_size = entries[0]["shape"]["vocab_size"]
         _say(f"timing the {reference} reference (random weights, vocabulary {vocab_size:,})", progress)
         ref_model = build_model(reference, kind=get_task(task).model_kind, vocab_size=vocab_size,
-                                labels=list(label_names))
+                                labels=list(label_names), problem_type=get_task(task).problem_type)
         reference_entry = _entry(f"{reference} reference", "reference", None, ref_model,
                                  measure_speed(ref_model, latency, seq_len, devices), None, task)
         del ref_model

@@ -1,4 +1,5 @@
-"""Scores by task type: accuracy and F1 for classification and pairs, entity-level P/R/F1 for NER.
+"""Scores by task type: accuracy and F1 for classification and pairs, entity-level P/R/F1 for NER,
+micro- and macro-F1 over label sets for multilabel.
 
 Pure Python (no torch), so the trainer's dev scores and `zhkd evaluate` share one definition.
 """
@@ -74,3 +75,29 @@ def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> 
     return scores
 
 
+
+
+def multilabel_scores(gold: Sequence[Sequence[int]], pred: Sequence[Sequence[int]],
+                      label_names: Sequence[str]) -> dict[str, float]:
+    """Micro-F1 (true and false positives pooled over every label), macro-F1 (the mean of the labels' own
+    F1, so a rare label weighs as much as a frequent one), exact match (the whole set right) and each
+    label's F1 (`f1_NAME`). Labels are ids into `label_names`. A row whose gold and predicted sets are
+    both empty is an exact match and adds no count; a label never in gold nor predicted has F1 0."""
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold label sets but {len(pred)} predictions")
+    if not gold:
+        raise ValueError("no examples to score")
+    num_labels = len(label_names)
+    counts = [[0, 0, 0] for _ in range(num_labels)]  # tp, fp, fn per label
+    exact = 0
+    for g_labels, p_labels in zip(gold, pred, strict=True):
+        g, p = set(g_labels), set(p_labels)
+        exact += g == p
+        for label in g | p:
+            counts[label][0 if label in g and label in p else 1 if label in p else 2] += 1
+    tp, fp, fn = (sum(c[i] for c in counts) for i in range(3))
+    per_label = [_f1(*c)[2] for c in counts]
+    scores = {"micro_f1": _f1(tp, fp, fn)[2], "macro_f1": sum(per_label) / num_labels if num_labels else 0.0,
+              "exact_match": exact / len(gold)}
+    scores.update({f"f1_{name}": f1 for name, f1 in zip(label_names, per_label, strict=True)})
+    return scores

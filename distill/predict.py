@@ -10,6 +10,7 @@ every token is predicted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -109,13 +110,22 @@ def argmax(values: Sequence[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
+def present_labels(logits: Sequence[float], threshold: float = 0.5) -> list[int]:
+    """Multilabel: the ids whose sigmoid reaches `threshold` (0.5: the logit is at least 0)."""
+    cut = math.log(threshold / (1.0 - threshold))
+    return [i for i, z in enumerate(logits) if z >= cut]
+
+
 def predict_labels(model, tokenizer, rows: Sequence[dict], task: str, **kwargs) -> list[int] | list[list[int]]:
-    """Label ids: one per row, or one per token for NER (tokens without a piece get the outside label)."""
+    """Label ids: one per row, a list per row for multilabel (sigmoid >= 0.5), or one per token for NER
+    (tokens without a piece get the outside label)."""
     logits, has_piece = _predict(model, tokenizer, rows, task, batch_size=kwargs.pop("batch_size", 32),
                                  max_length=kwargs.pop("max_length", 512), device=kwargs.pop("device", None),
                                  progress=kwargs.pop("progress", False))
     if kwargs:
         raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
+    if get_task(task).multilabel:
+        return [present_labels(row) for row in logits]
     if not get_task(task).per_token:
         return [argmax(row) for row in logits]
     outside = getattr(model.config, "label2id", {}).get("O", 0)
@@ -137,13 +147,13 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
                    require_labels: bool = True) -> tuple[list[dict], list[str]]:
     """Rows of a task file (JSONL, CSV or TSV, `.gz` too), checked by `zhkd.rows`, labels mapped to ids.
 
-    Classification: {"id", "text", "label"}; pair adds "text_pair"; NER: {"id", "tokens", "tags"}.
-    Labels are names (or ids into `label_names`). Without `label_names` the label set is the file's,
-    sorted (NER: "O" first). The first bad row raises DistillError naming file:line and the reason: a
-    training or test file is used whole or not at all. With `require_labels=False` a row may omit its
-    label (its label becomes None).
+    Classification: {"id", "text", "label"}; pair adds "text_pair"; multilabel: {"id", "text", "labels"}
+    with a list (possibly empty) of labels; NER: {"id", "tokens", "tags"}. Labels are names (or ids into
+    `label_names`). Without `label_names` the label set is the file's, sorted (NER: "O" first). The first
+    bad row raises DistillError naming file:line and the reason: a training or test file is used whole or
+    not at all. With `require_labels=False` a row may omit its label (its label becomes None).
     """
-    from zhkd.rows import BLANK, Fields, Validator, read_file
+    from zhkd.rows import BLANK, Fields, Validator, label_values, read_file
 
     spec = get_task(task)  # refuses an unknown task
     path = Path(path)
@@ -151,11 +161,7 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
     if not records:
         raise DistillError(f"{path}: no rows")
     if label_names is None:
-        seen: set = set()
-        for record in records:
-            value = (record.fields or {}).get(spec.label_field)
-            if value is not None:
-                seen.update(value if isinstance(value, list) else [value])
+        seen = {v for record in records for v in label_values(task, Fields(), record)}
         if any(not isinstance(v, str) for v in seen):
             raise DistillError(f"{path}: integer labels need the label names")
         label_names = _default_label_order(task, seen)
@@ -170,7 +176,8 @@ def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = 
             tags = None if example.tags is None else [validator.index[t] for t in example.tags]
             rows.append({"id": example.id, "tokens": list(example.tokens), "tags": tags})
         else:
-            row = {"id": example.id, "text": example.text, "label": example.label}
+            gold = list(example.label) if spec.gold_is_list and example.label is not None else example.label
+            row = {"id": example.id, "text": example.text, spec.label_field: gold}
             if spec.has_pair:
                 row["text_pair"] = example.text_pair
             rows.append(row)

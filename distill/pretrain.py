@@ -55,7 +55,7 @@ class PretrainConfig:
     save_every: int = 200  # steps between resume checkpoints; 0 saves none
     device: str | None = None  # None: CUDA when present, else CPU
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         get_shape(self.shape)
         if self.max_length < 8:
             raise DistillError(f"max length {self.max_length} is too short; use at least 8")
@@ -67,6 +67,8 @@ class PretrainConfig:
             raise DistillError(f"mask probability {self.mask_prob} must lie in (0, 1)")
         if self.lr <= 0 or not 0 <= self.warmup < 1:
             raise DistillError("learning rate must be positive and warm-up ratio in [0, 1)")
+        if self.log_every < 1 or self.save_every < 0:
+            raise DistillError("--log-every must be at least 1 and --save-every not negative")
 
 
 # --- input -------------------------------------------------------------------------------------------
@@ -305,7 +307,6 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
     from zhkd.distill.students import build_model
     from zhkd.distill.train import lr_at, make_optimizer
 
-    config.validate()
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise DistillError("no text to pre-train on")

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zhkd.distill.errors import DistillError
-from zhkd.distill.metrics import classification_scores, ner_scores
-from zhkd.distill.predict import _predict, argmax
-from zhkd.tasks import get_task
+from zhkd.distill.metrics import classification_scores, multilabel_scores, ner_scores
+from zhkd.distill.predict import _predict, argmax, present_labels
+from zhkd.tasks import MULTILABEL, SEQUENCE, TOKEN, get_task
 
 
 def expected_calibration_error(probabilities: Sequence[Sequence[float]], gold: Sequence[int], *,
@@ -43,30 +43,58 @@ def _softmax(logits: Sequence[float]) -> list[float]:
     return [e / total for e in exps]
 
 
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def _sequence_figures(rows, logits, has_piece, label_names):
+    probs = [_softmax(row) for row in logits]
+    gold = [r["label"] for r in rows]
+    return classification_scores(gold, [argmax(p) for p in probs], len(label_names)), probs, gold
+
+
+def _token_figures(rows, logits, has_piece, label_names):
+    outside = label_names.index("O") if "O" in label_names else 0
+    probs, gold, gold_tags, pred_tags = [], [], [], []
+    for row, row_logits, pieces in zip(rows, logits, has_piece, strict=True):
+        row_probs = [_softmax(t) for t in row_logits]
+        preds = [argmax(p) if piece else outside for p, piece in zip(row_probs, pieces, strict=True)]
+        gold_tags.append([label_names[g] for g in row["tags"]])
+        pred_tags.append([label_names[p] for p in preds])
+        probs += [p for p, piece in zip(row_probs, pieces, strict=True) if piece]
+        gold += [g for g, piece in zip(row["tags"], pieces, strict=True) if piece]
+    return ner_scores(gold_tags, pred_tags), probs, gold
+
+
+def _multilabel_figures(rows, logits, has_piece, label_names):
+    """Each (row, label) is a yes/no prediction: calibration is measured over those binary decisions."""
+    scores = multilabel_scores([r["labels"] for r in rows], [present_labels(row) for row in logits], label_names)
+    probs, gold = [], []
+    for row, row_logits in zip(rows, logits, strict=True):
+        present = set(row["labels"])
+        for label, z in enumerate(row_logits):
+            p = _sigmoid(z)
+            probs.append([1.0 - p, p])
+            gold.append(int(label in present))
+    return scores, probs, gold
+
+
+# Per label kind: (scores, probabilities of each decision, its gold) from a model's logits on dev rows.
+DEV_FIGURES = {SEQUENCE: _sequence_figures, TOKEN: _token_figures, MULTILABEL: _multilabel_figures}
+
+
 def dev_report(model, tokenizer, rows: Sequence[dict], task: str, label_names: list[str], *,
                batch_size: int = 32, max_length: int = 512, device: str | None = None) -> dict:
     """Scores (the task's metrics), the primary score, and ECE of a model on labelled dev rows.
 
-    NER tokens without a piece of their own are predicted as "O" and left out of the ECE.
+    NER tokens without a piece of their own are predicted as "O" and left out of the ECE; multilabel
+    ECE is over every (row, label) decision.
     """
+    spec = get_task(task)
     logits, has_piece = _predict(model, tokenizer, rows, task, batch_size=batch_size, max_length=max_length,
                                  device=device, progress=False)
-    if get_task(task).per_token:
-        outside = label_names.index("O") if "O" in label_names else 0
-        probs, gold, gold_tags, pred_tags = [], [], [], []
-        for row, row_logits, pieces in zip(rows, logits, has_piece, strict=True):
-            row_probs = [_softmax(t) for t in row_logits]
-            preds = [argmax(p) if piece else outside for p, piece in zip(row_probs, pieces, strict=True)]
-            gold_tags.append([label_names[g] for g in row["tags"]])
-            pred_tags.append([label_names[p] for p in preds])
-            probs += [p for p, piece in zip(row_probs, pieces, strict=True) if piece]
-            gold += [g for g, piece in zip(row["tags"], pieces, strict=True) if piece]
-        scores = ner_scores(gold_tags, pred_tags)
-    else:
-        probs = [_softmax(row) for row in logits]
-        gold = [r["label"] for r in rows]
-        scores = classification_scores(gold, [argmax(p) for p in probs], len(label_names))
-    return {"score": scores[get_task(task).headline], "metric": get_task(task).headline,
+    scores, probs, gold = DEV_FIGURES[spec.label_kind](rows, logits, has_piece, label_names)
+    return {"score": scores[spec.headline], "metric": spec.headline,
             "ece": expected_calibration_error(probs, gold), "scores": scores}
 
 
@@ -74,7 +102,7 @@ def select_teacher(candidates: Sequence[str | Path], rows: Sequence[dict], task:
                    tie_tolerance: float = 1e-9, log: Callable[[dict], None] = lambda event: None,
                    **predict_kw) -> tuple[str, list[dict]]:
     """The candidate with the best dev score (ties: lowest ECE), and every candidate's figures."""
-    from zhkd.models import load_model, load_tokenizer, model_labels
+    from zhkd.models import head_mismatch, load_model, load_tokenizer, model_labels
 
     if not candidates:
         raise DistillError("no teacher candidates given")
@@ -83,6 +111,9 @@ def select_teacher(candidates: Sequence[str | Path], rows: Sequence[dict], task:
         model = load_model(get_task(task).model_kind, candidate)
         if model_labels(model) != list(label_names):
             raise DistillError(f"teacher {candidate} has labels {model_labels(model)}, the data has {label_names}")
+        mismatch = head_mismatch(model.config, task)
+        if mismatch:
+            raise DistillError(f"teacher {candidate} {mismatch}")
         report = dev_report(model, load_tokenizer(candidate), rows, task, label_names, **predict_kw)
         figures.append({"teacher": str(candidate), **report})
     best = max(figures, key=lambda f: f["score"])

@@ -42,8 +42,10 @@ def get_shape(name: str) -> Shape:
 
 
 def build_model(shape: Shape | str, *, kind: str, vocab_size: int, num_labels: int | None = None,
-                labels: list[str] | None = None, pad_token_id: int = 0, seed: int = 0):
-    """A randomly initialised BERT of a catalogue shape ("sequence", "token" or "mlm" head)."""
+                labels: list[str] | None = None, pad_token_id: int = 0, seed: int = 0,
+                problem_type: str | None = None):
+    """A randomly initialised BERT of a catalogue shape ("sequence", "token" or "mlm" head); `problem_type`
+    is the task's (`TaskSpec.problem_type`: a multi-label head says so in its config)."""
     import torch
     import transformers
 
@@ -51,7 +53,7 @@ def build_model(shape: Shape | str, *, kind: str, vocab_size: int, num_labels: i
     config = transformers.BertConfig(
         vocab_size=vocab_size, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
-        max_position_embeddings=shape.max_positions, pad_token_id=pad_token_id,
+        max_position_embeddings=shape.max_positions, pad_token_id=pad_token_id, problem_type=problem_type,
     )
     if labels is not None:
         config.id2label = dict(enumerate(labels))

@@ -150,10 +150,11 @@ def forward_sums(model, batch: dict, stage: Stage, device: str) -> dict[str, tor
     labels = batch["labels"].to(device) if "labels" in batch else None
     teacher = batch["teacher_logits"].to(device) if stage.distilling else None
     mask = None
-    if get_task(stage.collate.task).per_token:
+    spec = get_task(stage.collate.task)
+    if spec.per_token:
         logits = gather_token_logits(logits, batch["token_starts"].to(device))
         mask = batch["token_mask"].to(device)
-    return loss_sums(logits, labels, teacher, stage.loss, mask)
+    return loss_sums(logits, labels, teacher, stage.loss, mask, kind=spec.label_kind)
 
 
 def all_reduce_sum(tensor: torch.Tensor, run: Run) -> torch.Tensor:

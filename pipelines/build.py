@@ -23,7 +23,6 @@ from zhkd.pipelines.sources import expand_inputs, read_unit
 from zhkd.pipelines.teacher import TeacherInfo, inspect_teacher
 from zhkd.rows import REASONS, infer_label_names, label_values
 from zhkd.shards import COMPLETED, FORMAT_VERSION, MANIFEST, ShardInfo, finalize, schema_for, validate
-from zhkd.tasks import get_task
 
 FILTER_REASONS = ("disagrees_with_gold", "low_confidence")
 
@@ -183,9 +182,6 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
     from zhkd.augment.policy import make_policy
 
     started = time.monotonic()
-    get_task(config.task)  # refuses an unknown task before anything is read
-    if config.num_shards < 1:
-        raise PipelineError("--num-shards must be at least 1")
     options = beam_options.make_options(beam_flags or {})
     teacher = inspect_teacher(config.teacher, config.task)
     labels, label_source = choose_labels(config, teacher)

@@ -11,7 +11,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from zhkd.pipelines.errors import PipelineError
 from zhkd.rows import Fields
+from zhkd.tasks import get_task
 
 # Teacher batches on CPU: 2,048 padded tokens keep activations in cache (bert-base here: 12.1 rows/s at
 # 2,048, 9.3 at 8,192, 12.7 at 512); a GPU wants far more (e.g. --batch-tokens 65536).
@@ -45,6 +47,20 @@ class BuildConfig:
     teacher_threads: int = 1  # torch threads per worker: the count can change the last bits of logits
     filter_disagreement: bool = False
     min_confidence: float = 0.0
+
+    def __post_init__(self):
+        get_task(self.task)  # an unknown task is refused before anything is read
+        if self.num_aug < 0:
+            raise PipelineError("--num-aug must not be negative")
+        for name in ("max_chars", "batch_tokens", "max_batch_rows", "num_shards", "teacher_threads"):
+            if getattr(self, name) < 1:
+                raise PipelineError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_length is not None and self.max_length < 2:
+            raise PipelineError("--max-length must be at least 2 (the special tokens)")
+        if self.input_format not in INPUT_FORMATS:
+            raise PipelineError(f"--input-format {self.input_format!r}; one of {', '.join(INPUT_FORMATS)}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise PipelineError(f"--min-confidence is a probability, in [0, 1], not {self.min_confidence}")
 
     def hashed(self) -> dict:
         """The settings that shape the data (the output path does not)."""

@@ -28,7 +28,7 @@ from zhkd.augment.example import Variant
 from zhkd.pipelines import sink, storage
 from zhkd.pipelines.beam_options import quiet_known_warnings
 from zhkd.pipelines.build_config import BuildConfig
-from zhkd.pipelines.label_filter import LabelFilter, judge
+from zhkd.pipelines.label_filter import LabelFilter, judge, judge_set
 from zhkd.pipelines.sources import ReadUnit, read_unit
 from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer, plan_batches
 from zhkd.rows import BLANK, DeadLetter, Validator
@@ -210,11 +210,14 @@ class Judge(Tallying):
         row["teacher_logits"] = result.inference
         if self.progress is not None:
             self.progress.add(1)
-        if get_task(self.task).per_token:
+        spec = get_task(self.task)
+        if spec.per_token:
             if len(self.tag_index) != len(label_names):
                 self.tag_index = {name: i for i, name in enumerate(label_names)}
             gold = None if row["tags"] is None else [self.tag_index[t] for t in row["tags"]]
             judgement = judge(row["teacher_logits"], gold=gold, token_starts=row["token_starts"])
+        elif spec.multilabel:
+            judgement = judge_set(row["teacher_logits"], gold=row["label"])
         else:
             judgement = judge(row["teacher_logits"], gold=row["label"])
         kind = "original" if row["is_original"] else "augmented"
@@ -244,12 +247,8 @@ class WriteShard(Tallying):
         for row in rows:
             kind = "original" if row["is_original"] else "augmented"
             self.count(f"written/{kind}")
-            if get_task(self.task).per_token:
-                for tag in row["tags"] or ():
-                    if tag.startswith("B-"):
-                        self.count(f"labels/{kind}/{tag[2:]}")
-            elif row["label"] is not None:
-                self.count(f"labels/{kind}/{label_names[row['label']]}")
+            for name in sink.gold_names(self.task, row, label_names):
+                self.count(f"labels/{kind}/{name}")
             for op in row["ops"]:
                 self.count(f"ops/{op}")
             self.count(f"length/{kind}/{len(row['text']) // LENGTH_BIN * LENGTH_BIN}")

@@ -7,8 +7,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from zhkd.pipelines.sink import NO_LABEL
 from zhkd.shards import FORMAT_VERSION
-from zhkd.tasks import get_task
+from zhkd.tasks import MULTILABEL, SEQUENCE, TOKEN, get_task
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 REASON_MEANINGS = {
@@ -25,6 +26,14 @@ REASON_MEANINGS = {
     "invalid_bio": "tags are not valid BIO",
     "duplicate_id": "an id already used by an earlier row",
 }
+
+# What the label table counts, by label kind (see `sink.gold_names`).
+LABEL_HEADERS = {SEQUENCE: "label", TOKEN: "entity (B- tags)",
+                 MULTILABEL: f"label (rows holding it; {NO_LABEL}: an empty set)"}
+
+AGREEMENT = {SEQUENCE: "The teacher's argmax agrees with the gold label",
+             TOKEN: "The teacher's argmax agrees with the gold tag at every token",
+             MULTILABEL: "The labels the teacher gives 0.5 or more are exactly the gold set"}
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
@@ -63,16 +72,17 @@ def render_card(manifest: dict, *, input_desc: str) -> str:
     agreement = stats["agreement"]
     filter_desc = "off" if not (config["filter_disagreement"] or config["min_confidence"] > 0) else (
         f"on (drop disagreeing: {config['filter_disagreement']}, minimum confidence {config['min_confidence']})")
-    agreement_text = (f"The teacher's argmax agrees with the gold label on {_rate(agreement['original'])} of the "
+    agreement_text = (f"{AGREEMENT[get_task(manifest['task']).label_kind]} on {_rate(agreement['original'])} of the "
                       f"labelled originals and {_rate(agreement['augmented'])} of the labelled augmented rows "
                       f"(before filtering). Label-preservation filter: {filter_desc}.")
     ops_rows = [(op, f"{n:,}") for op, n in sorted(stats["ops"].items(), key=lambda kv: (-kv[1], kv[0]))]
     lengths = stats["lengths"]
     longest = max((int(b) for part in lengths.values() for b in part), default=0)
     pretty = f"zhkd {manifest['task']} soft labels"
+    spec = get_task(manifest["task"])
     values = {
         "pretty_name": pretty, "pretty_name_json": json.dumps(pretty, ensure_ascii=False),
-        "task_category": "token-classification" if get_task(manifest["task"]).per_token else "text-classification",
+        "task_category": spec.card_category,
         "format_version": FORMAT_VERSION, "task": manifest["task"], "config_hash": manifest["config_hash"],
         "teacher": teacher["name"], "teacher_json": json.dumps(teacher["name"], ensure_ascii=False),
         "teacher_sha256": teacher["weights_sha256"], "tokenizer_sha256": teacher["tokenizer_sha256"],
@@ -86,8 +96,8 @@ def render_card(manifest: dict, *, input_desc: str) -> str:
         "stage_table": _table(("stage", "rows"), stage_rows) + "\n\n" + notes,
         "dead_letter_table": (_table(("reason", "rows", "meaning"), dead) if dead else "No row was rejected.")
         + "\n\nRejected rows are in `dead_letter/<reason>.jsonl`, each with its source, position and raw text.",
-        "label_table": _table(("label" if not get_task(manifest["task"]).per_token else "entity (B- tags)", "originals",
-                               "augmented"), label_rows) if label_rows else "No gold labels.",
+        "label_table": _table((LABEL_HEADERS[spec.label_kind], "originals", "augmented"), label_rows)
+        if label_rows else "No gold labels.",
         "agreement": agreement_text,
         "ops_table": _table(("operator", "rows"), ops_rows) if ops_rows else "No augmented rows.",
         "length_summary": f"Characters per row, in bins of {manifest['stats']['length_bin']}; the longest bin "

@@ -22,6 +22,9 @@ DATA_DIR = Path(__file__).parent / "data"
 SPLITS = ("train", "dev", "test")
 SENTIMENT_LABELS = ("negative", "positive")
 NER_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
+ENTITY_TYPES = ("LOC", "ORG", "PER")  # sorted: the label order zhkd infers from the data
+# Bundled task corpora and the task type each serves (`zhkd.tasks`).
+CORPORA = {"chnsenti": "classification", "pd98-ner": "ner", "pd98-types": "multilabel"}
 SENTENCE_END = frozenset("。！？；!?")
 
 
@@ -178,6 +181,19 @@ def build_pd98_ner(path: Path) -> dict[str, list[dict]]:
     return splits
 
 
+def build_pd98_types(ner_splits: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The `multilabel` corpus: which entity types a pd98-ner sentence names, split as pd98-ner is.
+
+    Same ids and sentences; `labels` lists the types among its B- tags, in ENTITY_TYPES order, and is
+    empty for a sentence that names none (still a labelled row: none applies)."""
+    def types(tags: list[str]) -> list[str]:
+        present = {t[2:] for t in tags if t.startswith("B-")}
+        return [t for t in ENTITY_TYPES if t in present]
+
+    return {split: [{"id": r["id"], "text": "".join(r["tokens"]), "labels": types(r["tags"])} for r in rows]
+            for split, rows in ner_splits.items()}
+
+
 def build_cilin(path: Path) -> list[str]:
     """`=` groups only (true synonyms); `#` (related) and `@` (no synonyms) rows are dropped."""
     groups = []
@@ -208,15 +224,18 @@ def build_all() -> dict[Path, bytes]:
     out = {}
     for split, rows in build_chnsenti(neg, pos).items():
         out[corpus_path("chnsenti", split)] = _gzip_bytes(_jsonl(rows))
-    for split, rows in build_pd98_ner(SOURCES["pd98-ner"][0].locate()).items():
+    ner = build_pd98_ner(SOURCES["pd98-ner"][0].locate())
+    for split, rows in ner.items():
         out[corpus_path("pd98-ner", split)] = _gzip_bytes(_jsonl(rows))
+    for split, rows in build_pd98_types(ner).items():
+        out[corpus_path("pd98-types", split)] = _gzip_bytes(_jsonl(rows))
     out[CILIN_PATH] = _gzip_bytes(build_cilin(SOURCES["cilin"][0].locate()))
     return out
 
 
 def corpus_path(name: str, split: str) -> Path:
-    if name not in ("chnsenti", "pd98-ner"):
-        raise CorpusError(f"unknown corpus {name!r}; bundled: chnsenti, pd98-ner")
+    if name not in CORPORA:
+        raise CorpusError(f"unknown corpus {name!r}; bundled: {', '.join(CORPORA)}")
     if split not in SPLITS:
         raise CorpusError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
     return DATA_DIR / f"{name}.{split}.jsonl.gz"
@@ -240,9 +259,12 @@ def corpus_stats(name: str) -> dict:
             lengths = sorted(len(r["text"]) for r in rows)
             entry["chars_median"] = lengths[len(lengths) // 2]
             entry["chars_max"] = lengths[-1]
-        else:
+        elif name == "pd98-ner":
             tags = [t for r in rows for t in r["tags"]]
             entry["characters"] = len(tags)
             entry["entities"] = {t: tags.count(f"B-{t}") for t in ("PER", "LOC", "ORG")}
+        else:  # pd98-types
+            entry["labels"] = {t: sum(t in r["labels"] for r in rows) for t in ENTITY_TYPES}
+            entry["labels_per_row"] = {n: sum(len(r["labels"]) == n for r in rows) for n in range(4)}
         stats[split] = entry
     return stats

@@ -1,8 +1,9 @@
 """Teacher agreement with the gold label, and the optional label-preservation filter.
 
 An augmentation may change a sentence's meaning; the teacher is the cheapest judge. A row agrees when
-the teacher's argmax equals its source's gold label (NER: at every token the teacher sees).
-Confidence is the softmax maximum (NER: its mean over those tokens). Originals are never dropped;
+the teacher's argmax equals its source's gold label (NER: at every token the teacher sees; multilabel:
+the labels it gives 0.5 or more are the gold set). Confidence is the softmax maximum (NER: its mean over
+those tokens; multilabel: the mean over labels of the chosen side's probability). Originals are never dropped;
 agreement is reported for originals and augmented rows alike, whether or not the filter is on.
 """
 
@@ -39,6 +40,16 @@ def judge(logits: np.ndarray, *, gold: int | list[int] | None, token_starts: lis
         return Judgement(None, confidence)
     predicted = logits[seen].argmax(axis=-1)
     return Judgement(bool((predicted == np.asarray(gold)[seen]).all()), confidence)
+
+
+def judge_set(logits: np.ndarray, *, gold: list[int] | None) -> Judgement:
+    """Multilabel: agreement when the labels whose sigmoid reaches 0.5 are exactly the gold set; confidence
+    is the mean over the labels of the probability of the side the teacher chose, max(p, 1 - p)."""
+    probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    confidence = float(np.maximum(probs, 1.0 - probs).mean()) if probs.size else 0.0
+    if gold is None:
+        return Judgement(None, confidence)
+    return Judgement(set(np.flatnonzero(probs >= 0.5).tolist()) == set(gold), confidence)
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,16 @@ from zhkd.tasks import get_task
 
 
 def stored_row(task: str, row: dict, tag_index: dict[str, int]) -> dict:
-    """The schema's columns of an in-flight row (working fields such as token_type_ids stay behind)."""
+    """The schema's columns of an in-flight row (working fields such as token_type_ids stay behind).
+    In flight, the gold is `tags` (NER, as strings) or `label` (an id, or a multilabel tuple of ids)."""
+    spec = get_task(task)
     out = {"id": row["id"], "source_id": row["source_id"], "text": row["text"]}
-    if get_task(task).per_token:
+    if spec.per_token:
         out["tokens"] = list(row["tokens"])
         out["tags"] = None if row["tags"] is None else [tag_index[t] for t in row["tags"]]
     else:
         out["text_pair"] = row["text_pair"]
-        out["label"] = row["label"]
+        out[spec.label_field] = list(row["label"]) if spec.gold_is_list and row["label"] is not None else row["label"]
     out["is_original"] = row["is_original"]
     out["ops"] = list(row["ops"])
     out["input_ids"] = list(row["input_ids"])
@@ -35,6 +37,22 @@ def stored_row(task: str, row: dict, tag_index: dict[str, int]) -> dict:
         out["token_starts"] = list(row["token_starts"])
     out["teacher_logits"] = row["teacher_logits"].tolist()
     return out
+
+
+NO_LABEL = "(none)"  # the data card's name for multilabel rows whose gold set is empty
+
+
+def gold_names(task: str, row: dict, label_names: list[str]) -> list[str]:
+    """What the data card counts of a row's gold: its label, each entity (a B- tag), or each label of a
+    multilabel set (NO_LABEL for an empty one); nothing for an unlabelled row."""
+    spec = get_task(task)
+    if spec.per_token:
+        return [tag[2:] for tag in row["tags"] or () if tag.startswith("B-")]
+    if row["label"] is None:
+        return []
+    if spec.multilabel:
+        return [label_names[i] for i in row["label"]] or [NO_LABEL]
+    return [label_names[row["label"]]]
 
 
 def write_shard_to(staging: str, index: int, num_shards: int, rows: list[dict], schema: pa.Schema) -> ShardInfo:

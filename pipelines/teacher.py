@@ -67,7 +67,7 @@ class TeacherInfo:
 def inspect_teacher(name: str, task: str) -> TeacherInfo:
     from transformers import AutoConfig
 
-    from zhkd.models import hub_reference, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
+    from zhkd.models import head_mismatch, hub_reference, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
 
     if name.startswith(("/", "./", "../", "~")) and not os.path.isdir(os.path.expanduser(name)):
         raise PipelineError(f"teacher {name}: no such directory")
@@ -78,10 +78,9 @@ def inspect_teacher(name: str, task: str) -> TeacherInfo:
     except (OSError, ValueError) as err:
         raise PipelineError(f"cannot read the teacher's config from {name}: {err}") from err
     kind = get_task(task).model_kind
-    wrong = "TokenClassification" if kind == "sequence" else "SequenceClassification"
-    if any(wrong in arch for arch in config.architectures or []):
-        raise PipelineError(f"teacher {name} is a {config.architectures[0]}, the {task} task needs "
-                            f"a {'token' if kind == 'token' else 'sequence'}-classification checkpoint")
+    mismatch = head_mismatch(config, task)
+    if mismatch:
+        raise PipelineError(f"teacher {name} {mismatch}")
     tokenizer = load_tokenizer(local)
     if get_task(task).per_token and not tokenizer.is_fast:
         raise PipelineError(f"the tokenizer of {name} is not a fast tokenizer; ner alignment needs word ids")

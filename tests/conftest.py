@@ -16,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SENTIMENT_LABELS = ["negative", "positive"]
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+TYPE_LABELS = ["LOC", "ORG", "PER"]  # the multilabel corpus pd98-types: entity types a sentence names
 
 
 def corpus_chars() -> list[str]:
@@ -28,8 +29,9 @@ def corpus_chars() -> list[str]:
 
 
 def tiny_checkpoint(out_dir: Path, kind: str, *, labels: list[str] | None = None, seed: int = 0,
-                    hidden: int = 32, layers: int = 2) -> Path:
-    """A random BERT of the given kind ("sequence", "token" or "mlm") with a character tokenizer."""
+                    hidden: int = 32, layers: int = 2, problem_type: str | None = None) -> Path:
+    """A random BERT of the given kind ("sequence", "token" or "mlm") with a character tokenizer;
+    `problem_type="multi_label_classification"` makes a multilabel head."""
     from zhkd.distill.students import Shape, build_model
     from zhkd.models import char_vocab, save_char_tokenizer
 
@@ -37,7 +39,7 @@ def tiny_checkpoint(out_dir: Path, kind: str, *, labels: list[str] | None = None
     tokenizer = save_char_tokenizer(vocab, out_dir)
     shape = Shape(f"tiny-{hidden}x{layers}", layers, hidden, 2, hidden * 2)
     model = build_model(shape, kind=kind, vocab_size=len(vocab), labels=labels,
-                        pad_token_id=tokenizer.pad_token_id, seed=seed)
+                        pad_token_id=tokenizer.pad_token_id, seed=seed, problem_type=problem_type)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     return Path(out_dir)
 
@@ -50,6 +52,12 @@ def tiny_classifier(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_tagger(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("tiny-tagger"), "token", labels=NER_LABELS)
+
+
+@pytest.fixture(scope="session")
+def tiny_multilabel(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny-multilabel"), "sequence", labels=TYPE_LABELS,
+                           problem_type="multi_label_classification")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from zhkd.distill.collate import encode_texts, encode_tokens
 from zhkd.distill.predict import predict_logits, read_task_rows
 from zhkd.models import load_model, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
 from zhkd.shards import finalize, schema_for, shard_name, shard_of, write_shard
+from zhkd.tasks import get_task
 
 DATA = Path(__file__).resolve().parents[1] / "pipelines" / "data"
 
@@ -29,18 +30,19 @@ def write_subset(path: Path, name: str, split: str, rows: int) -> Path:
 def soft_label_rows(task: str, rows: list[dict], tokenizer, logits: list) -> list[dict]:
     """Rows of the shard format from task rows, the teacher's tokenisation and its logits."""
     out = []
-    if task == "ner":
+    spec = get_task(task)
+    if spec.per_token:
         ids, starts = encode_tokens(tokenizer, [r["tokens"] for r in rows], max_length=512)
         for row, row_ids, row_starts, row_logits in zip(rows, ids, starts, logits, strict=True):
             out.append({"id": row["id"], "source_id": row["id"], "text": "".join(row["tokens"]),
                         "tokens": row["tokens"], "tags": row["tags"], "is_original": True, "ops": [],
                         "input_ids": row_ids, "token_starts": row_starts, "teacher_logits": row_logits})
         return out
-    pairs = [r["text_pair"] for r in rows] if task == "pair" else None
+    pairs = [r["text_pair"] for r in rows] if spec.has_pair else None
     ids = encode_texts(tokenizer, [r["text"] for r in rows], pairs, max_length=512)
     for row, row_ids, row_logits in zip(rows, ids, logits, strict=True):
         out.append({"id": row["id"], "source_id": row["id"], "text": row["text"], "text_pair": row.get("text_pair"),
-                    "label": row["label"], "is_original": True, "ops": [], "input_ids": row_ids,
+                    spec.label_field: row[spec.label_field], "is_original": True, "ops": [], "input_ids": row_ids,
                     "teacher_logits": row_logits})
     return out
 
@@ -63,8 +65,7 @@ def write_dataset(out_dir: Path, task: str, rows: list[dict], label_names: list[
 
 def label_with_teacher(out_dir: Path, task: str, source: Path, teacher_dir: Path, *, num_shards: int = 3) -> Path:
     """A dataset of `source`'s rows labelled by the teacher checkpoint (raw logits, T=1)."""
-    kind = "token" if task == "ner" else "sequence"
-    model, tokenizer = load_model(kind, teacher_dir), load_tokenizer(teacher_dir)
+    model, tokenizer = load_model(get_task(task).model_kind, teacher_dir), load_tokenizer(teacher_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     rows, _ = read_task_rows(source, task, labels)
     logits = predict_logits(model, tokenizer, rows, task)

@@ -78,3 +78,23 @@ def test_alpha_mixes_soft_and_hard_over_global_counts():
 def test_bad_loss_options_are_user_errors(bad):
     with pytest.raises(DistillError):
         LossConfig(**bad)
+
+
+def test_a_registered_soft_loss_is_chosen_by_name_and_label_kind():
+    from zhkd.distill import losses
+
+    def halved_mse(student, teacher, temperature):
+        return logit_mse(student, teacher) / 2
+
+    losses.register_soft_loss("half-mse", "half the logit MSE", {"sequence": halved_mse})
+    try:
+        student, teacher = logits(4, 3, seed=8), logits(4, 3, seed=9)
+        sums = loss_sums(student, None, teacher, LossConfig(soft="half-mse"))
+        assert torch.allclose(sums["soft_sum"], logit_mse(student, teacher).sum() / 2)
+        with pytest.raises(DistillError, match="not defined for multilabel"):
+            loss_sums(student, None, teacher, LossConfig(soft="half-mse"), kind="multilabel")
+    finally:
+        losses.SOFT_LOSSES.pop("half-mse")
+        losses.SOFT_SUMMARIES.pop("half-mse")
+    with pytest.raises(DistillError, match="one of kl, ce, mse"):
+        LossConfig(soft="half-mse")

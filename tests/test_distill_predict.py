@@ -53,11 +53,16 @@ def test_read_task_rows_maps_labels_from_the_bundled_files(tmp_path):
     (b'{"id": "a", "text": "a", "label": 5}', "classification", r"label 5 is not one of .*unknown_label"),
     (b'{"id": "a", "text": "\xff", "label": 0}', "classification", r"not UTF-8 \(invalid_utf8\)"),
     (b"x" * (2 << 20), "classification", r"not read\) \(line_too_long\)"),
+    (b'{"id": "a", "text": "a", "labels": "positive"}', "multilabel", r"must be a list .*\(malformed_row\)"),
+    (b'{"id": "a", "text": "a", "labels": ["positive", "positive"]}', "multilabel",
+     r"names a label twice \(malformed_row\)"),
+    (b'{"id": "a", "text": "a", "labels": ["neutral"]}', "multilabel", r"'neutral' is not one of .*unknown_label"),
+    (b'{"id": "a", "text": "a"}', "multilabel", r"no 'labels' .*\(missing_label\)"),
 ])
 def test_a_bad_row_is_refused_naming_file_and_line(tmp_path, line, task, message):
     path = tmp_path / "bad.jsonl"
-    good = '{"id": "g", "text": "很好", "text_pair": "好", "label": "positive"}' if task != "ner" else \
-        '{"id": "g", "tokens": ["中"], "tags": ["O"]}'
+    good = '{"id": "g", "text": "很好", "text_pair": "好", "label": "positive", "labels": []}' if task != "ner" \
+        else '{"id": "g", "tokens": ["中"], "tags": ["O"]}'
     path.write_bytes(good.encode() + b"\n" + line + b"\n")
     labels = ["negative", "positive"] if task != "ner" else NER_LABELS
     with pytest.raises(DistillError, match=rf"bad\.jsonl:2: .*{message}"):

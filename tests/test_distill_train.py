@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from zhkd.cli import main
 from zhkd.distill import train as train_module
+from zhkd.distill.checkpoints import DIR as CHECKPOINTS
 from zhkd.distill.collate import Collator
 from zhkd.distill.config import LossConfig, TrainConfig
 from zhkd.distill.predict import predict_logits, read_task_rows
@@ -56,7 +57,7 @@ def test_finetune_from_scratch_learns_and_writes_a_hf_checkpoint(teacher):
     model = AutoModelForSequenceClassification.from_pretrained(str(teacher))
     assert model.config.id2label == {0: "negative", 1: "positive"}
     assert AutoTokenizer.from_pretrained(str(teacher)).tokenize("很好")[0] == "很"
-    assert not (teacher / "checkpoint").exists() and (teacher / "stages" / "finetune" / "model.safetensors").exists()
+    assert not (teacher / CHECKPOINTS).exists() and (teacher / "stages" / "finetune" / "model.safetensors").exists()
 
 
 def test_distilled_student_beats_untrained_and_reloads_identically(tmp_path, soft_labels, splits, teacher):

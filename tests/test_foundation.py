@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import run_zhkd
 
-from zhkd.pipelines.corpora import SPLITS, build_all, corpus_stats, load_corpus, pd98_sentences
+from zhkd.pipelines.corpora import CORPORA, SPLITS, build_all, corpus_path, corpus_stats, load_corpus, pd98_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +43,9 @@ def test_cli_user_error_is_one_line_not_a_traceback():
     assert "Traceback" not in result.stderr and "invalid choice" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["chnsenti", "pd98-ner"])
+@pytest.mark.parametrize("name", ["chnsenti", "pd98-ner", "pd98-types"])
 def test_splits_are_disjoint_and_nonempty(name):
-    key = "text" if name == "chnsenti" else "tokens"
+    key = "tokens" if name == "pd98-ner" else "text"
     seen_ids: set[str] = set()
     seen_texts: set[str] = set()
     for split in SPLITS:
@@ -88,6 +88,25 @@ def test_pd98_matches_its_card_with_valid_bio():
                 if tag.startswith("I-"):
                     assert previous != "O" and previous[2:] == tag[2:], row["id"]
                 previous = tag
+
+
+def test_pd98_types_matches_its_card():
+    card = card_header("pd98-types")
+    stats = corpus_stats("pd98-types")
+    for split in SPLITS:
+        assert stats[split]["rows"] == card["stats"][split]["rows"]
+        for label in card["label_names"]:
+            assert stats[split]["labels"][label] == card["stats"][split][label] > 0
+        per_row = stats[split]["labels_per_row"]
+        assert [per_row[n] for n in range(4)] == [card["stats"][split][k] for k in ("none", "one", "two", "three")]
+
+
+@pytest.mark.parametrize("name", sorted(CORPORA))
+def test_every_bundled_corpus_reads_as_its_task(name):
+    from zhkd.distill.predict import read_task_rows
+
+    rows, labels = read_task_rows(corpus_path(name, "dev"), CORPORA[name])
+    assert len(rows) == corpus_stats(name)["dev"]["rows"] and labels
 
 
 def test_pd98_entity_rules():

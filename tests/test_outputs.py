@@ -77,6 +77,55 @@ def test_a_resume_with_other_settings_is_refused_before_anything_is_written(tmp_
         claim_run(tmp_path / "run", "finetune", {"lr": 1e-3, "seed": 0}, resume=False)
 
 
+def test_the_training_library_functions_claim_their_output_through_the_guard(tmp_path):
+    from conftest import write_jsonl
+
+    from zhkd.distill.distil import DistilConfig, distil
+    from zhkd.distill.finetune import FinetuneConfig, finetune
+
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "好", "label": "positive"},
+                                                   {"text": "差", "label": "negative"}])
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not made by zhkd finetune"):
+        finetune(FinetuneConfig(task="classification", train=train, init="scratch", shape="mini", output=foreign))
+    with pytest.raises(OutputError, match="also an input"):
+        finetune(FinetuneConfig(task="classification", train=train, init="scratch", shape="mini", output=train))
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(OutputError, match="also an input"):
+        distil(DistilConfig(teachers=("teacher",), student="mini", output=data, data=data))
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"] and not any(data.iterdir())
+
+
+def test_a_resumed_training_run_must_have_the_same_config_and_the_same_inputs(tmp_path):
+    from conftest import write_jsonl
+
+    from zhkd.distill.config import TrainConfig
+    from zhkd.distill.finetune import FinetuneConfig
+    from zhkd.distill.runs import prepare_output, run_settings
+
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "好", "label": "positive"}])
+
+    def config(**training):
+        return FinetuneConfig(task="classification", train=train, init="scratch", shape="mini",
+                              output=tmp_path / "run", resume=True, training=TrainConfig(**training))
+
+    settings = run_settings(config(lr=1e-3), [train])
+    assert settings["training.lr"] == 1e-3 and settings["labels"] is None
+    assert not {"output", "resume", "training.num_workers"} & set(settings)
+    assert json.loads(json.dumps(settings)) == settings  # what the marker holds compares equal after reading
+    prepare_output(config(lr=1e-3), "finetune", inputs=[train]).release()
+    (tmp_path / "run" / "log.jsonl").write_text("{}\n")
+    prepare_output(config(lr=1e-3, num_workers=2), "finetune", inputs=[train]).release()  # how, not what
+    with pytest.raises(OutputError, match=r"other settings \(training.lr: 0.001 -> 0.002\)"):
+        prepare_output(config(lr=2e-3), "finetune", inputs=[train])
+    train.write_text(train.read_text("utf-8").replace("好", "佳"), encoding="utf-8")
+    with pytest.raises(OutputError, match=r"other settings \(inputs: "):
+        prepare_output(config(lr=1e-3), "finetune", inputs=[train])
+
+
 def test_a_failed_first_run_leaves_no_directory_behind(tmp_path):
     with pytest.raises(RuntimeError), claim(tmp_path / "out", "evaluation"):
         raise RuntimeError("the model did not load")

@@ -102,3 +102,22 @@ def test_handler_pins_the_configured_thread_count(tiny_classifier):
 def test_a_missing_teacher_directory_is_a_user_error(tmp_path):
     with pytest.raises(PipelineError, match="no such directory"):
         inspect_teacher(str(tmp_path / "nowhere"), "classification")
+
+
+def test_a_teacher_head_must_match_multilabel_or_not(tiny_classifier, tiny_multilabel):
+    assert inspect_teacher(str(tiny_multilabel), "multilabel").label_names == ("LOC", "ORG", "PER")
+    with pytest.raises(PipelineError, match="not a multi-label classifier"):
+        inspect_teacher(str(tiny_classifier), "multilabel")
+    with pytest.raises(PipelineError, match="is a multi-label classifier"):
+        inspect_teacher(str(tiny_multilabel), "classification")
+
+
+def test_multilabel_agreement_is_the_exact_set_and_confidence_the_chosen_sides():
+    from zhkd.pipelines.label_filter import judge_set
+
+    # sigmoid(2) = 0.8808, sigmoid(-1) = 0.2689, sigmoid(0) = 0.5: chosen sides 0.8808, 0.7311, 0.5.
+    judged = judge_set(np.array([2.0, -1.0, 0.0]), gold=[0, 2])
+    assert judged.agrees and judged.confidence == pytest.approx((0.880797 + 0.731059 + 0.5) / 3, abs=1e-6)
+    assert judge_set(np.array([2.0, -1.0, -0.1]), gold=[0, 2]).agrees is False
+    assert judge_set(np.array([-2.0, -1.0, -3.0]), gold=[]).agrees
+    assert judge_set(np.array([2.0, -1.0]), gold=None).agrees is None

@@ -148,3 +148,30 @@ def test_infer_label_names():
     assert infer_label_names(["pos", "neg", None, "pos"]) == ["neg", "pos"]
     assert infer_label_names([2, "0", None]) == ["0", "1", "2"]
     assert infer_label_names([]) == []
+
+
+TYPES = ["LOC", "ORG", "PER"]
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"text": "北京", "labels": "LOC"}, "malformed_row"),
+    ({"text": "北京", "labels": ["LOC", "LOC"]}, "malformed_row"),
+    ({"text": "北京", "labels": ["MISC"]}, "unknown_label"),
+    ({"text": "北京", "labels": [7]}, "unknown_label"),
+    ({"text": "北京"}, "missing_label"),
+    ({"labels": ["LOC"]}, "missing_field"),
+])
+def test_multilabel_reasons(fields, reason):
+    checked = check(_record(fields), task="multilabel", labels=TYPES)
+    assert checked.dead is not None and checked.dead.reason == reason
+
+
+def test_a_multilabel_row_keeps_its_label_set_and_an_empty_set_is_labelled():
+    checked = check(_record({"text": "张三在北京", "labels": ["PER", 0]}), task="multilabel", labels=TYPES)
+    assert checked.example.label == (0, 2) and checked.dead is None
+    assert check(_record({"text": "好", "labels": []}), task="multilabel", labels=TYPES).example.label == ()
+    assert check(_record({"text": "好"}), task="multilabel", labels=TYPES,
+                 allow_unlabeled=True).example.label is None
+    renamed = Validator("multilabel", Fields(labels="types"), TYPES, max_chars=20).check(
+        _record({"text": "好", "types": ["ORG"]}))
+    assert renamed.example.label == (1,)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from zhkd.errors import ZhkdError
 from zhkd.shards import file_sha256
+from zhkd.tasks import MULTI_LABEL_PROBLEM, get_task
 
 
 class ModelError(ZhkdError):
@@ -87,6 +88,25 @@ def load_model(kind: str, name_or_path: str | Path, **kwargs):
         return auto[kind].from_pretrained(name, use_safetensors=True, trust_remote_code=False, **revision, **kwargs)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load a {kind} model from {name_or_path}: {err}") from err
+
+
+def head_mismatch(config, task: str) -> str | None:
+    """Why a checkpoint's head does not fit the task, or None when it does. A token classifier scores
+    per token and a sequence classifier per row; a multi-label head (one sigmoid per label, transformers'
+    `problem_type="multi_label_classification"`) fits the multilabel task and only it, since its logits
+    mean something else than a softmax's. Callers raise their own error with the reason."""
+    spec = get_task(task)
+    wrong = "SequenceClassification" if spec.per_token else "TokenClassification"
+    architectures = getattr(config, "architectures", None) or []
+    if any(wrong in arch for arch in architectures):
+        return f"is a {architectures[0]}, the {task} task needs a {spec.model_kind}-classification checkpoint"
+    if (getattr(config, "problem_type", None) == MULTI_LABEL_PROBLEM) != spec.multilabel:
+        if spec.multilabel:
+            return (f"is not a multi-label classifier (no problem_type {MULTI_LABEL_PROBLEM!r} in its "
+                    "config); make one with zhkd finetune --task multilabel")
+        return (f"is a multi-label classifier (problem_type {MULTI_LABEL_PROBLEM!r}); the {task} task needs "
+                "one label per row")
+    return None
 
 
 def model_labels(model) -> list[str]:

@@ -9,7 +9,8 @@
   a CSV/TSV with a header and no row, is the user's mistake (`InputError`), not an empty dataset.
 - Checking reads the task table: which fields a row has comes from the spec's `fields`, how it is
   labelled from its `label_kind`, one checker per label kind in `LABEL_CHECKERS` (a new kind registers
-  one with `register_label_kind`). Text is NFC-normalised, control characters stripped (and noted),
+  one with `register_label_kind`): one label per row, one tag per token, or a set of labels per row
+  (multilabel: a list, empty when none applies). Text is NFC-normalised, control characters stripped (and noted),
   outer whitespace trimmed; labels are names, or integer indices into the label names.
 
 Every rejected row keeps its reason from `REASONS`, its source, its line and its raw text: the build
@@ -34,7 +35,7 @@ from typing import BinaryIO
 from zhkd.augment.example import Example
 from zhkd.augment.ids import content_id, stable_id
 from zhkd.errors import InputError
-from zhkd.tasks import SEQUENCE, TOKEN, get_task
+from zhkd.tasks import MULTILABEL, SEQUENCE, TOKEN, get_task
 
 MAX_LINE_BYTES = 1 << 20  # a longer line is rejected unread: no gold row comes near a megabyte
 SHOWN_BYTES = 200  # of an over-long line, the dead letter keeps this much
@@ -261,6 +262,7 @@ class Fields:
     text: str = "text"
     text_pair: str = "text_pair"
     label: str = "label"
+    labels: str = "labels"
     tokens: str = "tokens"
     tags: str = "tags"
     id: str = "id"
@@ -310,13 +312,14 @@ def infer_label_names(values: Iterable) -> list[str]:
 
 
 def label_values(task: str, fields_map: Fields, record: RawRecord) -> list:
-    """The label values of a record (every tag of a token-labelled row), for inferring the label names."""
+    """The label values of a record (every tag of a token-labelled row, the set of a multilabel row), for
+    inferring the label names; what is not a name or an index is left to the checker to reject."""
     if record.fields is None:
         return []
     value = record.fields.get(fields_map.label_column(task))
     if get_task(task).label_kind == SEQUENCE:
         return [value] if isinstance(value, str | int) else []
-    return list(value) if isinstance(value, list | tuple) else []
+    return [v for v in value if isinstance(v, str | int)] if isinstance(value, list | tuple) else []
 
 
 def _clean(text: str) -> tuple[str, bool]:
@@ -427,6 +430,26 @@ class Validator:
         content = {"text": text, "text_pair": pair, "label": label}
         return Example(self.make_id(record, content), text, pair, label)
 
+    # -- any subset of the labels per row ---------------------------------------------------------------
+    def multilabel(self, record: RawRecord, notes: list[str]) -> Example:
+        """A text and the set of labels that apply to it: a list, empty when none does (still labelled).
+
+        With label names the set becomes sorted ids; without (augment) the labels stay as given, in order.
+        """
+        text, _ = self.texts(record.fields, notes)
+        value = self.gold(record.fields)
+        labels = None
+        if value is not None:
+            column = self.fields.label_column(self.task)
+            if not isinstance(value, list | tuple):
+                raise Reject("malformed_row", f"{column} must be a list of labels (empty when none applies)")
+            ids = [self.label(v) for v in value]
+            if len({str(i) for i in ids}) != len(ids):
+                raise Reject("malformed_row", f"{column} names a label twice")
+            labels = tuple(sorted(ids)) if self.label_names is not None else tuple(ids)
+        content = {"text": text, "labels": None if labels is None else list(labels)}
+        return Example(self.make_id(record, content), text, None, labels)
+
     # -- one tag per token ------------------------------------------------------------------------------
     def _tokens(self, fields: dict) -> list[str]:
         tokens = fields.get(self.fields.tokens)
@@ -507,3 +530,4 @@ def register_label_kind(kind: str, checker: LabelChecker) -> None:
 
 register_label_kind(SEQUENCE, Validator.sequence)
 register_label_kind(TOKEN, Validator.token)
+register_label_kind(MULTILABEL, Validator.multilabel)

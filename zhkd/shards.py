@@ -40,12 +40,11 @@ def schema_for(task: str, *, label_names: list[str], metadata: dict[str, str] | 
         pa.field("text", pa.string(), nullable=False),
     ]
     if spec.per_token:
-        fields += [
-            pa.field("tokens", pa.list_(pa.string()), nullable=False),
-            pa.field("tags", pa.list_(pa.int32())),  # gold, null for unlabelled rows
-        ]
+        fields.append(pa.field("tokens", pa.list_(pa.string()), nullable=False))
     else:
-        fields += [pa.field("text_pair", pa.string()), pa.field("label", pa.int32())]
+        fields.append(pa.field("text_pair", pa.string()))
+    # The gold column, null for unlabelled rows: a label id, or a list (tags per token, a multilabel set).
+    fields.append(pa.field(spec.label_field, pa.list_(pa.int32()) if spec.gold_is_list else pa.int32()))
     fields += [
         pa.field("is_original", pa.bool_(), nullable=False),
         pa.field("ops", pa.list_(pa.string()), nullable=False),

@@ -18,6 +18,7 @@ SEQUENCE = "sequence"  # one label per row (or pair): a `label` id, one logit pe
 TOKEN = "token"  # one tag per token: `tags` ids, one row of logits per token
 MULTILABEL = "multilabel"  # any subset of the labels per row: `labels` ids, one independent logit per label
 LABEL_KINDS = (SEQUENCE, TOKEN, MULTILABEL)
+MULTI_LABEL_PROBLEM = "multi_label_classification"  # transformers' problem_type of a sigmoid-per-label head
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class TaskSpec:
         return self.label_kind == MULTILABEL
 
     @property
+    def gold_is_list(self) -> bool:
+        """Whether a row's gold is a list of label ids (tags per token, or a set of labels) or one id."""
+        return self.label_kind != SEQUENCE
+
+    @property
     def model_kind(self) -> str:
         """The transformers head: `token` (AutoModelForTokenClassification) or `sequence`."""
         return "token" if self.per_token else "sequence"
@@ -54,7 +60,7 @@ class TaskSpec:
     @property
     def problem_type(self) -> str | None:
         """The `problem_type` a transformers config needs for this head's own loss to match ours."""
-        return "multi_label_classification" if self.multilabel else None
+        return MULTI_LABEL_PROBLEM if self.multilabel else None
 
 
 TASKS: dict[str, TaskSpec] = {}
@@ -82,6 +88,11 @@ register(TaskSpec(
     name="ner", summary="one BIO tag per token (named entities)", fields=("tokens",),
     label_kind=TOKEN, label_field="tags", metrics=("precision", "recall", "f1"), headline="f1",
     span_safe=True, card_category="token-classification",
+))
+register(TaskSpec(
+    name="multilabel", summary="any subset of the labels per text (e.g. which entity types a sentence names)",
+    fields=("text",), label_kind=MULTILABEL, label_field="labels", metrics=("micro_f1", "macro_f1", "exact_match"),
+    headline="micro_f1",
 ))
 
 

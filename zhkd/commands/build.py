@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--output", required=True, metavar="DIR", help="dataset directory (local or gs://...)")
     io.add_argument("--overwrite", action="store_true", help="replace a dataset built with another configuration")
     fields = parser.add_argument_group("field mapping")
-    for name in ("text", "text_pair", "label", "tokens", "tags", "id"):
+    for name in ("text", "text_pair", "label", "labels", "tokens", "tags", "id"):
         fields.add_argument(f"--{name.replace('_', '-')}-field", default=name, metavar="NAME",
                             help=f"input field holding the {name} (default {name})")
     fields.add_argument("--labels", type=_csv, help="label names in the teacher's order, comma-separated "
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     fields = Fields(text=args.text_field, text_pair=args.text_pair_field, label=args.label_field,
-                    tokens=args.tokens_field, tags=args.tags_field, id=args.id_field)
+                    labels=args.labels_field, tokens=args.tokens_field, tags=args.tags_field, id=args.id_field)
     return BuildConfig(
         task=args.task, inputs=tuple(args.input), output=args.output, teacher=args.teacher,
         input_format=args.input_format, split=args.split, fields=fields, labels=args.labels,
@@ -90,11 +90,6 @@ def run(args: argparse.Namespace) -> int:
 
     from zhkd.pipelines.beam_options import beam_flags
     from zhkd.pipelines.build import build
-    from zhkd.pipelines.errors import PipelineError
-
-    for name in ("num_aug", "max_chars", "batch_tokens", "max_batch_rows", "num_shards", "teacher_threads"):
-        if getattr(args, name) < (0 if name == "num_aug" else 1):
-            raise PipelineError(f"--{name.replace('_', '-')} must be positive")
     build(config_from_args(args), beam_flags(args), overwrite=args.overwrite, device=args.device,
           teacher_copies=args.teacher_copies, log=lambda line: print(line, file=sys.stderr, flush=True))
     return 0

@@ -6,7 +6,7 @@ import argparse
 import hashlib
 import json
 
-from zhkd.pipelines.corpora import build_all, corpus_stats
+from zhkd.pipelines.corpora import CORPORA, build_all, corpus_stats
 from zhkd.pipelines.errors import PipelineError
 
 
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "stats":
-        print(json.dumps({n: corpus_stats(n) for n in ("chnsenti", "pd98-ner")}, ensure_ascii=False, indent=1))
+        print(json.dumps({n: corpus_stats(n) for n in CORPORA}, ensure_ascii=False, indent=1))
         return 0
     fresh = build_all()
     stale = []

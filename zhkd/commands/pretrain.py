@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup, mask_prob=args.mask_prob, whole_word=args.whole_word, seed=args.seed,
         log_every=args.log_every, save_every=args.save_every, device=args.device,
     )
-    config.validate()
     refuse_inputs(args.output, paths, directory=True)
     counts: dict[str, int] = {}
     texts = list(read_texts(paths, counts))  # every input read (and refused, if it must be) before any write

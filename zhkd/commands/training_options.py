@@ -1,4 +1,4 @@
-"""What `zhkd finetune` and `zhkd distill` share: training options, the output directory, the run context.
+"""What `zhkd finetune` and `zhkd distill` share: the training options and the line that reports a stage.
 
 Light at import (no torch): the CLI imports it to build `--help`.
 """
@@ -6,12 +6,8 @@ Light at import (no torch): the CLI imports it to build `--help`.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from zhkd.distill.config import TrainConfig
-from zhkd.distill.errors import DistillError
-from zhkd.outputs import Claim
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,74 +33,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
 
 
-def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
-    for name in ("epochs", "batch_size", "max_length", "save_every"):
-        if getattr(args, name) < 1:
-            raise DistillError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise DistillError("--max-steps must be at least 1")
-    if args.lr <= 0:
-        raise DistillError("--lr must be positive")
-    values = {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr,
-              "seed": args.seed, "max_length": args.max_length, "warmup": args.warmup,
-              "num_workers": args.num_workers, "save_every": args.save_every,
-              "group_by_length": args.group_by_length}
-    return TrainConfig(**{**values, **overrides})
-
-
-# Options that change how a run goes, not what it computes: a resumed run may differ in them.
-_NOT_SETTINGS = ("output", "resume", "num_workers", "module", "command", "list_students")
-
-
-def _identity(value: str) -> str | None:
-    """What a path argument holds, by content: a file's sha256, a checkpoint's weights, a dataset's config."""
-    from zhkd.models import weights_fingerprint
-    from zhkd.shards import MANIFEST, file_sha256
-
-    path = Path(value)
-    if path.is_file():
-        return file_sha256(path)
-    if (path / MANIFEST).is_file():
-        return json.loads((path / MANIFEST).read_text("utf-8")).get("config_hash")
-    if path.is_dir():
-        return weights_fingerprint(path)
-    return None  # a hub id or a catalogue shape: its name says it
-
-
-def run_settings(args: argparse.Namespace) -> dict:
-    """Every option that shapes the run, with the content identity of each input it names."""
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in sorted(vars(args).items())
-                if k not in _NOT_SETTINGS}
-    inputs = {}
-    for name, value in settings.items():
-        if isinstance(value, str):
-            for part in value.split(","):
-                if Path(part).exists():
-                    inputs[f"{name}:{part}"] = _identity(part)
-    return {**settings, "inputs": inputs}
-
-
-def prepare_output(args: argparse.Namespace, kind: str, *, inputs: list) -> Claim | None:
-    """Claim `--output` for this run (see `zhkd.outputs.claim_run`); None when it is complete already.
-
-    Checked before anything is written: an output that is an input, a file, someone else's directory, a
-    finished run, an interrupted one without --resume, a resume with other settings.
-    """
-    import os
-
-    from zhkd.outputs import claim_run, refuse_inputs
-
-    refuse_inputs(args.output, inputs, directory=True)
-    rank = int(os.environ.get("RANK", "0"))
-    return claim_run(args.output, kind, run_settings(args), resume=args.resume, rank=rank)
-
-
-def make_run(out_dir: Path, task: str, label_names: list[str], tokenizer, dev_rows, rank: int, world: int,
-             device: str):
-    from zhkd.distill.train import LOG, JsonlLog, Run
-
-    return Run(out_dir=out_dir, task=task, label_names=label_names, tokenizer=tokenizer, dev_rows=dev_rows,
-               log=JsonlLog(out_dir / LOG, enabled=rank == 0), rank=rank, world_size=world, device=device)
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The options as a TrainConfig, which checks them."""
+    return TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed, max_length=args.max_length, warmup=args.warmup, num_workers=args.num_workers,
+                       save_every=args.save_every, group_by_length=args.group_by_length)
 
 
 def stage_line(name: str, result: dict) -> str:
