@@ -150,9 +150,11 @@ def distil(config: DistilConfig) -> RunResult:
     """Run the configured stages on the student; its model, the stages' models, log and summary go to OUT."""
     from zhkd.distill.train import distributed
 
-    if not prepare_output(config.output, resume=config.resume):
+    claim = prepare_output(config, "distill", inputs=[config.data, config.train, config.dev, *config.teachers,
+                                                      config.student])
+    if claim is None:
         return finished(config.output)
-    with distributed() as (rank, world, device):
+    with claim, distributed() as (rank, world, device):
         return _distil(config, rank, world, device)
 
 
@@ -180,17 +182,20 @@ def kd_columns(task: str, stored_ids: bool) -> list[str]:
     return [*inputs, spec.label_field, "teacher_logits"]
 
 
-def _student(config: DistilConfig, teacher, teacher_tokenizer, task: str, label_names: list[str], log):
+def _student(config: DistilConfig, teacher, teacher_tokenizer, task: str, label_names: list[str], log, rank: int,
+             world: int):
     """The student model and its tokenizer, built, selected or loaded as `config.student` says."""
     from zhkd.distill.selection import select_student
     from zhkd.distill.students import SHAPES, build_model, init_from_teacher
+    from zhkd.distill.train import decided_by_rank0
     from zhkd.models import load_model, load_tokenizer, model_labels
 
     spec = get_task(task)
     name = config.student
-    if name == "auto":
-        name, _ = select_student(teacher, kind=spec.model_kind, num_labels=len(label_names), speedup=config.speedup,
-                                 max_params=config.max_params, log=log)
+    if name == "auto":  # timed on rank 0 only: ranks that each timed could choose different students
+        name = decided_by_rank0(lambda: select_student(teacher, kind=spec.model_kind, num_labels=len(label_names),
+                                                       speedup=config.speedup, max_params=config.max_params,
+                                                       log=log)[0], rank, world)
     if name not in SHAPES:
         student = load_model(spec.model_kind, name)
         _check_labels(f"student {name}", model_labels(student), label_names)
@@ -242,7 +247,7 @@ def _distil(config: DistilConfig, rank: int, world: int, device: str) -> RunResu
         raise DistillError(f"{config.data} was labelled by another teacher (weights sha256 {recorded[:12]}...) "
                            f"than {chosen}; rebuild the dataset with it, or name that teacher")
     teacher_tokenizer = load_tokenizer(chosen)
-    student, tokenizer = _student(config, teacher, teacher_tokenizer, task, label_names, events.append)
+    student, tokenizer = _student(config, teacher, teacher_tokenizer, task, label_names, events.append, rank, world)
 
     run = make_run(config.output, task, label_names, tokenizer, dev_rows, rank, world, device)
     for event in events:

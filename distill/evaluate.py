@@ -545,12 +545,25 @@ def plot(result: dict, path: str | Path) -> Path:
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
+    """evaluation.md, .png and .json (last: its presence means complete), each written whole under a
+    staging name, fsynced, then renamed over an earlier evaluation's file."""
     import json
+    import os
+
+    from zhkd.outputs import fsync_dir, fsync_file
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "evaluation.json", "md": out_dir / "evaluation.md", "png": out_dir / "evaluation.png"}
-    paths["json"].write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(render_markdown(result), encoding="utf-8")
-    plot(result, paths["png"])
+    staging = out_dir / ".zhkd-staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "evaluation.md").write_text(render_markdown(result), encoding="utf-8")
+    plot(result, staging / "evaluation.png")
+    (staging / "evaluation.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+    paths = {}
+    for kind in ("md", "png", "json"):
+        fsync_file(staging / f"evaluation.{kind}")
+        paths[kind] = out_dir / f"evaluation.{kind}"
+        os.replace(staging / f"evaluation.{kind}", paths[kind])
+    staging.rmdir()
+    fsync_dir(out_dir)
     return paths

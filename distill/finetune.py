@@ -55,11 +55,13 @@ def finetune(config: FinetuneConfig) -> RunResult:
     from zhkd.distill.predict import read_task_rows
     from zhkd.distill.train import distributed
 
-    if not prepare_output(config.output, resume=config.resume):
-        return finished(config.output)
+    # Every input is read (and refused, if it must be) before OUT is claimed and anything written.
     train_rows, label_names = read_task_rows(config.train, config.task, list(config.labels or []) or None)
     dev_rows = read_task_rows(config.dev, config.task, label_names)[0] if config.dev else None
-    with distributed() as (rank, world, device):
+    claim = prepare_output(config, "finetune", inputs=[config.train, config.dev, config.init, config.tokenizer])
+    if claim is None:
+        return finished(config.output)
+    with claim, distributed() as (rank, world, device):
         return _finetune(config, train_rows, dev_rows, label_names, rank, world, device)
 
 

@@ -10,8 +10,6 @@ every token is predicted.
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,12 +133,6 @@ def predict_labels(model, tokenizer, rows: Sequence[dict], task: str, **kwargs) 
             for row, pieces in zip(logits, has_piece, strict=True)]
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def _default_label_order(task: str, seen: set[str]) -> list[str]:
     """Sorted labels; for NER "O" first, then each entity type's B- before its I-."""
     if not get_task(task).per_token:
@@ -153,106 +145,40 @@ def _default_label_order(task: str, seen: set[str]) -> list[str]:
 
 def read_task_rows(path: str | Path, task: str, label_names: list[str] | None = None, *,
                    require_labels: bool = True) -> tuple[list[dict], list[str]]:
-    """Rows of a task JSONL file (`.jsonl` or `.jsonl.gz`), validated, with labels mapped to ids.
+    """Rows of a task file (JSONL, CSV or TSV, `.gz` too), checked by `zhkd.rows`, labels mapped to ids.
 
     Classification: {"id", "text", "label"}; pair adds "text_pair"; multilabel: {"id", "text", "labels"}
     with a list (possibly empty) of labels; NER: {"id", "tokens", "tags"}. Labels are names (or ids into
-    `label_names`). Without `label_names` the label set is the file's,
-    sorted (NER: "O" first). A bad row raises DistillError naming file:line. With
-    `require_labels=False` a row may omit its label (its label becomes None).
+    `label_names`). Without `label_names` the label set is the file's, sorted (NER: "O" first). The first
+    bad row raises DistillError naming file:line and the reason: a training or test file is used whole or
+    not at all. With `require_labels=False` a row may omit its label (its label becomes None).
     """
-    get_task(task)  # refuses an unknown task
+    from zhkd.rows import BLANK, Fields, Validator, label_values, read_file
+
+    spec = get_task(task)  # refuses an unknown task
     path = Path(path)
-    if not path.is_file():
-        raise DistillError(f"{path}: no such file")
-    spec = get_task(task)
-    label_key = spec.label_field
-    raw: list[tuple[int, dict]] = []
-    with _open_text(path) as f:
-        try:
-            lines = list(enumerate(f, start=1))
-        except (UnicodeDecodeError, OSError, EOFError) as err:
-            raise DistillError(f"{path}: cannot be read as UTF-8 text ({err})") from err
-    for line_no, line in lines:
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DistillError(f"{where}: not valid JSON ({err.msg})") from err
-        if not isinstance(row, dict):
-            raise DistillError(f"{where}: a row must be a JSON object")
-        _check_row(row, task, where, require_labels)
-        raw.append((line_no, row))
-    if not raw:
+    records = [r for r in read_file(path) if r.error != BLANK]
+    if not records:
         raise DistillError(f"{path}: no rows")
     if label_names is None:
-        seen: set[str] = set()
-        for _, row in raw:
-            value = row.get(label_key)
-            if value is not None:
-                seen.update(value if spec.gold_is_list else [value])
+        seen = {v for record in records for v in label_values(task, Fields(), record)}
         if any(not isinstance(v, str) for v in seen):
             raise DistillError(f"{path}: integer labels need the label names")
         label_names = _default_label_order(task, seen)
-    index = {name: i for i, name in enumerate(label_names)}
+    validator = Validator(task, Fields(), label_names, max_chars=None, allow_unlabeled=not require_labels)
     rows = []
-    for line_no, row in raw:
-        where = f"{path}:{line_no}"
-        out = {"id": str(row.get("id", f"{path.name}:{line_no}"))}
+    for record in records:
+        checked = validator.check(record)
+        if checked.dead is not None:
+            raise DistillError(f"{path}:{record.position}: {checked.dead.detail} ({checked.dead.reason})")
+        example = checked.example
         if spec.per_token:
-            out["tokens"] = row["tokens"]
+            tags = None if example.tags is None else [validator.index[t] for t in example.tags]
+            rows.append({"id": example.id, "tokens": list(example.tokens), "tags": tags})
         else:
-            out["text"] = row["text"]
+            gold = list(example.label) if spec.gold_is_list and example.label is not None else example.label
+            row = {"id": example.id, "text": example.text, spec.label_field: gold}
             if spec.has_pair:
-                out["text_pair"] = row["text_pair"]
-        gold = row.get(label_key)
-        if gold is None:
-            out[label_key] = None
-        elif spec.gold_is_list:
-            out[label_key] = [_label_id(g, index, label_names, where) for g in gold]
-        else:
-            out[label_key] = _label_id(gold, index, label_names, where)
-        rows.append(out)
+                row["text_pair"] = example.text_pair
+            rows.append(row)
     return rows, list(label_names)
-
-
-def _check_row(row: dict, task: str, where: str, require_labels: bool) -> None:
-    if get_task(task).per_token:
-        tokens, tags = row.get("tokens"), row.get("tags")
-        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-            raise DistillError(f"{where}: \"tokens\" must be a non-empty list of strings")
-        if tags is None:
-            if require_labels:
-                raise DistillError(f"{where}: no \"tags\"")
-            return
-        if not isinstance(tags, list) or len(tags) != len(tokens):
-            raise DistillError(f"{where}: \"tags\" must be a list as long as \"tokens\" ({len(tokens)})")
-        return
-    spec = get_task(task)
-    for key in spec.fields:
-        if not isinstance(row.get(key), str) or not row[key].strip():
-            raise DistillError(f"{where}: \"{key}\" must be a non-empty string")
-    gold = row.get(spec.label_field)
-    if gold is None:
-        if require_labels:
-            raise DistillError(f"{where}: no \"{spec.label_field}\"")
-        return
-    if spec.multilabel:
-        if not isinstance(gold, list) or any(isinstance(g, bool) or not isinstance(g, str | int) for g in gold):
-            raise DistillError(f"{where}: \"labels\" must be a list of label names (empty when none applies)")
-        if len(set(map(str, gold))) != len(gold):
-            raise DistillError(f"{where}: \"labels\" names a label twice")
-
-
-def _label_id(label, index: dict[str, int], names: list[str], where: str) -> int:
-    if isinstance(label, bool) or not isinstance(label, str | int):
-        raise DistillError(f"{where}: label {label!r} must be a name or an integer id")
-    if isinstance(label, int):
-        if not 0 <= label < len(names):
-            raise DistillError(f"{where}: label id {label} is outside 0..{len(names) - 1}")
-        return label
-    if label not in index:
-        raise DistillError(f"{where}: label {label!r} is not one of {', '.join(names)}")
-    return index[label]

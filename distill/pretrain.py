@@ -17,23 +17,22 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from zhkd.distill.checkpoints import Checkpoints
 from zhkd.distill.errors import DistillError
 from zhkd.distill.students import get_shape
 from zhkd.models import char_vocab, save_char_tokenizer
+from zhkd.outputs import write_atomic
 
-LOG_FILE = "pretrain_log.jsonl"
-SUMMARY_FILE = "pretrain.json"
-RESUME_DIR = "resume"
+LOG_FILE = "log.jsonl"  # the trainer's names: one run layout for pre-training and training
+SUMMARY_FILE = "summary.json"  # written last: its presence means the run is complete
 TEXT_FIELDS = ("text", "text_pair")
 
 
@@ -75,10 +74,6 @@ class PretrainConfig:
 # --- input -------------------------------------------------------------------------------------------
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
-
-
 def _is_jsonl(path: Path) -> bool:
     suffixes = path.suffixes[-2:] if path.suffix == ".gz" else path.suffixes[-1:]
     return bool(suffixes) and suffixes[0] in (".jsonl", ".json")
@@ -87,16 +82,27 @@ def _is_jsonl(path: Path) -> bool:
 def read_texts(paths: Iterable[str | Path], counts: dict[str, int] | None = None) -> Iterator[str]:
     """Texts of plain text files (one per line) or JSONL rows (`text`, `text_pair`, or `tokens` joined).
 
-    Blank lines are skipped; JSONL rows without any text field are counted in `counts["dropped"]`.
+    Read as the task files are (`zhkd.rows.lines`): bytes that are not UTF-8, or a line over the length
+    cap, stop the run naming `file:line` rather than being replaced or read whole. Blank lines are
+    skipped; JSONL rows without any text field are counted in `counts["dropped"]`.
     """
+    from zhkd.rows import MAX_LINE_BYTES, lines, open_binary
+
     counts = counts if counts is not None else {}
     counts.setdefault("dropped", 0)
     for path in map(Path, paths):
         if not path.is_file():
-            raise DistillError(f"no input file at {path}")
+            raise DistillError(f"{path}: no such file")
         jsonl = _is_jsonl(path)
-        with _open_text(path) as f:
-            for line_no, line in enumerate(f, 1):
+        with open_binary(path) as f:
+            for line_no, raw, too_long in lines(f):
+                where = f"{path}:{line_no}"
+                if too_long:
+                    raise DistillError(f"{where}: a line over {MAX_LINE_BYTES:,} bytes; split the text into lines")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DistillError(f"{where}: not UTF-8 text (byte {err.start + 1} of the line)") from None
                 if not line.strip():
                     continue
                 if not jsonl:
@@ -105,7 +111,7 @@ def read_texts(paths: Iterable[str | Path], counts: dict[str, int] | None = None
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise DistillError(f"{path}:{line_no}: not a JSON row ({err.msg})") from None
+                    raise DistillError(f"{where}: not a JSON row ({err.msg})") from None
                 texts = [row[k] for k in TEXT_FIELDS if isinstance(row, dict) and isinstance(row.get(k), str)]
                 if isinstance(row, dict) and isinstance(row.get("tokens"), list):
                     texts.append("".join(map(str, row["tokens"])))
@@ -247,53 +253,53 @@ def _mlm_loss(model, ids, attention, corrupted, targets_mask):
     return F.cross_entropy(logits, targets), int((logits.argmax(-1) == targets).sum())
 
 
-def _save_resume(out_dir: Path, model, optimizer, step: int, fingerprint: str) -> None:
+def fingerprint(texts: list[str], config: PretrainConfig) -> str:
+    """What makes a run this run: its settings and its texts (computed before anything is written)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\n")
+    return hashlib.sha256(json.dumps([asdict(config), digest.hexdigest()]).encode()).hexdigest()
+
+
+def _save_resume(out_dir: Path, model, optimizer, step: int, digest: str) -> None:
     """Weights, AdamW moments (safetensors) and the step: with per-step seeds, all a resumed run needs."""
     from safetensors.torch import save_file
 
     from zhkd.distill.train import _optimizer_tensors
 
-    tmp = out_dir / f"{RESUME_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
+    checkpoints = Checkpoints(out_dir)
+    partial = checkpoints.begin()
+    model.save_pretrained(str(partial), safe_serialization=True)
     tensors, meta = _optimizer_tensors(optimizer)
-    save_file(tensors, str(tmp / "optimizer.safetensors"), metadata=meta)
-    (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
-    shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
-    tmp.rename(out_dir / RESUME_DIR)
+    save_file(tensors, str(partial / "optimizer.safetensors"), metadata=meta)
+    checkpoints.commit(partial, {"step": step, "fingerprint": digest})
 
 
-def _load_resume(out_dir: Path, model, optimizer, fingerprint: str) -> int:
-    """The step to continue from (0 when there is nothing to resume)."""
+def _load_resume(checkpoint: Path, model, optimizer) -> None:
+    """Weights and AdamW moments of a checkpoint (its fingerprint already checked)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    resume = out_dir / RESUME_DIR
-    if not (resume / "state.json").is_file():
-        return 0
-    state = json.loads((resume / "state.json").read_text())
-    if state["fingerprint"] != fingerprint:
-        raise DistillError(f"{resume} was saved for other input or settings; rerun without --resume")
-    model.load_state_dict(load_file(str(resume / "model.safetensors")), strict=False)
+    model.load_state_dict(load_file(str(checkpoint / "model.safetensors")), strict=False)
     model.tie_weights()
     moments: dict[int, dict] = {}
-    with safe_open(str(resume / "optimizer.safetensors"), framework="pt") as f:
+    with safe_open(str(checkpoint / "optimizer.safetensors"), framework="pt") as f:
         groups = json.loads(f.metadata()["param_groups"])
         for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
             index, key = name.split(".", 1)
             moments.setdefault(int(index), {})[key] = f.get_tensor(name)
     optimizer.load_state_dict({"state": moments, "param_groups": groups})
-    return int(state["step"])
 
 
 def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConfig = PretrainConfig(), *,
                  resume: bool = False, progress: bool = True) -> Path:
     """Train a character MLM on `texts` and save it to `out_dir` as a Hugging Face checkpoint.
 
-    `out_dir` then holds safetensors weights, config, tokenizer, `pretrain_log.jsonl` (loss per
-    `log_every` steps) and `pretrain.json` (settings, data figures, speed). Returns `out_dir`.
-    Without `resume` a run starts afresh (overwriting). With it, a run continues from its last resume
-    checkpoint, and returns at once when `out_dir` already holds this very run, complete.
+    `out_dir` then holds safetensors weights, config, tokenizer, `log.jsonl` (loss per `log_every`
+    steps) and `summary.json` (settings, data figures, speed), the trainer's layout. Returns `out_dir`.
+    Without `resume` a run starts afresh (overwriting). With it, a run continues from its newest complete
+    checkpoint, and returns at once when `out_dir` already holds this very run, complete; a checkpoint or
+    run of other texts or settings is refused before anything is written.
     """
     import torch
     from tqdm import tqdm
@@ -305,24 +311,31 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
     if not texts:
         raise DistillError("no text to pre-train on")
     out_dir = Path(out_dir)
+    run_fingerprint = fingerprint(texts, config)
+    summary_path = out_dir / SUMMARY_FILE
+    checkpoints = Checkpoints(out_dir)
+    if resume and summary_path.is_file():
+        if json.loads(summary_path.read_text("utf-8")).get("fingerprint") == run_fingerprint:
+            return out_dir  # this very run is already complete
+        raise DistillError(f"{out_dir} holds a pre-training of other input or settings; choose another output")
+    latest = checkpoints.latest() if resume else None
+    if latest is not None and latest[1].get("fingerprint") != run_fingerprint:
+        raise DistillError(f"{latest[0]} was saved for other input or settings; rerun without --resume")
+    summary_path.unlink(missing_ok=True)
+    if latest is None:
+        checkpoints.clear()
     vocab, tokenizer, blocks = prepare_blocks(texts, out_dir, config)
     steps_per_epoch = math.ceil(len(blocks) / config.batch_size)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    fingerprint = hashlib.sha256(json.dumps([asdict(config), vocab, len(blocks)]).encode()).hexdigest()
-    summary_path = out_dir / SUMMARY_FILE
-    if resume and summary_path.is_file():
-        if json.loads(summary_path.read_text("utf-8")).get("fingerprint") == fingerprint:
-            return out_dir  # this very run is already complete
-        raise DistillError(f"{out_dir} holds a pre-training of other input or settings; choose another output")
-    summary_path.unlink(missing_ok=True)
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(config.shape, kind="mlm", vocab_size=len(vocab), pad_token_id=tokenizer.pad_token_id,
                         seed=config.seed).to(device).train()
     optimizer = make_optimizer(model, config)
-    start = _load_resume(out_dir, model, optimizer, fingerprint) if resume else 0
-    if not resume:
-        shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
+    start = 0
+    if latest is not None:
+        _load_resume(latest[0], model, optimizer)
+        start = int(latest[1]["step"])
     special = set(tokenizer.all_special_ids)
     candidates = torch.tensor([i for i in range(len(vocab)) if i not in special])
 
@@ -372,11 +385,10 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
                 log.flush()
                 interval = {"loss": 0.0, "steps": 0, "masked": 0, "correct": 0}
             if config.save_every and done % config.save_every == 0 and done < total_steps:
-                _save_resume(out_dir, model, optimizer, done, fingerprint)
+                _save_resume(out_dir, model, optimizer, done, run_fingerprint)
     seconds = time.perf_counter() - began
 
     model.eval().to("cpu").save_pretrained(str(out_dir), safe_serialization=True)
-    shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
     summary = {
         "config": asdict(config),
         "device": device,
@@ -388,7 +400,8 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
         "seconds": round(seconds, 2),
         "steps_per_s": round((total_steps - start) / seconds, 4) if seconds else None,
         "torch_threads": torch.get_num_threads(),
-        "fingerprint": fingerprint,
+        "fingerprint": run_fingerprint,
     }
-    summary_path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    write_atomic(summary_path, (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
+    checkpoints.clear()
     return out_dir

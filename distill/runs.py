@@ -1,4 +1,10 @@
-"""What `finetune` and `distil` share: the output directory's guard, the run context, and the result.
+"""What `finetune` and `distil` share: the claim on the output directory, the run context, and the result.
+
+The claim goes through `zhkd.outputs` (the one guard every command uses): an output that is an input, a
+file, someone else's directory, a finished run, an interrupted one without `resume`, or a resume with
+other settings is refused before anything is written. The settings recorded in the output's marker are
+the config's fields (less those that change how a run goes, not what it computes) and the content
+identity of every input, so a resume over a changed training file is refused too.
 
 Light at import (no torch): the configs that use it are built while the command line is parsed.
 """
@@ -6,10 +12,15 @@ Light at import (no torch): the configs that use it are built while the command 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 
-from zhkd.distill.errors import DistillError
+from zhkd.outputs import Claim
+
+# Fields that change how a run goes, not what it computes: a resumed run may differ in them.
+NOT_SETTINGS = ("output", "resume", "num_workers")
 
 
 @dataclass
@@ -23,21 +34,53 @@ class RunResult:
     rank: int = 0
 
 
-def prepare_output(out_dir: Path, *, resume: bool) -> bool:
-    """False when the run in `out_dir` is already complete (nothing to do); refuses to train over a run."""
-    from zhkd.distill.train import CHECKPOINT, SUMMARY
+def _identity(path: Path) -> str | None:
+    """What an input holds, by content: a file's sha256, a dataset's config hash, a checkpoint's weights."""
+    from zhkd.models import weights_fingerprint
+    from zhkd.shards import MANIFEST, file_sha256
 
-    summary = out_dir / SUMMARY
-    if summary.exists() and json.loads(summary.read_text("utf-8")).get("complete"):
-        if resume:
-            return False
-        raise DistillError(f"{out_dir} holds a finished run; choose another --output")
-    if not resume and (out_dir / CHECKPOINT).exists():
-        raise DistillError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or another --output")
-    if resume and not (out_dir / CHECKPOINT).exists():
-        raise DistillError(f"{out_dir}: no checkpoint to resume from")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return True
+    if path.is_file():
+        return file_sha256(path)
+    if (path / MANIFEST).is_file():
+        return json.loads((path / MANIFEST).read_text("utf-8")).get("config_hash")
+    if path.is_dir():
+        return weights_fingerprint(path)
+    return None
+
+
+def _flat(value, prefix: str = "") -> dict:
+    """A config as `name: JSON value` pairs; a nested config's fields as `config.field`."""
+    out = {}
+    for f in fields(value):
+        if f.name in NOT_SETTINGS:
+            continue
+        item = getattr(value, f.name)
+        if is_dataclass(item):
+            out.update(_flat(item, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = str(item) if isinstance(item, Path) else list(item) if isinstance(item, tuple) \
+                else item
+    return out
+
+
+def run_settings(config, inputs: Iterable[str | Path | None]) -> dict:
+    """Every setting of `config` that shapes the run, with the content identity of each input that exists
+    here (a hub id or a catalogue shape is named by its name, which the settings hold)."""
+    identities = {str(p): _identity(Path(p)) for p in inputs if p is not None and Path(p).exists()}
+    return {**_flat(config), "inputs": identities}
+
+
+def prepare_output(config, kind: str, *, inputs: list) -> Claim | None:
+    """Claim `config.output` for a run of `kind` (see `zhkd.outputs.claim_run`); None when it is complete.
+
+    Under torchrun only rank 0 checks, locks and marks (the RANK variable is read: `distributed()` has
+    not started yet).
+    """
+    from zhkd.outputs import claim_run, refuse_inputs
+
+    refuse_inputs(config.output, inputs, directory=True)
+    rank = int(os.environ.get("RANK", "0"))
+    return claim_run(config.output, kind, run_settings(config, inputs), resume=config.resume, rank=rank)
 
 
 def finished(out_dir: Path) -> RunResult:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,15 +25,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from zhkd.distill.checkpoints import Checkpoints
 from zhkd.distill.collate import Collator, gather_token_logits
 from zhkd.distill.config import LossConfig, TrainConfig
 from zhkd.distill.errors import DistillError
 from zhkd.distill.loader import BatchLoader
 from zhkd.distill.losses import combine, loss_sums
 from zhkd.distill.selection import dev_report
+from zhkd.outputs import write_atomic
 from zhkd.tasks import get_task
 
-CHECKPOINT = "checkpoint"
 SUMMARY = "summary.json"
 LOG = "log.jsonl"
 
@@ -104,6 +104,25 @@ def distributed() -> Iterator[tuple[int, int, str]]:
 def barrier(world_size: int) -> None:
     if world_size > 1:
         torch.distributed.barrier()
+
+
+def decided_by_rank0(decide, rank: int, world_size: int):
+    """`decide()` run on rank 0 only and its result sent to every rank, so all act on one decision
+    (a student chosen by timing would differ between ranks that each measured). Rank 0's refusal is
+    raised on every rank."""
+    if world_size == 1:
+        return decide()
+    box: list = [None]
+    if rank == 0:
+        try:
+            box[0] = (True, decide())
+        except DistillError as err:
+            box[0] = (False, str(err))
+    torch.distributed.broadcast_object_list(box, src=0)
+    ok, value = box[0]
+    if not ok:
+        raise DistillError(value)
+    return value
 
 
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
@@ -189,7 +208,7 @@ def train_stage(model, stage: Stage, run: Run, resume: dict | None = None, done:
         torch.manual_seed(config.seed * 1000 + run.rank)  # dropout; run_stages forks the caller's RNG
     else:
         step = resume["step"]
-        restore_checkpoint(run.out_dir / CHECKPOINT, optimizer, source, run)
+        restore_checkpoint(resume["path"], optimizer, source, run)
     run.log({"event": "stage_start", "stage": stage.name, "step": step, "total_steps": total,
              "steps_per_epoch": len(loader), "rows": source.num_rows, "world_size": run.world_size,
              "train": asdict(config), "loss": asdict(stage.loss) if stage.distilling else None})
@@ -251,14 +270,15 @@ def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def save_checkpoint(model, run: Run, position: dict, optimizer=None, source=None) -> None:
-    """Write the resumable state to a fresh directory, then swap it in: a crash never leaves half a checkpoint."""
+    """Write the resumable state as the next numbered checkpoint (see `checkpoints`): the previous one stays
+    whole until this one is complete, so a crash at any point leaves one to resume from."""
     from safetensors.torch import save_file
 
-    final, tmp = run.out_dir / CHECKPOINT, run.out_dir / f"{CHECKPOINT}.tmp"
+    checkpoints = Checkpoints(run.out_dir)
     if run.rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        checkpoints.begin()
     barrier(run.world_size)
+    tmp = checkpoints.pending()
     if source is not None:
         (tmp / f"reader-rank{run.rank}.json").write_text(json.dumps(source.state_dict()), encoding="utf-8")
     save_file({"cpu": torch.get_rng_state()}, str(tmp / f"rng-rank{run.rank}.safetensors"))
@@ -268,10 +288,7 @@ def save_checkpoint(model, run: Run, position: dict, optimizer=None, source=None
         if optimizer is not None:
             tensors, meta = _optimizer_tensors(optimizer)
             save_file(tensors, str(tmp / "optimizer.safetensors"), metadata=meta)
-        (tmp / "state.json").write_text(json.dumps({**position, "world_size": run.world_size}, indent=2),
-                                        encoding="utf-8")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        checkpoints.commit(tmp, {**position, "world_size": run.world_size})
         run.log({"event": "checkpoint", **position})
     barrier(run.world_size)
 
@@ -292,9 +309,9 @@ def restore_checkpoint(checkpoint: Path, optimizer, source, run: Run) -> None:
         torch.set_rng_state(f.get_tensor("cpu"))
 
 
-def read_checkpoint_state(out_dir: Path) -> dict | None:
-    path = out_dir / CHECKPOINT / "state.json"
-    return json.loads(path.read_text("utf-8")) if path.exists() else None
+def latest_checkpoint(out_dir: Path) -> tuple[Path, dict] | None:
+    """The newest complete checkpoint of a run and its state (None when it has none)."""
+    return Checkpoints(out_dir).latest()
 
 
 def run_stages(model, stages: list[Stage], run: Run, *, resume: bool = False) -> dict:
@@ -306,19 +323,19 @@ def run_stages(model, stages: list[Stage], run: Run, *, resume: bool = False) ->
     from safetensors.torch import load_file
 
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    state = read_checkpoint_state(run.out_dir) if resume else None
-    if resume and state is None:
-        raise DistillError(f"{run.out_dir}: no checkpoint to resume from")
+    latest = latest_checkpoint(run.out_dir) if resume else None
+    # A run killed before its first checkpoint resumes from the start: the same run, from step 0.
+    state = {**latest[1], "path": latest[0]} if latest is not None else None
     if state is not None and state["world_size"] != run.world_size:
         raise DistillError(f"cannot resume: the checkpoint was written by {state['world_size']} processes, "
                            f"this run has {run.world_size}")
     done: dict = dict(state.get("done", {})) if state else {}
     if state is not None:
-        weights = load_file(str(run.out_dir / CHECKPOINT / "model.safetensors"))
+        weights = load_file(str(state["path"] / "model.safetensors"))
         unexpected = model.load_state_dict(weights, strict=False).unexpected_keys
         if unexpected:
             raise DistillError(f"cannot resume: the checkpoint holds weights this model lacks ({unexpected[0]}, ...)")
-        run.log({"event": "resume", **state})
+        run.log({"event": "resume", **{k: v for k, v in state.items() if k != "path"}})
     model.to(run.device)
     if run.world_size > 1:  # every rank starts from rank 0's weights, however each built its model
         for tensor in model.state_dict().values():
@@ -338,7 +355,7 @@ def run_stages(model, stages: list[Stage], run: Run, *, resume: bool = False) ->
                "stages": {name: done[name] for name in (s.name for s in stages)}}
     if run.rank == 0:
         save_model(model, run.tokenizer, run.out_dir)
-        (run.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        shutil.rmtree(run.out_dir / CHECKPOINT, ignore_errors=True)
+        write_atomic(run.out_dir / SUMMARY, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
+        Checkpoints(run.out_dir).clear()
     barrier(run.world_size)
     return summary

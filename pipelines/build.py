@@ -3,6 +3,7 @@ pipeline, then publish: shards and dead letters into place, data card, manifest,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -11,16 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zhkd.outputs import claim, refuse_inputs
 from zhkd.pipelines import beam_options, outputs, storage
 from zhkd.pipelines.build_config import BuildConfig, config_hash
-from zhkd.pipelines.build_pipeline import COUNTS_FILE, LABELS_FILE, LENGTH_BIN, SHARDS_FILE, build_pipeline
+from zhkd.pipelines.build_pipeline import COUNTS_FILE, LENGTH_BIN, SHARDS_FILE, build_pipeline
 from zhkd.pipelines.card import length_histogram, render_card
 from zhkd.pipelines.errors import PipelineError
 from zhkd.pipelines.label_filter import LabelFilter
-from zhkd.pipelines.sources import expand_inputs
+from zhkd.pipelines.sources import expand_inputs, read_unit
 from zhkd.pipelines.teacher import TeacherInfo, inspect_teacher
-from zhkd.pipelines.validation import REASONS
-from zhkd.shards import COMPLETED, FORMAT_VERSION, MANIFEST, ShardInfo, finalize, schema_for
+from zhkd.rows import REASONS, infer_label_names, label_values
+from zhkd.shards import COMPLETED, FORMAT_VERSION, MANIFEST, ShardInfo, finalize, schema_for, validate
 
 FILTER_REASONS = ("disagrees_with_gold", "low_confidence")
 
@@ -116,26 +118,42 @@ def _stats(tally: dict[str, int]) -> dict:
 
 def _publish(out: str, staging: str, infos: list[ShardInfo], manifest: dict, label_names: list[str],
              schema_metadata: dict, input_desc: str) -> dict:
-    """Move the staged files into place, write the card, then finalize (manifest, COMPLETED last)."""
-    for info in sorted(infos, key=lambda s: s.file):
-        storage.move(storage.join(staging, info.file), storage.join(out, info.file))
-    dead_dir = storage.join(staging, outputs.DEAD_LETTER)
-    for name in storage.list_names(dead_dir):
-        storage.move(storage.join(dead_dir, name), storage.join(out, outputs.DEAD_LETTER, name))
+    """Complete the new dataset in staging (card, state files, manifest, its COMPLETED last), then swap it in.
+
+    Until `swap_in` starts, the previous dataset in `out` (if any) is whole and valid.
+    """
     schema = schema_for(manifest["task"], label_names=label_names, metadata=schema_metadata)
     preview = {**manifest, "label_names": label_names, "total_rows": sum(s.rows for s in infos)}
     with tempfile.TemporaryDirectory(prefix="zhkd-publish-") as tmp:
-        local = Path(out) if storage.is_local(out) else Path(tmp)
+        local = Path(staging) if storage.is_local(staging) else Path(tmp)
         (local / outputs.CARD).write_text(render_card(preview, input_desc=input_desc), encoding="utf-8")
         length_histogram(manifest["stats"]["lengths"], LENGTH_BIN, local / outputs.HISTOGRAM)
         full = finalize(local, schema, infos, manifest)
-        if not storage.is_local(out):
-            names = [outputs.CARD, outputs.HISTOGRAM, "dataset_info.json", "state.json", MANIFEST, COMPLETED]
-            for name in names:  # COMPLETED last
-                storage.put_file(str(local / name), storage.join(out, name))
-    storage.delete(staging)
-    storage.delete(storage.join(out, outputs.MARKER))
+        if not storage.is_local(staging):
+            for name in [outputs.CARD, outputs.HISTOGRAM, *outputs.STATE_FILES, MANIFEST, COMPLETED]:  # COMPLETED last
+                storage.put_file(str(local / name), storage.join(staging, name))
+    outputs.swap_in(out)
     return full
+
+
+def infer_labels(config: BuildConfig, units) -> list[str]:
+    """Label names from the data (sorted), read here before the run: a label set that cannot fit the
+    teacher is refused before the teacher labels anything."""
+    values = [v for unit in units for record in read_unit(unit) for v in label_values(config.task, config.fields,
+                                                                                         record)]
+    return infer_label_names(values)
+
+
+def _no_rows_message(out: str, staging: str, counts: dict) -> str:
+    dead = ", ".join(f"{r} {n:,}" for r, n in counts["dead_letter"].items() if n)
+    first = ""
+    for name in storage.list_names(storage.join(staging, outputs.DEAD_LETTER)):
+        letter = json.loads(storage.read_text(storage.join(staging, outputs.DEAD_LETTER, name)).split("\n", 1)[0])
+        first = f"; first: {letter['source']}:{letter['position']} {letter['reason']}"
+        break
+    return (f"no valid row to publish: {counts['rows_in']:,} rows in, {counts['dead_letter_total']:,} "
+            f"dead-lettered ({dead or 'none'}{first}); nothing was published (the dead letters are in "
+            f"{storage.join(staging, outputs.DEAD_LETTER)})")
 
 
 def summary_lines(manifest: dict, wall_s: float) -> list[str]:
@@ -168,52 +186,82 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
     teacher = inspect_teacher(config.teacher, config.task)
     labels, label_source = choose_labels(config, teacher)
     units = expand_inputs(config.inputs, config.input_format, config.split)
+    out = config.output.rstrip("/") if not storage.is_local(config.output) else os.path.abspath(config.output)
+    if storage.is_local(out):
+        refuse_inputs(out, [u.path for u in units] + [config.teacher, config.mlm_model, config.user_dict],
+                      directory=True)
+    if labels is None:
+        labels = infer_labels(config, units)
+        if len(labels) != teacher.num_labels:
+            raise PipelineError(f"the data has {len(labels)} labels ({', '.join(labels) or 'none'}), the teacher "
+                                f"{teacher.num_labels}; pass --labels in the teacher's order")
     policy = make_policy(config.task, num_aug=config.num_aug, ops=config.ops, seed=config.seed,
                          mlm_model=config.mlm_model, user_dict=config.user_dict)
     settings = _settings(config, teacher, units, policy.config(), labels)
     digest = config_hash(settings)
-    out = config.output.rstrip("/") if not storage.is_local(config.output) else os.path.abspath(config.output)
     dry_run = beam_options.is_dry_run(options)
     plan = outputs.plan_output(out, digest, overwrite=overwrite)
     log(f"zhkd build: {plan.message}")
     if not plan.build:
         return BuildResult(False, plan.message)
-    staging = storage.join(out, outputs.STAGING) if dry_run else outputs.start(out, settings, digest)
     max_length = config.max_length or teacher.max_length
     schema_metadata = {"teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256,
                        "tokenizer_sha256": teacher.tokenizer_sha256, "config_hash": digest}
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, config=config, units=units, staging=staging, label_names=labels,
-                   teacher_max_length=max_length, pad_token_id=teacher.pad_token_id, metadata=schema_metadata,
-                   device=device, teacher_copies=teacher_copies,
-                   parallel_tokenizer=not beam_options.shares_cores(options),
-                   show_progress=beam_options.is_local(options))
-    log(f"zhkd build: running on {beam_options.runner_name(options)} ({len(units)} input units, "
-        f"{config.num_shards} shards)")
-    if beam_options.shares_cores(options):
-        log("zhkd build: note: Beam 2.77's local multi_processing mode has dropped rows of large runs here; "
-            "the counts are checked at the end and a run that lost rows is not published")
-    result = pipeline.run()
-    result.wait_until_finish()
     if dry_run:
+        build_pipeline(pipeline, config=config, units=units, staging=storage.join(out, outputs.STAGING),
+                       label_names=labels, teacher_max_length=max_length, pad_token_id=teacher.pad_token_id,
+                       metadata=schema_metadata, device=device, teacher_copies=teacher_copies,
+                       parallel_tokenizer=not beam_options.shares_cores(options), show_progress=False)
+        pipeline.run().wait_until_finish()
         message = f"dry run: the job was translated for {beam_options.runner_name(options)} and not submitted"
         log(f"zhkd build: {message}")
         return BuildResult(False, message)
-    state = str(result.state)
-    if "DONE" not in state:
-        raise PipelineError(f"the pipeline ended in state {state}; {out} is left unfinished (rerun to retry)")
+    with claim(out, "dataset", found=plan.found) if storage.is_local(out) else contextlib.nullcontext():
+        if plan.recover:
+            outputs.swap_in(out)
+            full = validate(out, check_checksums=False)
+            log(f"zhkd build: wrote {out}")
+            return BuildResult(True, f"wrote {out}", full, time.monotonic() - started)
+        staging = outputs.start(out)
+        build_pipeline(pipeline, config=config, units=units, staging=staging, label_names=labels,
+                       teacher_max_length=max_length, pad_token_id=teacher.pad_token_id, metadata=schema_metadata,
+                       device=device, teacher_copies=teacher_copies,
+                       parallel_tokenizer=not beam_options.shares_cores(options),
+                       show_progress=beam_options.is_local(options))
+        log(f"zhkd build: running on {beam_options.runner_name(options)} ({len(units)} input units, "
+            f"{config.num_shards} shards)")
+        if beam_options.shares_cores(options):
+            log("zhkd build: note: Beam 2.77's local multi_processing mode has dropped rows of large runs here; "
+                "the counts are checked at the end and a run that lost rows is not published")
+        result = pipeline.run()
+        result.wait_until_finish()
+        state = str(result.state)
+        if "DONE" not in state:
+            raise PipelineError(f"the pipeline ended in state {state}; {out} is left as it was (rerun to retry)")
+        full = _finish(config, out, staging, teacher, policy, settings, digest, labels, label_source, max_length,
+                       schema_metadata)
+    wall = time.monotonic() - started
+    for line in summary_lines(full, wall):
+        log(f"zhkd build: {line}")
+    log(f"zhkd build: wrote {out}")
+    return BuildResult(True, f"wrote {out}", full, wall)
 
+
+def _finish(config: BuildConfig, out: str, staging: str, teacher: TeacherInfo, policy, settings: dict, digest: str,
+            labels: list[str], label_source: str, max_length: int, schema_metadata: dict) -> dict:
+    """Check what the pipeline left in staging (every row accounted for, at least one written), then publish."""
     tally = json.loads(storage.read_text(storage.join(staging, COUNTS_FILE)))
-    label_names = json.loads(storage.read_text(storage.join(staging, LABELS_FILE)))
-    if len(label_names) != teacher.num_labels:
-        raise PipelineError(f"the data has {len(label_names)} labels ({', '.join(label_names)}), the teacher "
-                            f"{teacher.num_labels}; pass --labels in the teacher's order")
     counts = _counts(tally)
     check_reconciles(counts)
+    if counts["written"] == 0:
+        raise PipelineError(_no_rows_message(out, staging, counts))
     infos = [ShardInfo(**s) for s in json.loads(storage.read_text(storage.join(staging, SHARDS_FILE)))]
     if sum(s.rows for s in infos) != counts["written"] or len(infos) != config.num_shards:
         raise IntegrityError(f"{len(infos)} shards hold {sum(s.rows for s in infos)} rows; expected "
                              f"{config.num_shards} shards and {counts['written']} rows")
+    for name in (COUNTS_FILE, SHARDS_FILE):  # working files of the run, not part of the dataset
+        storage.delete(storage.join(staging, name))
     manifest = {
         "config_hash": digest,
         "config": {**config.hashed(), "output": out},
@@ -229,9 +277,4 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
         "stats": _stats(tally),
         "task": config.task,
     }
-    full = _publish(out, staging, infos, manifest, label_names, schema_metadata, ", ".join(config.inputs))
-    wall = time.monotonic() - started
-    for line in summary_lines(full, wall):
-        log(f"zhkd build: {line}")
-    log(f"zhkd build: wrote {out}")
-    return BuildResult(True, f"wrote {out}", full, wall)
+    return _publish(out, staging, infos, manifest, labels, schema_metadata, ", ".join(config.inputs))

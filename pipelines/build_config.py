@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from zhkd.pipelines.errors import PipelineError
+from zhkd.rows import Fields
 from zhkd.tasks import get_task
 
 # Teacher batches on CPU: 2,048 padded tokens keep activations in cache (bert-base here: 12.1 rows/s at
@@ -19,23 +20,6 @@ from zhkd.tasks import get_task
 DEFAULT_BATCH_TOKENS = 2048
 DEFAULT_MAX_BATCH_ROWS = 256
 INPUT_FORMATS = ("auto", "jsonl", "csv", "tsv", "parquet", "hf")
-
-
-@dataclass(frozen=True)
-class Fields:
-    """Which input column holds each part of an example; the gold's is named by the task's `label_field`."""
-
-    text: str = "text"
-    text_pair: str = "text_pair"
-    label: str = "label"
-    labels: str = "labels"
-    tokens: str = "tokens"
-    tags: str = "tags"
-    id: str = "id"
-
-    def gold(self, task: str) -> str:
-        """The input column of the task's gold: `label`, `labels` (multilabel) or `tags` (NER)."""
-        return getattr(self, get_task(task).label_field)
 
 
 @dataclass(frozen=True)

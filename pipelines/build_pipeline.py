@@ -29,9 +29,9 @@ from zhkd.pipelines import sink, storage
 from zhkd.pipelines.beam_options import quiet_known_warnings
 from zhkd.pipelines.build_config import BuildConfig
 from zhkd.pipelines.label_filter import LabelFilter, judge, judge_set
-from zhkd.pipelines.sources import BLANK, ReadUnit, read_unit
+from zhkd.pipelines.sources import ReadUnit, read_unit
 from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer, plan_batches
-from zhkd.pipelines.validation import DeadLetter, Validator, infer_label_names, label_values
+from zhkd.rows import BLANK, DeadLetter, Validator
 from zhkd.shards import schema_for, shard_of
 from zhkd.tasks import get_task
 
@@ -40,7 +40,7 @@ TALLY, DEAD = "tally", "dead"
 AUGMENT_CHUNK = 64
 TOKENIZE_CHUNK = 1024
 LENGTH_BIN = 16
-COUNTS_FILE, LABELS_FILE, SHARDS_FILE = "counts.json", "labels.json", "shards.json"
+COUNTS_FILE, SHARDS_FILE = "counts.json", "shards.json"
 
 # Worker processes import this module to run its DoFns: quiet Beam's known noise there too.
 quiet_known_warnings()
@@ -270,18 +270,8 @@ def _write_json(path: str):
     return write
 
 
-def _label_names(records, config: BuildConfig, known: list[str] | None):
-    if known is not None:
-        return records.pipeline | "KnownLabels" >> beam.Create([known])
-    return (records
-            | "LabelValues" >> beam.FlatMap(lambda r: label_values(config.task, config.fields, r))
-            | "DistinctLabels" >> beam.Distinct()
-            | "AllLabels" >> beam.combiners.ToList()
-            | "InferLabels" >> beam.Map(infer_label_names))
-
-
 def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[ReadUnit], staging: str,
-                   label_names: list[str] | None, teacher_max_length: int, pad_token_id: int,
+                   label_names: list[str], teacher_max_length: int, pad_token_id: int,
                    metadata: dict[str, str], device: str = "auto", teacher_copies: int | None = None,
                    parallel_tokenizer: bool = True, show_progress: bool = False) -> None:
     """Add the build's transforms to `pipeline`; results land in `staging`. `parallel_tokenizer` off
@@ -292,7 +282,7 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
             | "SpreadUnits" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadRecords()).with_outputs(TALLY, main="records"))
     tallies.append(read[TALLY])
-    labels = _label_names(read.records, config, label_names)
+    labels = pipeline | "KnownLabels" >> beam.Create([label_names])  # known before the run (build.infer_labels)
     validated = read.records | "Validate" >> beam.ParDo(Validate(config), AsSingleton(labels)).with_outputs(
         TALLY, DEAD, main="examples")
     tallies.append(validated[TALLY])
@@ -334,7 +324,6 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
          | "SumTallies" >> beam.CombinePerKey(sum)
          | "TallyDict" >> beam.combiners.ToDict()
          | "WriteCounts" >> beam.Map(_write_json(storage.join(staging, COUNTS_FILE))))
-    _ = labels | "WriteLabels" >> beam.Map(_write_json(storage.join(staging, LABELS_FILE)))
     _ = (shards.infos
          | "ShardInfos" >> beam.combiners.ToList()
          | "WriteShardInfos" >> beam.Map(_write_json(storage.join(staging, SHARDS_FILE))))

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from zhkd.pipelines import storage
 from zhkd.pipelines.outputs import DEAD_LETTER
-from zhkd.pipelines.validation import DeadLetter
+from zhkd.rows import DeadLetter
 from zhkd.shards import ShardInfo, shard_name, write_shard
 from zhkd.tasks import get_task
 

@@ -1,56 +1,38 @@
 """Input sources: JSONL, CSV/TSV and Parquet files on any Beam filesystem, and Hugging Face datasets.
 
-The driver expands the user's inputs into read units (one per file, or a row range of a dataset);
-workers read each unit into `RawRecord`s. A record keeps the row as it was read, so a rejected row
-reaches the dead letter unchanged, and its position (line number, or row index), which with its
-content gives an example without an `id` field its stable id.
+The driver expands the user's inputs into read units (one per file, or a row range of a dataset),
+refusing files with no row at all and naming each by its content hash; workers read each unit into
+`RawRecord`s (text files through `zhkd.rows`, the reader every command shares). A record keeps the row
+as it was read, so a rejected row reaches the dead letter unchanged, and its position (line number, or
+row index), which with its content gives an example without an `id` field its stable id.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from zhkd.errors import InputError
+from zhkd.pipelines import storage
 from zhkd.pipelines.errors import PipelineError
+from zhkd.rows import TEXT_FORMATS, RawRecord, format_of, read_records
+from zhkd.shards import file_sha256
 
 HF_PREFIX = "hf:"
 HF_RANGE_ROWS = 20_000
-BLANK = "blank"  # a RawRecord.error for an empty line: counted, not a row
-_EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-               ".parquet": "parquet"}
 
 
 @dataclass(frozen=True)
 class ReadUnit:
     kind: str  # jsonl, csv, tsv, parquet, hf_disk, hf_hub
     path: str
-    identity: str  # size in bytes of a file, the fingerprint of a dataset: goes into the config hash
+    identity: str  # a file's content hash, a dataset's fingerprint: goes into the config hash
     start: int = 0
     stop: int | None = None
     split: str | None = None
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    source: str  # the file's base name, or the dataset's name and split
-    position: int  # 1-based line of a text file, 0-based row of Parquet or a dataset
-    raw: str
-    fields: dict | None = None
-    error: str | None = None  # the dead-letter reason of a row that could not be parsed
-
-
-def _format_of(path: str, requested: str) -> str:
-    if requested != "auto":
-        return requested
-    name = path[:-3] if path.endswith(".gz") else path
-    ext = posixpath.splitext(name)[1].lower()
-    if ext not in _EXTENSIONS:
-        raise PipelineError(f"{path}: cannot tell the format from the extension; pass --input-format")
-    return _EXTENSIONS[ext]
 
 
 def _is_saved_dataset(path: str) -> bool:
@@ -101,109 +83,52 @@ def expand_inputs(inputs: tuple[str, ...], input_format: str = "auto", split: st
         matched = sorted(FileSystems.match([spec])[0].metadata_list, key=lambda m: m.path)
         if not matched:
             raise PipelineError(f"{spec}: no such file (or the pattern matches nothing)")
-        units += [ReadUnit(_format_of(m.path, input_format), m.path, str(m.size_in_bytes)) for m in matched]
+        for m in matched:
+            kind = _format_of(m.path, input_format)
+            units.append(ReadUnit(kind, m.path, _checked_identity(m.path, kind)))
     if not units:
         raise PipelineError("no input given")
     return units
 
 
+def _format_of(path: str, requested: str) -> str:
+    try:
+        return format_of(path, requested)
+    except InputError as err:
+        raise PipelineError(str(err)) from None
+
+
+def _checked_identity(path: str, kind: str) -> str:
+    """The file's identity by content (an edit that keeps the size changes it), after refusing a file that
+    holds no row at all: empty, or a CSV/TSV header alone (a user's mistake, named before the run)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if kind in TEXT_FORMATS:
+        with FileSystems.open(path) as f:
+            records = read_records(f, path, kind)
+            try:
+                next(records)
+            except StopIteration:
+                raise PipelineError(f"{path}: empty file") from None
+            except InputError as err:
+                raise PipelineError(str(err)) from None
+    if storage.is_local(path):
+        return "sha256:" + file_sha256(path.removeprefix("file://"))
+    # An object store's own content checksum (GCS: MD5 or CRC32C), read without downloading the object.
+    return f"checksum:{FileSystems.checksum(path)}"
+
+
 def read_unit(unit: ReadUnit) -> Iterator[RawRecord]:
-    readers = {"jsonl": _read_jsonl, "csv": _read_delimited, "tsv": _read_delimited, "parquet": _read_parquet,
+    readers = {"jsonl": _read_text, "csv": _read_text, "tsv": _read_text, "parquet": _read_parquet,
                "hf_disk": _read_dataset, "hf_hub": _read_dataset}
     yield from readers[unit.kind](unit)
 
 
-def _visible(raw: bytes) -> str:
-    """Bytes as text for the dead letter: invalid UTF-8 shown as \\xNN escapes."""
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def _read_jsonl(unit: ReadUnit) -> Iterator[RawRecord]:
+def _read_text(unit: ReadUnit) -> Iterator[RawRecord]:
     from apache_beam.io.filesystems import FileSystems
 
-    source = posixpath.basename(unit.path)
     with FileSystems.open(unit.path) as f:
-        for line_no, line in enumerate(iter(f.readline, b""), 1):
-            line = line.rstrip(b"\r\n")
-            if line_no == 1:
-                line = line.removeprefix(b"\xef\xbb\xbf")
-            if not line.strip():
-                yield RawRecord(source, line_no, "", error=BLANK)
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                yield RawRecord(source, line_no, _visible(line), error="invalid_utf8")
-                continue
-            try:
-                fields = json.loads(text)
-            except json.JSONDecodeError:
-                fields = None
-            if not isinstance(fields, dict):
-                yield RawRecord(source, line_no, text, error="malformed_json")
-                continue
-            yield RawRecord(source, line_no, text, fields)
-
-
-class _Lines:
-    """Decoded lines fed to the csv reader, remembering which lines the current record took."""
-
-    def __init__(self, binary_lines) -> None:
-        self._lines = iter(binary_lines)
-        self.number = 0
-        self.taken: list[str] = []
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        if self.number == 0:
-            line = line.removeprefix(b"\xef\xbb\xbf")
-        self.number += 1
-        # surrogateescape keeps invalid bytes recoverable, so the row can be rejected rather than the file.
-        text = line.decode("utf-8", "surrogateescape")
-        self.taken.append(text)
-        return text
-
-
-def _has_invalid_bytes(text: str) -> bool:
-    return any("\udc80" <= c <= "\udcff" for c in text)
-
-
-def _read_delimited(unit: ReadUnit) -> Iterator[RawRecord]:
-    from apache_beam.io.filesystems import FileSystems
-
-    source = posixpath.basename(unit.path)
-    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if unit.kind == "tsv" else {"delimiter": ","}
-    with FileSystems.open(unit.path) as f:
-        lines = _Lines(iter(f.readline, b""))
-        reader = csv.reader(lines, strict=True, **dialect)
-        try:
-            header = next(reader)
-        except (StopIteration, csv.Error):
-            raise PipelineError(f"{unit.path}: no header row") from None
-        while True:
-            start, lines.taken = lines.number + 1, []
-            try:
-                cells = next(reader)
-                error = None
-            except StopIteration:
-                return
-            except csv.Error:
-                cells, error = None, "malformed_csv"
-            raw = "".join(lines.taken).rstrip("\r\n")
-            shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            if cells is not None and not any(c.strip() for c in cells):
-                yield RawRecord(source, start, "", error=BLANK)
-            elif error is None and len(cells) != len(header):
-                yield RawRecord(source, start, shown, error="malformed_csv")
-            elif error is None and _has_invalid_bytes(raw):
-                yield RawRecord(source, start, shown, error="invalid_utf8")
-            elif error is not None:
-                yield RawRecord(source, start, shown, error=error)
-            else:
-                yield RawRecord(source, start, raw, dict(zip(header, cells, strict=True)))
+        yield from read_records(f, posixpath.basename(unit.path), unit.kind)
 
 
 def _raw_json(row: dict) -> str:

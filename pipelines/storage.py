@@ -1,7 +1,7 @@
 """File operations on the output directory, local or on any Beam filesystem (gs://...).
 
-Local writes go through a temporary name and a rename; object stores make an object visible only
-when its upload completes, which gives the same guarantee.
+Local writes go through a temporary name, an fsync and a rename; object stores make an object visible
+only when its upload completes, which gives the same guarantee.
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ def read_text(path: str) -> str:
 
 def write_bytes(path: str, data: bytes) -> None:
     if is_local(path):
+        from zhkd.outputs import write_atomic
+
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_atomic(Path(path), data)
         return
     from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
@@ -78,6 +77,14 @@ def move(src: str, dest: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
     FileSystems.rename([src], [dest])
+
+
+def sync_dir(directory: str) -> None:
+    """Make the renames inside a local directory durable; object stores need nothing."""
+    if is_local(directory):
+        from zhkd.outputs import fsync_dir
+
+        fsync_dir(Path(directory))
 
 
 def list_names(directory: str) -> list[str]:

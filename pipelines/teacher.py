@@ -67,13 +67,14 @@ class TeacherInfo:
 def inspect_teacher(name: str, task: str) -> TeacherInfo:
     from transformers import AutoConfig
 
-    from zhkd.models import head_mismatch, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
+    from zhkd.models import head_mismatch, hub_reference, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
 
     if name.startswith(("/", "./", "../", "~")) and not os.path.isdir(os.path.expanduser(name)):
         raise PipelineError(f"teacher {name}: no such directory")
     local = resolve_checkpoint(name)
+    repo, revision = hub_reference(local)
     try:
-        config = AutoConfig.from_pretrained(local, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(repo, trust_remote_code=False, **revision)
     except (OSError, ValueError) as err:
         raise PipelineError(f"cannot read the teacher's config from {name}: {err}") from err
     kind = get_task(task).model_kind

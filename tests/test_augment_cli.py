@@ -47,8 +47,9 @@ def test_classification_rows_rejects_and_summary(tmp_path):
     assert 2 < len(rows) <= 8
     rejected = read_jsonl(rejected_path(out))
     assert [r["line"] for r in rejected] == [2, 3, 4]
-    assert rejected[0]["reason"].startswith("bad JSON") and rejected[0]["row"] == "{not json"
-    assert rejected[1]["reason"] == "empty text" and "missing text" in rejected[2]["reason"]
+    assert rejected[0]["reason"] == "malformed_json" and rejected[0]["row"] == "{not json"
+    assert [r["reason"] for r in rejected[1:]] == ["empty_text", "missing_field"]
+    assert rejected[2]["detail"] == "no field 'text'"
 
 
 def test_ner_and_pair_tasks(tmp_path):
@@ -64,8 +65,9 @@ def test_ner_and_pair_tasks(tmp_path):
     rows = read_jsonl(out)
     assert len(rows) >= 3 and all(len(r["tokens"]) == len(r["tags"]) for r in rows)
     assert all("".join(r["tokens"][:3]) in ("江泽民", "江澤民") for r in rows if r["tags"][0] == "B-PER")
-    reasons = [r["reason"] for r in read_jsonl(tmp_path / "ner.out.rejected.jsonl")]
-    assert reasons == ["2 tokens but 1 tags", "tag 'X-PER' is not BIO (O, B-TYPE, I-TYPE)"]
+    rejected = read_jsonl(tmp_path / "ner.out.rejected.jsonl")
+    assert [(r["reason"], r["detail"]) for r in rejected] == [
+        ("length_mismatch", "2 tokens but 1 tags"), ("invalid_bio", "tag 'X-PER' is not O, B-X or I-X")]
 
     pair_src = write_lines(tmp_path / "pair.jsonl", [
         json.dumps({"text": "房间很干净", "text_pair": "卫生条件不错", "label": 1}, ensure_ascii=False),
@@ -75,13 +77,13 @@ def test_ner_and_pair_tasks(tmp_path):
     result = run_zhkd("augment", "--task", "pair", "--input", pair_src, "--output", pair_out, "--num-aug", "3")
     assert result.returncode == 0, result.stderr
     assert all(r["text_pair"] and r["label"] == 1 for r in read_jsonl(pair_out))
-    assert "missing text_pair" in read_jsonl(tmp_path / "pair.out.rejected.jsonl")[0]["reason"]
+    assert read_jsonl(tmp_path / "pair.out.rejected.jsonl")[0]["detail"] == "no field 'text_pair'"
 
 
 def test_cannot_run_is_a_one_line_error(tmp_path):
     src = write_lines(tmp_path / "in.jsonl", [json.dumps({"text": "好"})])
     for args, message in [
-        (["--input", tmp_path / "missing.jsonl"], "input file not found"),
+        (["--input", tmp_path / "missing.jsonl"], "missing.jsonl: no such file"),
         (["--input", src, "--ops", "synonym,teleport"], "unknown operator 'teleport'"),
         (["--input", src, "--ops", "mlm"], "needs a masked-LM checkpoint"),
         (["--input", src, "--ops", "wordvec", "--wordvec", tmp_path / "none.txt"], "no such word-vector file"),

@@ -59,6 +59,27 @@ def test_speedup_and_compression_come_from_measured_values(demo):
         assert next(c for c in task["student_selection"]["candidates"] if c["shape"] == chosen)["meets"]
 
 
+def test_a_rerun_continues_the_demo_and_keeps_what_the_user_added(demo):
+    out, _ = demo
+    (out / "my-notes.txt").write_text("mine")
+    (out / "classification" / "notes.txt").write_text("mine too")
+    student = out / "classification" / "students" / ABLATION[-1].name / "model.safetensors"
+    weights = student.read_bytes()
+    first = json.loads((out / "report.json").read_text("utf-8"))
+    result = run_zhkd("demo", "--scale", "tiny", "--output", out, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "already complete" in result.stderr and "already built" in result.stderr  # no step ran again
+    assert student.read_bytes() == weights
+    again = json.loads((out / "report.json").read_text("utf-8"))
+    assert again["summary"] == first["summary"]  # the same models, evaluated once
+    assert again["total_seconds"] >= first["total_seconds"]  # each step's time over both runs, not the rerun's
+    assert [s["command"] for s in again["steps"]] == [s["command"] for s in first["steps"]]
+    assert (out / "my-notes.txt").read_text() == "mine" and (out / "classification" / "notes.txt").read_text() == \
+        "mine too"
+    other = run_zhkd("demo", "--scale", "small", "--output", out)
+    assert other.returncode == 2 and "holds a demo with other settings (scale: 'tiny' -> 'small')" in other.stderr
+
+
 def test_bad_teacher_argument_is_one_line_error(tmp_path):
     result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path, "--teacher", "sentiment")
     assert result.returncode == 2
@@ -69,6 +90,7 @@ def test_refuses_to_overwrite_a_directory_it_did_not_make(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path)
     assert result.returncode == 2 and "not made by zhkd demo" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 

@@ -44,23 +44,26 @@ def test_read_task_rows_maps_labels_from_the_bundled_files(tmp_path):
 
 
 @pytest.mark.parametrize(("line", "task", "message"), [
-    ("{not json", "classification", "not valid JSON"),
-    ('{"id": "a", "text": "", "label": "positive"}', "classification", "non-empty string"),
-    ('{"id": "a", "text": "好", "label": "neutral"}', "classification", "'neutral' is not one of"),
-    ('{"id": "a", "text": "好"}', "classification", "no \"label\""),
-    ('{"id": "a", "text": "好", "label": "positive"}', "pair", "\"text_pair\" must be"),
-    ('{"id": "a", "tokens": ["中", "国"], "tags": ["B-LOC"]}', "ner", "as long as"),
-    ('{"id": "a", "text": "好", "label": 5}', "classification", "outside 0..1"),
-    ('{"id": "a", "text": "好", "labels": "positive"}', "multilabel", "must be a list"),
-    ('{"id": "a", "text": "好", "labels": ["positive", "positive"]}', "multilabel", "names a label twice"),
-    ('{"id": "a", "text": "好", "labels": ["neutral"]}', "multilabel", "'neutral' is not one of"),
-    ('{"id": "a", "text": "好"}', "multilabel", "no \"labels\""),
+    (b"{not json", "classification", r"not a JSON object \(malformed_json\)"),
+    (b'{"id": "a", "text": "", "label": "positive"}', "classification", r"text is empty .*\(empty_text\)"),
+    (b'{"id": "a", "text": "a", "label": "neutral"}', "classification", r"'neutral' is not one of .*unknown_label"),
+    (b'{"id": "a", "text": "a"}', "classification", r"no 'label' .*\(missing_label\)"),
+    (b'{"id": "a", "text": "a", "label": "positive"}', "pair", r"no field 'text_pair' \(missing_field\)"),
+    (b'{"id": "a", "tokens": ["a", "b"], "tags": ["B-LOC"]}', "ner", r"2 tokens but 1 tags \(length_mismatch\)"),
+    (b'{"id": "a", "text": "a", "label": 5}', "classification", r"label 5 is not one of .*unknown_label"),
+    (b'{"id": "a", "text": "\xff", "label": 0}', "classification", r"not UTF-8 \(invalid_utf8\)"),
+    (b"x" * (2 << 20), "classification", r"not read\) \(line_too_long\)"),
+    (b'{"id": "a", "text": "a", "labels": "positive"}', "multilabel", r"must be a list .*\(malformed_row\)"),
+    (b'{"id": "a", "text": "a", "labels": ["positive", "positive"]}', "multilabel",
+     r"names a label twice \(malformed_row\)"),
+    (b'{"id": "a", "text": "a", "labels": ["neutral"]}', "multilabel", r"'neutral' is not one of .*unknown_label"),
+    (b'{"id": "a", "text": "a"}', "multilabel", r"no 'labels' .*\(missing_label\)"),
 ])
 def test_a_bad_row_is_refused_naming_file_and_line(tmp_path, line, task, message):
     path = tmp_path / "bad.jsonl"
     good = '{"id": "g", "text": "很好", "text_pair": "好", "label": "positive", "labels": []}' if task != "ner" \
         else '{"id": "g", "tokens": ["中"], "tags": ["O"]}'
-    path.write_text(good + "\n" + line + "\n", encoding="utf-8")
+    path.write_bytes(good.encode() + b"\n" + line + b"\n")
     labels = ["negative", "positive"] if task != "ner" else NER_LABELS
     with pytest.raises(DistillError, match=rf"bad\.jsonl:2: .*{message}"):
         read_task_rows(path, task, labels)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from zhkd.cli import main
 from zhkd.distill import train as train_module
+from zhkd.distill.checkpoints import DIR as CHECKPOINTS
 from zhkd.distill.collate import Collator
 from zhkd.distill.config import LossConfig, TrainConfig
 from zhkd.distill.predict import predict_logits, read_task_rows
@@ -56,7 +57,7 @@ def test_finetune_from_scratch_learns_and_writes_a_hf_checkpoint(teacher):
     model = AutoModelForSequenceClassification.from_pretrained(str(teacher))
     assert model.config.id2label == {0: "negative", 1: "positive"}
     assert AutoTokenizer.from_pretrained(str(teacher)).tokenize("很好")[0] == "很"
-    assert not (teacher / "checkpoint").exists() and (teacher / "stages" / "finetune" / "model.safetensors").exists()
+    assert not (teacher / CHECKPOINTS).exists() and (teacher / "stages" / "finetune" / "model.safetensors").exists()
 
 
 def test_distilled_student_beats_untrained_and_reloads_identically(tmp_path, soft_labels, splits, teacher):
@@ -101,11 +102,13 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
         monkeypatch.setattr(train_module, "save_checkpoint", crash_after_kd_step_4)
         assert main(distill_args(soft_labels, teacher, splits, tmp_path / "cut")) == 130
         monkeypatch.undo()
-        assert (tmp_path / "cut" / "checkpoint").exists() and not (tmp_path / "cut" / "summary.json").exists()
+        assert (tmp_path / "cut" / "checkpoints").exists() and not (tmp_path / "cut" / "summary.json").exists()
+        before = {p: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file()}
         assert main(distill_args(soft_labels, teacher, splits, tmp_path / "cut")) == 2  # refuses without --resume
         # the saved order was plain shuffling: resuming with rows grouped by length would replay other rows
         assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume",
                      "--group-by-length"]) == 2
+        assert {p: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file()} == before
         assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume"]) == 0
     finally:
         torch.use_deterministic_algorithms(False)

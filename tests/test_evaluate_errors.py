@@ -74,7 +74,7 @@ def test_ner_file_for_a_classification_task(tmp_path, tiny_classifier):
     path = write_jsonl(tmp_path / "ner.jsonl", islice(load_corpus("pd98-ner", "test"), 2))
     message = refused("--task", "classification", "--model", tiny_classifier, "--test", path,
                       "--output", tmp_path / "out")
-    assert '"text"' in message and "ner.jsonl:1" in message
+    assert "no field 'text'" in message and "ner.jsonl:1" in message
 
 
 def test_two_models_with_one_name(tmp_path, tiny_classifier, sentiment_file):

@@ -224,9 +224,14 @@ def test_evaluate_scores_label_sets_as_the_metric_says(student, teacher, files, 
         assert math.isclose(entry["score"], expected["micro_f1"])
 
 
-def test_augment_rejects_labels_that_are_not_a_list():
-    from zhkd.commands.augment import to_example
-
-    assert to_example({"id": "a", "text": "北京", "labels": ["LOC"]}, "multilabel").label == ("LOC",)
-    with pytest.raises(ValueError, match="list of label names"):
-        to_example({"id": "a", "text": "北京", "labels": "LOC"}, "multilabel")
+def test_augment_rejects_labels_that_are_not_a_list(tmp_path):
+    rows = [{"id": "a", "text": "北京", "labels": ["LOC"]}, {"id": "b", "text": "北京", "labels": "LOC"},
+            {"id": "c", "text": "上海", "labels": ["LOC", "LOC"]}, {"id": "d", "text": "好", "labels": []}]
+    out = tmp_path / "out.jsonl"
+    assert main(["augment", "--task", "multilabel", "--input", str(write_jsonl(tmp_path / "in.jsonl", rows)),
+                 "--output", str(out), "--num-aug", "0"]) == 0
+    kept = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert [(r["id"], r["labels"]) for r in kept] == [("a", ["LOC"]), ("d", [])]
+    rejected = [json.loads(line) for line in (tmp_path / "out.rejected.jsonl").read_text("utf-8").splitlines()]
+    assert [(r["line"], r["reason"]) for r in rejected] == [(2, "malformed_row"), (3, "malformed_row")]
+    assert "must be a list" in rejected[0]["detail"] and "names a label twice" in rejected[1]["detail"]

@@ -15,8 +15,9 @@ import pytest
 import torch
 from conftest import run_zhkd
 
+from zhkd.outputs import MARKER, OutputError
 from zhkd.pipelines.corpora import load_corpus
-from zhkd.pipelines.outputs import MARKER, STAGING, plan_output
+from zhkd.pipelines.outputs import STAGING, plan_output
 from zhkd.shards import COMPLETED, MANIFEST, shard_name
 
 NUM_SHARDS = 4
@@ -149,7 +150,7 @@ def test_loads_with_datasets_and_validates(reference, tmp_path):
     mapped = datasets.Dataset.from_file(str(reference / shard_name(0, NUM_SHARDS)))
     assert mapped.num_rows == manifest["shards"][0]["rows"] and len(mapped[0]["teacher_logits"]) == 2
     assert mapped["id"] == sorted(mapped["id"])
-    assert not (reference / STAGING).exists() and not (reference / MARKER).exists()
+    assert not (reference / STAGING).exists() and json.loads((reference / MARKER).read_text())["kind"] == "dataset"
     card = (reference / "README.md").read_text("utf-8")
     assert "## Counts by stage" in card and (reference / "length_histogram.png").read_bytes()[:4] == b"\x89PNG"
     ok = run_zhkd("validate", reference)
@@ -297,14 +298,14 @@ def test_label_preservation_filter_is_counted(inputs, tiny_classifier, tmp_path)
 
 
 def test_output_plans(tmp_path):
+    from zhkd.pipelines.errors import PipelineError
+
     empty = tmp_path / "empty"
     assert plan_output(str(empty), "h1", overwrite=False).build
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    from zhkd.pipelines.errors import PipelineError
-
-    with pytest.raises(PipelineError, match="not empty"):
+    with pytest.raises(OutputError, match="not empty and was not made by zhkd build"):
         plan_output(str(foreign), "h1", overwrite=True)
     done = tmp_path / "done"
     done.mkdir()
@@ -313,13 +314,22 @@ def test_output_plans(tmp_path):
     assert not plan_output(str(done), "h1", overwrite=False).build
     with pytest.raises(PipelineError, match="--overwrite"):
         plan_output(str(done), "h2", overwrite=False)
-    assert plan_output(str(done), "h2", overwrite=True).build
+    assert "the old one stays until the new one is complete" in plan_output(str(done), "h2", overwrite=True).message
     partial = tmp_path / "partial"
-    partial.mkdir()
-    (partial / MARKER).write_text(json.dumps({"config_hash": "h1"}))
-    assert "did not finish" in plan_output(str(partial), "h1", overwrite=False).message
-    with pytest.raises(PipelineError, match="unfinished"):
-        plan_output(str(partial), "h2", overwrite=False)
+    (partial / STAGING).mkdir(parents=True)
+    (partial / MARKER).write_text(json.dumps({"kind": "dataset", "settings": None}))
+    for digest in ("h1", "h2"):  # an unfinished build is no dataset: any configuration starts over
+        assert "did not finish" in plan_output(str(partial), digest, overwrite=False).message
+    (partial / STAGING / MANIFEST).write_text(json.dumps({"config_hash": "h1"}))
+    (partial / STAGING / COMPLETED).write_text("h1\n")  # staged whole, not yet swapped in
+    assert plan_output(str(partial), "h1", overwrite=False).recover
+    assert not plan_output(str(partial), "h2", overwrite=False).recover
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / MARKER).write_text(json.dumps({"kind": "finetune", "settings": {}}))
+    (model / "config.json").write_text("{}")
+    with pytest.raises(OutputError, match="holds a fine-tuning run"):
+        plan_output(str(model), "h1", overwrite=True)
 
 
 def test_progress_line(capsys):

@@ -8,10 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zhkd.pipelines.build_config import Fields
 from zhkd.pipelines.errors import PipelineError
-from zhkd.pipelines.sources import BLANK, expand_inputs, read_unit
-from zhkd.pipelines.validation import Validator, infer_label_names
+from zhkd.pipelines.sources import expand_inputs, read_unit
+from zhkd.rows import BLANK, Fields, Validator, infer_label_names
 
 LABELS = ["negative", "positive"]
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -75,7 +74,7 @@ def test_globs_and_missing_inputs(tmp_path):
 
 
 def _record(fields, position=1):
-    from zhkd.pipelines.sources import RawRecord
+    from zhkd.rows import RawRecord
 
     return RawRecord("in.jsonl", position, json.dumps(fields, ensure_ascii=False), fields)
 

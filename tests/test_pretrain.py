@@ -54,11 +54,11 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def test_loss_decreases(trained):
-    log = [json.loads(line) for line in (trained / "pretrain_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(4, 25, 4))
     first, last = log[0]["loss"], log[-1]["loss"]
     assert last < first - 0.5, (first, last)
-    summary = json.loads((trained / "pretrain.json").read_text())
+    summary = json.loads((trained / "summary.json").read_text())
     assert summary["steps"] == 24 and summary["config"]["shape"] == "mini" and summary["steps_per_s"] > 0
 
 
@@ -126,16 +126,20 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, corpu
     monkeypatch.setattr(pretrain, "_mlm_loss", failing_loss)
     with pytest.raises(KeyboardInterrupt):
         pretrain_mlm(corpus, tmp_path / "resumed", config, progress=False)
-    assert json.loads((tmp_path / "resumed" / "resume" / "state.json").read_text())["step"] == 4
-    assert not list((tmp_path / "resumed" / "resume").glob("*.pt"))  # safetensors only
+    checkpoint = tmp_path / "resumed" / "checkpoints" / "000001"
+    assert json.loads((checkpoint / "state.json").read_text())["step"] == 4
+    assert not list(checkpoint.glob("*.pt"))  # safetensors only
     monkeypatch.setattr(pretrain, "_mlm_loss", real_loss)
     changed = replace(config, lr=5e-4)
+    before = {p: p.read_bytes() for p in (tmp_path / "resumed").rglob("*") if p.is_file()}
     with pytest.raises(DistillError, match="other input or settings"):
         pretrain_mlm(corpus, tmp_path / "resumed", changed, resume=True, progress=False)
+    after = {p: p.read_bytes() for p in (tmp_path / "resumed").rglob("*") if p.is_file()}
+    assert after == before  # refused before anything was written (the vocabulary included)
     pretrain_mlm(corpus, tmp_path / "resumed", config, resume=True, progress=False)
     assert same_weights(straight, tmp_path / "resumed")
-    assert not (tmp_path / "resumed" / "resume").exists()
-    assert json.loads((tmp_path / "resumed" / "pretrain.json").read_text())["resumed_at_step"] == 4
+    assert not (tmp_path / "resumed" / "checkpoints").exists()
+    assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["resumed_at_step"] == 4
 
 
 def test_masking_takes_whole_units_and_keeps_special_tokens(tmp_path):
@@ -211,10 +215,10 @@ def test_cli_pretrains_from_the_bundled_files_and_refuses_bad_input(tmp_path):
     assert run_zhkd(*args, "--resume", env=ONE_THREAD).returncode == 0  # the same run, complete: nothing to do
     assert (out / "model.safetensors").read_bytes() == weights_before
     assert len((out / "vocab.txt").read_text("utf-8").splitlines()) == 600
-    assert {"config.json", "model.safetensors", "tokenizer_config.json", "pretrain_log.jsonl"} <= {
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "log.jsonl", "summary.json"} <= {
         p.name for p in out.iterdir()}
     for args, message in (
-        (["--input", tmp_path / "missing.txt"], "no input file at"),
+        (["--input", tmp_path / "missing.txt"], "missing.txt: no such file"),
         (["--input", "x.txt", "--shape", "huge"], "unknown shape 'huge'"),
         (["--input", "x.txt", "--max-length", "1024", "--shape", "mini"], "exceeds the mini shape's positions"),
     ):

@@ -113,17 +113,47 @@ def _sample(corpus: str, split: str, limit: int) -> list[dict]:
 
 
 def _write_jsonl(rows: list[dict], path: Path) -> Path:
+    """The split file; a rerun finds it already written (the same bytes), and refuses one that differs."""
+    from zhkd.outputs import write_atomic
+
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    if path.exists():
+        if path.read_bytes() != data:
+            raise PipelineError(f"{path} differs from the split this demo writes; choose another --output")
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    write_atomic(path, data)
     return path
 
 
+def _continue(path: Path) -> list[str]:
+    """`--resume` when a step's output already exists: a rerun of the demo continues each step where it
+    stopped (or finds it complete) instead of starting over or removing anything."""
+    from zhkd.outputs import MARKER
+
+    return ["--resume"] if (path / MARKER).is_file() else []
+
+
 class Steps:
-    """Runs `zhkd` commands in-process, timing each and keeping the list for the report."""
+    """Runs `zhkd` commands in-process, timing each and keeping the list for the report.
+
+    A rerun of the demo starts from the records its `steps.jsonl` already holds, so the report gives each
+    step the time it took in all runs (a step found complete adds next to nothing), and its first command.
+    """
 
     def __init__(self, log_path: Path) -> None:
-        self.records: list[dict] = []
         self.log_path = log_path
+        self.records: list[dict] = ([json.loads(line) for line in log_path.read_text("utf-8").splitlines()]
+                                    if log_path.is_file() else [])
+
+    def merged(self) -> list[dict]:
+        steps: dict[str, dict] = {}
+        for record in self.records:
+            if record["step"] in steps:
+                steps[record["step"]]["seconds"] = round(steps[record["step"]]["seconds"] + record["seconds"], 1)
+            else:
+                steps[record["step"]] = dict(record)
+        return list(steps.values())
 
     def run(self, label: str, *argv: object) -> float:
         from zhkd.cli import main
@@ -144,10 +174,14 @@ class Steps:
             f.write(json.dumps(self.records[-1], ensure_ascii=False) + "\n")
 
 
-def _select_student(teacher_dir: Path, task: str, scale: Scale) -> dict:
+def _select_student(teacher_dir: Path, task: str, scale: Scale, record: Path) -> dict:
     """Measure the catalogue's students against the teacher on this CPU; keep the most capable that is
-    at least `target_speedup` faster."""
+    at least `target_speedup` faster. Kept in `record`, so a resumed demo goes on with the same student."""
     from zhkd.distill.latency import measure_latency
+    from zhkd.outputs import write_atomic
+
+    if record.is_file():
+        return json.loads(record.read_text("utf-8"))
     from zhkd.distill.selection import select_student
     from zhkd.models import load_model
 
@@ -159,8 +193,10 @@ def _select_student(teacher_dir: Path, task: str, scale: Scale) -> dict:
         latency_ms=lambda model: measure_latency(model, seq_len=64, batch_size=1, runs=scale.eval_runs,
                                                  device="cpu").p50_ms,
     )
-    return {"chosen": shape, "target_speedup": scale.target_speedup,
-            "candidates": [asdict(c) for c in candidates], "teacher_ms": events[-1]["teacher_ms"]}
+    selection = {"chosen": shape, "target_speedup": scale.target_speedup,
+                 "candidates": [asdict(c) for c in candidates], "teacher_ms": events[-1]["teacher_ms"]}
+    write_atomic(record, json.dumps(selection, indent=1).encode("utf-8"))
+    return selection
 
 
 def write_splits(spec: DemoTask, scale: Scale, out: Path) -> dict[str, Path]:
@@ -180,7 +216,7 @@ def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm
         teacher = task_dir / "teacher"
         steps.run(f"{spec.task}: fine-tune the teacher from the MLM", "finetune", "--task", spec.task,
                   "--train", data["train"], "--dev", data["dev"], "--init", mlm, "--output", teacher,
-                  "--epochs", teacher_epochs, "--lr", scale.teacher_lr, *common)
+                  "--epochs", teacher_epochs, "--lr", scale.teacher_lr, *common, *_continue(teacher))
     build_common = ["build", "--task", spec.task, "--input", data["train"], "--teacher", teacher,
                     "--mlm-model", mlm, "--truncate", "--max-chars", scale.max_length - 2,
                     "--max-length", scale.max_length, "--num-shards", 4, "--seed", seed]
@@ -190,7 +226,7 @@ def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm
               "--output", task_dir / "soft-noaug")
 
     started = time.monotonic()
-    selection = _select_student(Path(teacher), spec.task, scale)
+    selection = _select_student(Path(teacher), spec.task, scale, task_dir / "selection.json")
     steps.note(f"{spec.task}: student selection", time.monotonic() - started)
 
     students = {}
@@ -199,16 +235,19 @@ def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm
         argv = ["distill", "--task", spec.task, "--teacher", teacher, "--student", selection["chosen"],
                 "--stages", row.stages, "--train", data["train"], "--dev", data["dev"],
                 "--output", students[row.name], "--max-steps", scale.student_steps,
-                "--lr", scale.student_lr, *common]
+                "--lr", scale.student_lr, *common, *_continue(students[row.name])]
         if row.dataset is not None:
             argv += ["--data", task_dir / row.dataset]
         steps.run(f"{spec.task}: {row.title}", *argv)
 
     evaluation_dir = task_dir / "evaluation"
-    steps.run(f"{spec.task}: evaluate", "evaluate", "--task", spec.task, "--test", data["test"],
-              "--teacher", f"teacher={teacher}", "--output", evaluation_dir, "--runs", scale.eval_runs,
-              "--throughput-batch", scale.throughput_batch,
-              "--devices", "cpu", *(a for name, path in students.items() for a in ("--model", f"{name}={path}")))
+    if (evaluation_dir / "evaluation.json").is_file():  # a rerun: these very models were evaluated already
+        print(f"{evaluation_dir}: already complete", file=sys.stderr)
+    else:
+        steps.run(f"{spec.task}: evaluate", "evaluate", "--task", spec.task, "--test", data["test"],
+                  "--teacher", f"teacher={teacher}", "--output", evaluation_dir, "--runs", scale.eval_runs,
+                  "--throughput-batch", scale.throughput_batch, "--devices", "cpu",
+                  *(a for name, path in students.items() for a in ("--model", f"{name}={path}")))
     evaluation = json.loads((evaluation_dir / "evaluation.json").read_text("utf-8"))
     return {"task": spec.task, "title": spec.title, "corpus": spec.corpus, "teacher": str(teacher),
             "student_selection": selection,
@@ -341,20 +380,14 @@ def _machine() -> dict:
     return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
 
 
-MARKER = ".zhkd-demo"
+def prepare_output(out: Path, settings: dict):
+    """Claim the demo's directory (see `zhkd.outputs`): a new or empty one, or one an earlier demo with these
+    very settings made, which this run continues. Nothing in it is ever removed."""
+    from zhkd.outputs import claim, inspect, require_same_settings
 
-
-def prepare_output(out: Path) -> None:
-    """A fresh output directory. One that an earlier demo made (it holds the marker) is cleared; any other
-    non-empty directory is refused rather than overwritten."""
-    import shutil
-
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).exists():
-            raise PipelineError(f"{out} is not empty and was not made by zhkd demo; choose another --output")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("made by zhkd demo; the next demo run into this directory replaces it\n")
+    found = inspect(out, "demo")
+    require_same_settings(found, settings, "a demo")
+    return claim(out, "demo", settings=settings, found=found)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -366,16 +399,28 @@ def run(args: argparse.Namespace) -> int:
         if not sep or task not in {t.task for t in DEMO_TASKS}:
             raise PipelineError(f"--teacher {spec!r}: expected TASK=PATH with TASK one of classification, ner")
         teachers[task] = path
-    prepare_output(out)
+    from zhkd.outputs import refuse_inputs
+
+    for path in [*teachers.values(), *([args.mlm] if args.mlm else [])]:
+        if not (Path(path) / "config.json").is_file():
+            raise PipelineError(f"{path}: not a checkpoint directory (no config.json)")
+    refuse_inputs(out, [*teachers.values(), args.mlm], directory=True)
+    settings = {"scale": scale.name, "seed": args.seed, "teachers": teachers, "mlm": args.mlm}
+    with prepare_output(out, settings):
+        return _run(args, scale, out, teachers)
+
+
+def _run(args: argparse.Namespace, scale: Scale, out: Path, teachers: dict[str, str]) -> int:
+    from zhkd.outputs import write_atomic
+
     steps = Steps(out / "steps.jsonl")
-    started = time.monotonic()
     data = {spec.task: write_splits(spec, scale, out) for spec in DEMO_TASKS}
     mlm = Path(args.mlm) if args.mlm else out / "mlm"
     if not args.mlm:  # the augmentation's mlm operator needs one even when both teachers are given
         texts = ",".join(str(data[spec.task]["train"]) for spec in DEMO_TASKS)
         steps.run("pre-train the character MLM", "pretrain", "--input", texts, "--output", mlm,
                   "--shape", scale.mlm_shape, "--max-steps", scale.mlm_steps, "--max-length", scale.max_length,
-                  "--seed", args.seed)
+                  "--seed", args.seed, *_continue(mlm))
     results = [run_task(spec, scale, out, data[spec.task], mlm, steps, teachers.get(spec.task), args.seed)
                for spec in DEMO_TASKS]
     argv = ["zhkd demo", "--scale", scale.name, "--output", str(out)]
@@ -384,11 +429,11 @@ def run(args: argparse.Namespace) -> int:
                                                                                        if args.mlm else [])),
         "scale": scale.name, "settings": asdict(scale),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
-        "total_seconds": round(time.monotonic() - started, 1), "summary": summary_rows(results),
-        "tasks": results, "steps": steps.records,
+        "total_seconds": round(sum(step["seconds"] for step in steps.merged()), 1),
+        "summary": summary_rows(results), "tasks": results, "steps": steps.merged(),
     }
-    (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(render_report(report), encoding="utf-8")
+    write_atomic(out / "report.md", render_report(report).encode("utf-8"))
+    write_atomic(out / "report.json", (json.dumps(report, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     print(f"\n{summary_table(report['summary'])}\n\nreport: {out / 'report.md'} "
           f"({report['total_seconds'] / 60:.1f} minutes)")
     return 0

@@ -7,3 +7,7 @@ Each part has its own subclass (`AugmentError`, `PipelineError`, `DistillError`,
 
 class ZhkdError(Exception):
     """Bad input or configuration given to zhkd (the message names the file, the line or the option)."""
+
+
+class InputError(ZhkdError):
+    """An input file that cannot be read as rows: missing, empty, a header without rows (names the file)."""

@@ -50,11 +50,26 @@ def save_char_tokenizer(vocab: list[str], out_dir: Path):
     return tokenizer
 
 
+def hub_reference(name_or_path: str | Path) -> tuple[str, dict]:
+    """A local path as given; a hub id written `org/name@revision` split into the id and `revision=`.
+
+    The revision (a commit, tag or branch) pins which weights a hub teacher is; it is part of the
+    teacher's identity in a dataset's configuration hash (see `weights_fingerprint`).
+    """
+    text = str(name_or_path)
+    if "@" in text and "://" not in text and not Path(text).exists():
+        repo, _, revision = text.rpartition("@")
+        if repo and revision:
+            return repo, {"revision": revision}
+    return text, {}
+
+
 def load_tokenizer(name_or_path: str | Path):
     from transformers import AutoTokenizer
 
+    name, revision = hub_reference(name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=False, **revision)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load a tokenizer from {name_or_path}: {err}") from err
 
@@ -114,12 +129,13 @@ def load_model(kind: str, name_or_path: str | Path, *, report: Callable[[str], N
     }
     if kind not in auto:
         raise ModelError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
+    name, revision = hub_reference(name_or_path)
     logger = logging.getLogger("transformers.modeling_utils")
     held = _HeldLoadReport()
     logger.addFilter(held)
     try:
         model, info = auto[kind].from_pretrained(
-            str(name_or_path), use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs
+            name, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **revision, **kwargs
         )
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load a {kind} model from {name_or_path}: {err}") from err
@@ -171,12 +187,26 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(identity, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+def hub_commit(repo: str, revision: str | None) -> str | None:
+    """The commit a hub revision (default `main`) points at in the local hub cache, else the revision given."""
+    from huggingface_hub import constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "refs" / (revision or "main")
+    try:
+        return ref.read_text("utf-8").strip() or revision
+    except OSError:
+        return revision
+
+
 def weights_fingerprint(model_dir: str | Path) -> str:
-    """sha256 over the checkpoint's safetensors files (a hub id is fingerprinted by name only)."""
+    """sha256 over a local checkpoint's safetensors files; a hub id by its name and commit (`org/name@rev`
+    pins it; without one, the commit the cache holds for `main`), so a new upload is a new teacher."""
     model_dir = Path(model_dir)
     files = sorted(model_dir.glob("*.safetensors")) if model_dir.is_dir() else []
     if not files:
-        return "hub:" + hashlib.sha256(str(model_dir).encode("utf-8")).hexdigest()
+        repo, revision = hub_reference(model_dir)
+        identity = f"{repo}@{hub_commit(repo, revision.get('revision')) or 'unpinned'}"
+        return "hub:" + hashlib.sha256(identity.encode("utf-8")).hexdigest()
     if len(files) == 1:
         return file_sha256(files[0])
     return hashlib.sha256("".join(file_sha256(p) for p in files).encode()).hexdigest()

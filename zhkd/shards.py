@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from zhkd.errors import ZhkdError
+from zhkd.outputs import fsync_dir, fsync_file
 from zhkd.tasks import get_task
 
 FORMAT_VERSION = 1
@@ -111,6 +112,7 @@ def write_shard(rows: list[dict], path: Path, schema: pa.Schema) -> ShardInfo:
             writer.write_table(table, max_chunksize=1000)
         else:  # one empty batch: datasets cannot load a stream that has none
             writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
+    fsync_file(tmp)  # on disk before any manifest or COMPLETED can name it
     os.replace(tmp, path)
     return ShardInfo(path.name, table.num_rows, path.stat().st_size, file_sha256(path))
 
@@ -126,11 +128,12 @@ def _feature(arrow_type: pa.DataType) -> dict:
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fsync_file(tmp)
     os.replace(tmp, path)
 
 
 def finalize(out_dir: Path, schema: pa.Schema, shards: list[ShardInfo], manifest: dict) -> dict:
-    """Write the `datasets` state files and the manifest, then `COMPLETED` last.
+    """Write the `datasets` state files and the manifest, then `COMPLETED` last, each fsynced first.
 
     `manifest` carries the producer's part (counts, config and its hash, fingerprints); this adds
     the format version, task, label names and the per-shard table.
@@ -169,7 +172,10 @@ def finalize(out_dir: Path, schema: pa.Schema, shards: list[ShardInfo], manifest
         "shards": [asdict(s) for s in shards],
     }
     _write_json(out_dir / MANIFEST, full)
+    fsync_dir(out_dir)  # shards (fsynced when written), state files and manifest durable before COMPLETED
     (out_dir / COMPLETED).write_text(full.get("config_hash", "") + "\n", encoding="utf-8")
+    fsync_file(out_dir / COMPLETED)
+    fsync_dir(out_dir)
     return full
 
 
@@ -180,18 +186,42 @@ def read_manifest(out_dir: Path) -> dict:
         raise DatasetError(f"{out_dir}: no such dataset directory")
     if not (out_dir / COMPLETED).exists():
         raise DatasetError(f"{out_dir / COMPLETED}: missing; the build did not finish, so this is not a dataset")
+    path = out_dir / MANIFEST
     try:
-        manifest = json.loads((out_dir / MANIFEST).read_text("utf-8"))
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as err:
-        raise DatasetError(f"{out_dir / MANIFEST}: missing") from err
+        raise DatasetError(f"{path}: missing") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 (byte {err.start})") from None
     except json.JSONDecodeError as err:
-        raise DatasetError(f"{out_dir / MANIFEST}: not valid JSON ({err})") from err
+        raise DatasetError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{path}: not a JSON object")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(
-            f"{out_dir / MANIFEST}: format version {manifest.get('format_version')!r}, "
-            f"this zhkd reads {FORMAT_VERSION}"
-        )
+        raise DatasetError(f"{path}: format version {manifest.get('format_version')!r}, "
+                           f"this zhkd reads {FORMAT_VERSION}")
+    _check_manifest(path, manifest)
     return manifest
+
+
+def _check_manifest(path: Path, manifest: dict) -> None:
+    """The fields a reader relies on, with their types; shard names must be plain names inside the dataset."""
+    from zhkd.tasks import TASKS
+
+    if manifest.get("task") not in TASKS:
+        raise DatasetError(f"{path}: task {manifest.get('task')!r} is not one of {', '.join(TASKS)}")
+    names = manifest.get("label_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise DatasetError(f"{path}: label_names must be a non-empty list of strings")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise DatasetError(f"{path}: shards must be a non-empty list")
+    for shard in shards:
+        if (not isinstance(shard, dict) or not {"file", "rows", "bytes", "sha256"} <= set(shard)
+                or not isinstance(shard["file"], str) or Path(shard["file"]).name != shard["file"]
+                or not all(isinstance(shard[k], int) for k in ("rows", "bytes"))):
+            raise DatasetError(f"{path}: a shard entry must be {{file, rows, bytes, sha256}} with a plain file name "
+                               f"({json.dumps(shard)[:80]})")
 
 
 def validate(out_dir: Path, *, check_checksums: bool = True) -> dict:

@@ -23,9 +23,17 @@ class WordVectors:
 
         if not Path(path).is_file():
             raise AugmentError(f"wordvec: no such word-vector file: {path}")
+        from zhkd.rows import lines
+
         words, rows = [], []
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line_no, line in enumerate(f, 1):
+        with open(path, "rb") as f:
+            for line_no, raw, too_long in lines(f):
+                if too_long:
+                    raise AugmentError(f"wordvec: {path}:{line_no}: a line over the length cap, not `word v1 v2 ...`")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise AugmentError(f"wordvec: {path}:{line_no}: not UTF-8 text") from None
                 parts = line.rstrip().split(" ")
                 if line_no == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                     continue   # the optional "count dimension" header

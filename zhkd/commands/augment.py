@@ -1,8 +1,14 @@
-"""`zhkd augment`: stream a JSONL file through a task policy; originals and variants out, bad rows aside."""
+"""`zhkd augment`: stream a JSONL file through a task policy; originals and variants out, bad rows aside.
+
+Rows are read and checked by `zhkd.rows` (as `zhkd build` reads them): a rejected row goes to
+`OUT.rejected.jsonl` with its line, reason code and detail. Both outputs are written under partial
+names and renamed in when the run is complete; the input is never among them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -10,7 +16,6 @@ from pathlib import Path
 
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.example import Example, Variant
-from zhkd.augment.ids import content_id
 from zhkd.augment.policy import make_policy
 from zhkd.tasks import get_task, task_names
 
@@ -27,49 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlm-model", help="masked-LM checkpoint (directory or hub id) for the mlm operator")
     parser.add_argument("--wordvec", help="word2vec text file for the wordvec operator")
     parser.add_argument("--user-dict", help="jieba user dictionary (word [freq] [tag] per line)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier augment output at --output (only once the new one is complete)")
 
 
 def rejected_path(output: Path) -> Path:
     stem = output.name[: -len(".jsonl")] if output.name.endswith(".jsonl") else output.name
     return output.with_name(stem + ".rejected.jsonl")
-
-
-def to_example(row: object, task: str) -> Example:
-    """An Example from a parsed row, or ValueError saying why the row cannot be used."""
-    if not isinstance(row, dict):
-        raise ValueError("not a JSON object")
-    row_id = row.get("id")
-    if row_id is not None and not isinstance(row_id, str | int):
-        raise ValueError("id is neither a string nor an integer")
-    spec = get_task(task)
-    label = row.get(spec.label_field)
-    if spec.multilabel and label is not None:
-        if not isinstance(label, list) or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in label):
-            raise ValueError("labels must be a list of label names (empty when none applies)")
-        label = tuple(label)
-    if spec.per_token:
-        tokens, tags = row.get("tokens"), row.get("tags")
-        if not isinstance(tokens, list) or not isinstance(tags, list):
-            raise ValueError("missing tokens or tags (lists)")
-        if not tokens or not all(isinstance(t, str) and t for t in tokens):
-            raise ValueError("empty tokens, or a token that is not a non-empty string")
-        if len(tokens) != len(tags):
-            raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags")
-        bad = [t for t in tags if not (t == "O" or isinstance(t, str) and t[:2] in ("B-", "I-") and len(t) > 2)]
-        if bad:
-            raise ValueError(f"tag {bad[0]!r} is not BIO (O, B-TYPE, I-TYPE)")
-        text = "".join(tokens)
-        if not text.strip():
-            raise ValueError("empty text")
-        return Example(str(row_id) if row_id is not None else content_id(row), text, None, None,
-                       tuple(tokens), tuple(tags))
-    for field in spec.fields:
-        value = row.get(field)
-        if not isinstance(value, str):
-            raise ValueError(f"missing {field} (a string)")
-        if not value.strip():
-            raise ValueError(f"empty {field}")
-    return Example(str(row_id) if row_id is not None else content_id(row), row["text"], row.get("text_pair"), label)
 
 
 def output_row(row: dict, variant: Variant, task: str) -> dict:
@@ -89,6 +58,25 @@ def _dumps(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def is_augment_output(path: Path) -> bool:
+    """Whether a file is one `zhkd augment` wrote (its first row has the fields augment adds), so that
+    --overwrite may replace it. An empty file holds nothing to lose."""
+    from zhkd.rows import lines
+
+    with open(path, "rb") as f:
+        for _, raw, too_long in lines(f):
+            if too_long:
+                return False
+            if raw.strip():
+                try:
+                    row = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    return False
+                return isinstance(row, dict) and ({"source_id", "ops", "is_original"} <= set(row)
+                                                  or {"line", "reason", "row"} <= set(row))
+    return True
+
+
 class Run:
     """Counts and the two output streams of one augment run."""
 
@@ -96,9 +84,9 @@ class Run:
         self.policy, self.task, self.out, self.rejected = policy, task, out, rejected
         self.read = self.bad = self.written = self.augmented = 0
 
-    def reject(self, line_no: int, raw: str, reason: str) -> None:
+    def reject(self, line_no: int, raw: str, reason: str, detail: str = "") -> None:
         self.bad += 1
-        self.rejected.write(_dumps({"line": line_no, "reason": reason, "row": raw.rstrip("\n")}))
+        self.rejected.write(_dumps({"line": line_no, "reason": reason, "detail": detail, "row": raw}))
 
     def flush(self, batch: list[tuple[int, str, dict, Example]]) -> None:
         try:
@@ -112,7 +100,7 @@ class Run:
                 try:
                     self.flush([item])
                 except AugmentError as err:
-                    self.reject(item[0], item[1], str(err))
+                    self.reject(item[0], item[1], "augment_failed", str(err))
             return
         for (_, _, row, _), variants in zip(batch, results, strict=True):
             for variant in variants:
@@ -124,35 +112,42 @@ class Run:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    if not args.input.is_file():
-        raise AugmentError(f"input file not found: {args.input}")
+    from zhkd.outputs import replacing_files
+    from zhkd.rows import BLANK, Fields, Validator, read_file
+
+    records = read_file(args.input, "jsonl")
+    first = next(records)  # a missing or empty input is refused here, before anything else
     ops = [o for o in args.ops.split(",") if o.strip()] if args.ops else None
     policy = make_policy(args.task, num_aug=args.num_aug, ops=ops, seed=args.seed, mlm_model=args.mlm_model,
                          wordvec=args.wordvec, user_dict=args.user_dict)
-    policy.load()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     rejected_file = rejected_path(args.output)
+    outputs = replacing_files([args.output, rejected_file], inputs=[args.input, args.wordvec, args.user_dict],
+                              overwrite=args.overwrite, ours=is_augment_output, command="augment")
+    # Labels pass through as given (augment knows no label set); token tasks need their tags for spans.
+    validator = Validator(args.task, Fields(), None, max_chars=None,
+                          allow_unlabeled=not get_task(args.task).per_token)
     start = time.perf_counter()
-    with (open(args.input, encoding="utf-8", errors="replace") as src, open(args.output, "w", encoding="utf-8") as out,
-          open(rejected_file, "w", encoding="utf-8") as rejected):
+    with outputs as (out, rejected):
+        policy.load()
         state = Run(policy, args.task, out, rejected)
         batch: list[tuple[int, str, dict, Example]] = []
-        for line_no, raw in enumerate(tqdm(src, desc="augment", unit=" rows", file=sys.stderr, mininterval=1), 1):
-            if not raw.strip():
+        progress = tqdm(desc="augment", unit=" rows", file=sys.stderr, mininterval=1)
+        for record in itertools.chain([first], records):
+            progress.update()
+            if record.error == BLANK:
                 continue
             state.read += 1
-            try:
-                row = json.loads(raw)
-                batch.append((line_no, raw, row, to_example(row, args.task)))
-            except json.JSONDecodeError as err:
-                state.reject(line_no, raw, f"bad JSON: {err.msg} at column {err.colno}")
-            except ValueError as err:
-                state.reject(line_no, raw, str(err))
+            checked = validator.check(record)
+            if checked.dead is not None:
+                state.reject(record.position, record.raw, checked.dead.reason, checked.dead.detail)
+                continue
+            batch.append((record.position, record.raw, record.fields, checked.example))
             if len(batch) >= BATCH_EXAMPLES:
                 state.flush(batch)
                 batch = []
         if batch:
             state.flush(batch)
+        progress.close()
     seconds = time.perf_counter() - start
     print(f"augment: {state.read} rows read, {state.bad} rejected ({rejected_file}), {state.written} rows written "
           f"({state.augmented} variants) to {args.output} in {seconds:.1f} s", file=sys.stderr)

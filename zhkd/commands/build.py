@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from zhkd.pipelines.build_config import (
-    DEFAULT_BATCH_TOKENS,
-    DEFAULT_MAX_BATCH_ROWS,
-    INPUT_FORMATS,
-    BuildConfig,
-    Fields,
-)
+from zhkd.pipelines.build_config import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS, INPUT_FORMATS, BuildConfig
+from zhkd.rows import Fields
 from zhkd.tasks import task_names
 
 

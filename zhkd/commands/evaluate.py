@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev", type=Path, help="with --baseline: labelled rows that choose its regularisation")
     parser.add_argument("--output", required=True, type=Path,
                         help="directory for evaluation.json, evaluation.md and evaluation.png")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier evaluation in --output (once the new one is complete)")
     parser.add_argument("--reference", default="bert-base",
                         help="catalogue shape of the random-weight speed reference, or 'none' (default: %(default)s)")
     parser.add_argument("--seq-len", type=int, help="latency input length (default: median token length of --test)")
@@ -46,8 +48,9 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zhkd.distill.evaluate import LatencySettings, evaluate_models, label_names_of, render_markdown
+    from zhkd.distill.evaluate import LatencySettings, label_names_of, render_markdown
     from zhkd.distill.predict import read_task_rows
+    from zhkd.outputs import claim, inspect, refuse_inputs
 
     models: dict[str, str] = {}
     for spec in args.model:
@@ -77,13 +80,24 @@ def run(args: argparse.Namespace) -> int:
         train_rows, labels = read_task_rows(args.train, args.task, label_names=labels)
         dev_rows = read_task_rows(args.dev, args.task, label_names=labels)[0] if args.dev else None
     rows, labels = read_task_rows(args.test, args.task, label_names=labels)
-    result = evaluate_models(
-        args.task, models, rows, labels, args.output, teacher=teacher, teacher_name=teacher_name,
-        reference=None if args.reference.lower() == "none" else args.reference,
-        latency=latency,
-        batch_size=args.batch_size, max_length=args.max_length, test_source=str(args.test),
-        baseline_train=train_rows, baseline_dev=dev_rows,
-    )
+    refuse_inputs(args.output, [args.test, args.train, args.dev, teacher, *models.values()], directory=True)
+    found = inspect(args.output, "evaluation")
+    if found.complete and not args.overwrite:
+        raise DistillError(f"{args.output} holds an evaluation; pass --overwrite to replace it (once the new one "
+                           "is complete), or choose another --output")
+    with claim(args.output, "evaluation", found=found):
+        result = _evaluate(args, models, rows, labels, teacher, teacher_name, latency, train_rows, dev_rows)
     print(render_markdown(result))
     print(f"wrote {args.output / 'evaluation.json'}, evaluation.md and evaluation.png")
     return 0
+
+
+def _evaluate(args, models, rows, labels, teacher, teacher_name, latency, train_rows, dev_rows) -> dict:
+    from zhkd.distill.evaluate import evaluate_models
+
+    return evaluate_models(
+        args.task, models, rows, labels, args.output, teacher=teacher, teacher_name=teacher_name,
+        reference=None if args.reference.lower() == "none" else args.reference,
+        latency=latency, batch_size=args.batch_size, max_length=args.max_length, test_source=str(args.test),
+        baseline_train=train_rows, baseline_dev=dev_rows,
+    )

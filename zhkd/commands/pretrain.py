@@ -48,7 +48,8 @@ def _defaults():
 
 
 def run(args: argparse.Namespace) -> int:
-    from zhkd.distill.pretrain import RESUME_DIR, SUMMARY_FILE, PretrainConfig, pretrain_mlm, read_texts
+    from zhkd.distill.pretrain import SUMMARY_FILE, PretrainConfig, fingerprint, pretrain_mlm, read_texts
+    from zhkd.outputs import claim_run, refuse_inputs
 
     paths = [p.strip() for p in args.input.split(",") if p.strip()]
     if not paths:
@@ -59,18 +60,22 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup, mask_prob=args.mask_prob, whole_word=args.whole_word, seed=args.seed,
         log_every=args.log_every, save_every=args.save_every, device=args.device,
     )
-    if not args.resume and (args.output / SUMMARY_FILE).exists():
-        raise DistillError(f"{args.output} holds a finished pre-training; choose another --output")
-    if not args.resume and (args.output / RESUME_DIR).exists():
-        raise DistillError(f"{args.output} holds an interrupted pre-training; pass --resume, or another --output")
+    refuse_inputs(args.output, paths, directory=True)
     counts: dict[str, int] = {}
-    texts = list(read_texts(paths, counts))
+    texts = list(read_texts(paths, counts))  # every input read (and refused, if it must be) before any write
+    if not texts:
+        raise DistillError(f"no text to pre-train on in {', '.join(paths)}")
     if counts["dropped"]:
         print(f"pretrain: {counts['dropped']} JSONL rows had no text, text_pair or tokens and were skipped",
               file=sys.stderr)
-    out = pretrain_mlm(texts, args.output, config, resume=args.resume)
-    summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
+    claim = claim_run(args.output, "pretrain", {"fingerprint": fingerprint(texts, config)}, resume=args.resume)
+    if claim is None:
+        print(f"{args.output}: already complete", file=sys.stderr)
+    else:
+        with claim:
+            pretrain_mlm(texts, args.output, config, resume=args.resume)
+    summary = json.loads((args.output / SUMMARY_FILE).read_text(encoding="utf-8"))
     print(f"pre-trained a {config.shape} MLM on {summary['texts']:,} texts ({summary['blocks']:,} blocks, "
           f"vocabulary {summary['vocab_size']:,}): {summary['steps']} steps in {summary['seconds']:.0f} s "
-          f"({summary['steps_per_s']} steps/s) -> {out}")
+          f"({summary['steps_per_s']} steps/s) -> {args.output}")
     return 0
