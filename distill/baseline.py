@@ -107,7 +107,7 @@ class TfidfLogisticRegression(Baseline):
 
     kind = "tfidf-logreg"
     description = "TF-IDF of character 1-3-grams + logistic regression"
-    grid = ({"C": 1.0}, {"C": 4.0}, {"C": 16.0})
+    grid = ({"C": 1.0}, {"C": 4.0}, {"C": 16.0}, {"C": 64.0})
     default = {"C": 4.0}
     modules = ("sklearn.feature_extraction.text", "sklearn.linear_model", "scipy.sparse")
     ngram_range = (1, 3)
