@@ -47,8 +47,10 @@ def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        # Uncommitted changes to the code (results files written by other benches do not count).
+        status = ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":(exclude)bench/results"]
+        dirty = subprocess.run(status, capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -92,13 +92,13 @@ def main() -> int:
         results[f"fixed_padding_batch_{batch}"] = {"rows_differing": n, "rows": len(rows), "max_abs_diff": diff}
         summary.append(summary_row(f"logits on CPU, batch {batch} vs batch 1, all rows padded to {width} tokens",
                                    f"{n} of {len(rows)} rows differ", "batch 1", "rows", None,
-                                   note=f"max |difference| {diff:.1e}; {args.shape} shape, 1 thread"))
+                                   note=f"max abs difference {diff:.1e}; {args.shape} shape, 1 thread"))
     unpadded = logits_of(model, rows, 1, pad)
     n, diff = differing(unpadded, logits_of(model, rows, 8, pad))
     results["dynamic_padding_batch_8"] = {"rows_differing": n, "rows": len(rows), "max_abs_diff": diff}
     summary.append(summary_row("logits on CPU, batches of 8 padded to their longest vs each row alone",
                                f"{n} of {len(rows)} rows differ", "batch 1, unpadded", "rows", None,
-                               note=f"max |difference| {diff:.1e}"))
+                               note=f"max abs difference {diff:.1e}"))
     text = "".join(corpus)
     span = args.long_length - 2
     starts = [(i * span) % (len(text) - span) for i in range(args.long_rows)]   # wraps around the corpus
@@ -112,7 +112,7 @@ def main() -> int:
                                  "length": args.long_length}
     summary.append(summary_row(f"logits on CPU, {args.long_length}-token rows, 2 torch threads vs 1, same batches",
                                f"{n} of {len(long_rows)} rows differ", "1 thread", "rows", None,
-                               note=f"max |difference| {diff:.1e}; batches of 8"))
+                               note=f"max abs difference {diff:.1e}; batches of 8"))
     for line in summary:
         print(f"{line['comparison']}: {line['ours']} ({line['note']})", file=sys.stderr)
     write_result(args.out, {"shape": args.shape, "torch": torch.__version__, "results": results, "summary": summary,

@@ -74,7 +74,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {"steps": 1, "loss": float(loss)}
+        return {"steps": 1, "loss": loss.item()}
 
 
 def main() -> int:
