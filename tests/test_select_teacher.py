@@ -101,3 +101,20 @@ def test_mistakes_are_refused_in_one_line(candidates, names, extra, message, cap
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("zhkd select-teacher: error:")
+
+
+def test_the_output_never_replaces_a_users_file_and_replaces_its_own_only_with_overwrite(candidates, tmp_path):
+    users = tmp_path / "notes.json"
+    users.write_text('{"mine": true}\n', encoding="utf-8")
+    for extra in (("--output", users), ("--output", users, "--overwrite"), ("--output", candidates["dev"])):
+        result = select(candidates, "wrong", "calm", extra=extra)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert users.read_text("utf-8") == '{"mine": true}\n'
+    assert candidates["dev"].read_text("utf-8").count("\n") == len(DEV)
+
+    out = tmp_path / "choice.json"
+    assert select(candidates, "wrong", "calm", extra=("--output", out)).returncode == 0
+    again = select(candidates, "sure", "calm", extra=("--output", out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert select(candidates, "sure", "calm", extra=("--output", out, "--overwrite")).returncode == 0
+    assert {c["name"] for c in json.loads(out.read_text("utf-8"))["candidates"]} == {"sure", "calm"}

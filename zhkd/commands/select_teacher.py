@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tie-tolerance", type=float, default=0.0,
                         help="candidates this close to the best dev score count as tied (default 0: exactly equal)")
     parser.add_argument("--output", type=Path, help="write the choice, the figures and the reasons here as JSON")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier select-teacher --output (only one; only once the new one is complete)")
     parser.add_argument("--batch-size", type=int, default=32, help="scoring batch size (default 32)")
     parser.add_argument("--max-length", type=int, default=512, help="scoring truncation length (default 512)")
 
@@ -60,9 +62,7 @@ def _baseline(args, label_names: list[str], dev_rows: list[dict]) -> dict | None
 
 def run(args: argparse.Namespace) -> int:
     from zhkd.commands.evaluate import parse_model_spec
-    from zhkd.distill.evaluate import label_names_of
-    from zhkd.distill.predict import read_task_rows
-    from zhkd.distill.selection import explain_teacher_choice, select_teacher
+    from zhkd.outputs import replacing_files
 
     candidates: dict[str, str] = {}
     for spec in args.candidate:
@@ -76,8 +76,28 @@ def run(args: argparse.Namespace) -> int:
         raise DistillError("select-teacher compares candidates: give at least two --candidate")
     if args.tie_tolerance < 0 or args.margin < 0:
         raise DistillError("--tie-tolerance and --margin must not be negative")
-    if args.output is not None and args.output.is_dir():
-        raise DistillError(f"--output {args.output} is a directory; name a JSON file")
+    if args.output is None:
+        return _select(args, candidates, None)
+    inputs = [args.dev, args.baseline_train, *candidates.values()]
+    with replacing_files([args.output], inputs=inputs, overwrite=args.overwrite, ours=_is_choice,
+                         command="select-teacher") as (output,):
+        return _select(args, candidates, output)
+
+
+def _is_choice(path: Path) -> bool:
+    """An earlier select-teacher output: JSON with the keys this command writes."""
+    try:
+        written = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(written, dict) and {"task", "dev", "chosen", "candidates", "reasons"} <= written.keys()
+
+
+def _select(args: argparse.Namespace, candidates: dict[str, str], output) -> int:
+    from zhkd.distill.evaluate import label_names_of
+    from zhkd.distill.predict import read_task_rows
+    from zhkd.distill.selection import explain_teacher_choice, select_teacher
+
     label_names = label_names_of(next(iter(candidates.values())))
     dev_rows, label_names = read_task_rows(args.dev, args.task, label_names=label_names)
     baseline = _baseline(args, label_names, dev_rows)
@@ -95,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {row['name']:<20s} {metric} {row['score']:.4f}  ECE {row['ece']:.4f}  {row['path']}{mark}")
     for line in choice["reasons"]:
         print(line)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(choice, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if output is not None:
+        output.write(json.dumps(choice, indent=1, ensure_ascii=False) + "\n")
         print(f"wrote {args.output}")
     return 0
