@@ -8,8 +8,9 @@ grouped time, and the grouped score minus the plain score, each with its 95% int
 A claim that grouping helps or hurts the score holds only where that interval excludes 0.
 
 Defaults follow docs/distill.md: 2,000 training rows, 400 dev rows, 3 epochs, the `small` shape, lr 5e-4,
-from scratch (--init takes a checkpoint instead, e.g. the demo's MLM). Writes
-bench/results/length_bench.json.
+from scratch. From scratch, small models stay near chance on these sizes (NER at F1 0), which says
+nothing about the score: to judge it, pass --init a pre-trained MLM (the demo's `demo-out/mlm`, or one
+from `zhkd pretrain`). Writes bench/results/length_bench.json.
 
     python bench/length_bench.py [--tasks classification,ner] [--rows 2000] [--seeds 0,1,2] [--init scratch]
 """
