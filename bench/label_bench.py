@@ -15,12 +15,13 @@ excluded (each contender first labels 16 rows that are not measured):
 - pipeline, sorted: the same call with B on the same rows sorted by length (what a user could do to
   cut padding), its outputs put back in row order.
 
-The rows are cut into --rounds blocks, each labelled by the three in turn (order alternating). The
-logits of both pipeline runs must equal zhkd's within 1e-5 on every row, else the run fails (exit 1,
-recorded). Target (issue 14): zhkd >= 1.3x the pipeline as called. Results:
-bench/results/label_bench.json.
+The rows are cut into --rounds blocks, each labelled by the three in turn (order alternating). All of
+it runs at each of --threads torch thread counts (both sides alike; default 1, what `zhkd build` gives
+each worker, and all cores, what `pipeline()` takes). The logits of both pipeline runs must equal
+zhkd's within 1e-5 on every row, else the run fails (exit 1, recorded). Target (issue 14): zhkd >= 1.3x
+the pipeline as called. Results: bench/results/label_bench.json.
 
-    python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads N]
+    python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -124,7 +125,6 @@ def sweep(pipe: PipelineLabeller, texts: list[str], batch_sizes: list[int], roun
 
 
 def main() -> int:
-    import numpy as np
     import torch
 
     from zhkd.pipelines.build_config import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS
@@ -137,77 +137,99 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64", help="the pipeline's batch sizes to sweep")
     parser.add_argument("--sweep-rows", type=int, default=256)
     parser.add_argument("--sweep-rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (both sides)")
+    parser.add_argument("--threads", default=f"1,{torch.get_num_threads()}",
+                        help="torch thread counts to compare at, comma-separated (both sides alike): 1 is what "
+                             "`zhkd build` gives each worker by default, all cores what pipeline() takes")
     parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
     parser.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS)
     parser.add_argument("--out", type=Path, default=RESULTS / "label_bench.json")
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
-    torch.set_num_threads(args.threads)
 
     corpus = [r["text"] for r in load_corpus("chnsenti", "train")]
     texts, warm = corpus[: args.rows], corpus[-16:]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    result: dict = {"shape": args.shape, "rows": len(texts), "mean_chars": sum(map(len, texts)) / len(texts),
+                    "batch_tokens": args.batch_tokens, "max_batch_rows": args.max_batch_rows, "tolerance": TOLERANCE,
+                    "by_threads": {}, "summary": []}
+    failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="zhkd-label-bench-") as tmp:
         teacher = make_teacher(args.shape, Path(tmp), corpus)
-        ours = ZhkdLabeller(teacher, args.batch_tokens, args.max_batch_rows, args.threads)
-        pipe = PipelineLabeller(teacher)
-        ours(warm)
-        pipe(warm, 1)
-        swept = sweep(pipe, texts[: args.sweep_rows], batch_sizes, args.sweep_rounds)
-        best = max(swept, key=swept.get)
-        print("pipeline batch sweep: " + ", ".join(f"{b}: {v:.1f} rows/s" for b, v in swept.items())
-              + f" -> best {best}", file=sys.stderr, flush=True)
-        parts = blocks_of(texts, args.rounds)
-        got: dict[str, list] = {"zhkd": [], "pipeline": [], "pipeline_sorted": []}
-        calls = {"zhkd": lambda block: ours(block), "pipeline": lambda block: pipe(block, best),
-                 "pipeline_sorted": lambda block: pipe(block, best, sort=True)}
-
-        def contender(name: str):
-            def one_round(r: int) -> dict:
-                got[name].append(calls[name](parts[r]))
-                return {"rows": len(parts[r])}
-            return one_round
-
-        timed = interleave(len(parts), {name: contender(name) for name in calls})
-    logits = {name: np.concatenate(chunks) for name, chunks in got.items()}
-    diffs = {name: float(np.abs(logits["zhkd"] - logits[name]).max()) for name in ("pipeline", "pipeline_sorted")}
-    sides = {name: {"rows": sum(r["rows"] for r in rounds), "seconds": sum(r["seconds"] for r in rounds),
-                    "rows_per_s": sum(r["rows"] for r in rounds) / sum(r["seconds"] for r in rounds)}
-             for name, rounds in timed.items()}
-    as_called = rate_ratio(timed["zhkd"], timed["pipeline"], "rows")
-    sorted_ = rate_ratio(timed["zhkd"], timed["pipeline_sorted"], "rows")
-    failed = [f"{name}: max |logit difference| {d:.2e} > {TOLERANCE:g}" for name, d in diffs.items() if d > TOLERANCE]
-    result = {
-        "shape": args.shape, "rows": len(texts), "mean_chars": sum(map(len, texts)) / len(texts),
-        "torch_threads": args.threads, "batch_tokens": args.batch_tokens, "max_batch_rows": args.max_batch_rows,
-        "pipeline_sweep_rows_per_s": {str(b): v for b, v in swept.items()}, "pipeline_best_batch_size": best,
-        "contenders": sides, "vs_pipeline": as_called, "vs_pipeline_sorted": sorted_,
-        "max_abs_logit_diff": diffs, "tolerance": TOLERANCE, "failed": failed or None,
-        "summary": [
-            summary_row(f"label on CPU ({args.shape}): zhkd handler vs pipeline(batch_size={best}), rows as given",
-                        f"{sides['zhkd']['rows_per_s']:.1f} rows/s", f"{sides['pipeline']['rows_per_s']:.1f} rows/s",
-                        "rows/s", as_called["ratio"], interval=as_called["round_ratio_interval"], target=TARGET,
-                        note=(f"best of batch sizes {args.batch_sizes} ({args.sweep_rows} rows); max logit "
-                              f"difference {diffs['pipeline']:.1e}; {args.threads} torch threads")),
-            summary_row(f"label on CPU ({args.shape}): zhkd handler vs pipeline(batch_size={best}), rows sorted "
-                        "by length", f"{sides['zhkd']['rows_per_s']:.1f} rows/s",
-                        f"{sides['pipeline_sorted']['rows_per_s']:.1f} rows/s", "rows/s", sorted_["ratio"],
-                        interval=sorted_["round_ratio_interval"],
-                        note=f"max logit difference {diffs['pipeline_sorted']:.1e}" + ("; FAILED" if failed else "")),
-        ],
-    }
+        for threads in [int(t) for t in str(args.threads).split(",")]:
+            torch.set_num_threads(threads)
+            figures = compare(teacher, texts, warm, batch_sizes, threads, args)
+            result["by_threads"][str(threads)] = figures
+            failed += [f"{threads} threads, {name}: max |logit difference| {d:.2e} > {TOLERANCE:g}"
+                       for name, d in figures["max_abs_logit_diff"].items() if d > TOLERANCE]
+            result["summary"] += summary_rows(figures, threads, args)
+    result["failed"] = failed or None
     result["meta"] = meta("label_bench", started, load_before, device="cpu")
     write_result(args.out, result)
-    for name, side in sides.items():
-        print(f"{name:16s} {side['rows_per_s']:8.1f} rows/s ({side['seconds']:.1f} s)", file=sys.stderr)
-    print(f"zhkd / pipeline(batch {best}) = {as_called['ratio']:.2f}x (target >= {TARGET}x); "
-          f"sorted: {sorted_['ratio']:.2f}x; max |logit diff| {max(diffs.values()):.1e}", file=sys.stderr)
     if failed:
         print("label_bench FAILED: " + "; ".join(failed), file=sys.stderr)
         return 1
     return 0
 
+
+def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[int], threads: int, args) -> dict:
+    """The sweep and the interleaved comparison at one torch thread count (both sides)."""
+    import numpy as np
+
+    ours = ZhkdLabeller(teacher, args.batch_tokens, args.max_batch_rows, threads)
+    pipe = PipelineLabeller(teacher)
+    ours(warm)
+    pipe(warm, 1)
+    swept = sweep(pipe, texts[: args.sweep_rows], batch_sizes, args.sweep_rounds)
+    best = max(swept, key=swept.get)
+    print(f"{threads} thread(s), pipeline batch sweep: " + ", ".join(f"{b}: {v:.1f} rows/s" for b, v in swept.items())
+          + f" -> best {best}", file=sys.stderr, flush=True)
+    parts = blocks_of(texts, args.rounds)
+    got: dict[str, list] = {"zhkd": [], "pipeline": [], "pipeline_sorted": []}
+    calls = {"zhkd": lambda block: ours(block), "pipeline": lambda block: pipe(block, best),
+             "pipeline_sorted": lambda block: pipe(block, best, sort=True)}
+
+    def contender(name: str):
+        def one_round(r: int) -> dict:
+            got[name].append(calls[name](parts[r]))
+            return {"rows": len(parts[r])}
+        return one_round
+
+    timed = interleave(len(parts), {name: contender(name) for name in calls})
+    logits = {name: np.concatenate(chunks) for name, chunks in got.items()}
+    sides = {name: {"rows": sum(r["rows"] for r in rounds), "seconds": sum(r["seconds"] for r in rounds),
+                    "rows_per_s": sum(r["rows"] for r in rounds) / sum(r["seconds"] for r in rounds)}
+             for name, rounds in timed.items()}
+    figures = {
+        "pipeline_sweep_rows_per_s": {str(b): v for b, v in swept.items()}, "pipeline_best_batch_size": best,
+        "contenders": sides, "vs_pipeline": rate_ratio(timed["zhkd"], timed["pipeline"], "rows"),
+        "vs_pipeline_sorted": rate_ratio(timed["zhkd"], timed["pipeline_sorted"], "rows"),
+        "max_abs_logit_diff": {name: float(np.abs(logits["zhkd"] - logits[name]).max())
+                               for name in ("pipeline", "pipeline_sorted")},
+    }
+    for name, side in sides.items():
+        print(f"{threads} thread(s), {name:16s} {side['rows_per_s']:8.1f} rows/s ({side['seconds']:.1f} s)",
+              file=sys.stderr)
+    print(f"{threads} thread(s): zhkd / pipeline(batch {best}) = {figures['vs_pipeline']['ratio']:.2f}x (target >= "
+          f"{TARGET}x); sorted: {figures['vs_pipeline_sorted']['ratio']:.2f}x", file=sys.stderr, flush=True)
+    return figures
+
+
+def summary_rows(figures: dict, threads: int, args) -> list[dict]:
+    sides, best, diffs = figures["contenders"], figures["pipeline_best_batch_size"], figures["max_abs_logit_diff"]
+    as_called, sorted_ = figures["vs_pipeline"], figures["vs_pipeline_sorted"]
+    where = f"label on CPU ({args.shape}, {threads} torch thread{'s' if threads > 1 else ''} both)"
+    return [
+        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows as given",
+                    f"{sides['zhkd']['rows_per_s']:.1f} rows/s", f"{sides['pipeline']['rows_per_s']:.1f} rows/s",
+                    "rows/s", as_called["ratio"], interval=as_called["round_ratio_interval"], target=TARGET,
+                    note=(f"{args.rows} rows; pipeline's best of batch sizes {args.batch_sizes} on {args.sweep_rows} "
+                          f"rows; zhkd's budget {args.batch_tokens} tokens; max logit difference "
+                          f"{diffs['pipeline']:.1e}")),
+        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows sorted by length",
+                    f"{sides['zhkd']['rows_per_s']:.1f} rows/s", f"{sides['pipeline_sorted']['rows_per_s']:.1f} rows/s",
+                    "rows/s", sorted_["ratio"], interval=sorted_["round_ratio_interval"],
+                    note=f"max logit difference {diffs['pipeline_sorted']:.1e}"),
+    ]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -57,10 +57,11 @@ def test_the_augment_bench_gives_both_sides_the_same_rows(tmp_path):
 def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
     result = run_bench("label_bench.py", tmp_path / "label.json", "--rows", "8", "--shape", "mini", "--rounds", "2",
                        "--sweep-rows", "4", "--sweep-rounds", "1", "--batch-sizes", "1,2", "--threads", "1")
-    sides = result["contenders"]
+    (figures,) = result["by_threads"].values()
+    sides = figures["contenders"]
     assert sides["zhkd"]["rows"] == sides["pipeline"]["rows"] == sides["pipeline_sorted"]["rows"] == 8
-    assert result["pipeline_best_batch_size"] in (1, 2) and set(result["pipeline_sweep_rows_per_s"]) == {"1", "2"}
-    assert result["failed"] is None and max(result["max_abs_logit_diff"].values()) <= 1e-5
+    assert figures["pipeline_best_batch_size"] in (1, 2) and set(figures["pipeline_sweep_rows_per_s"]) == {"1", "2"}
+    assert result["failed"] is None and max(figures["max_abs_logit_diff"].values()) <= 1e-5
     assert [row["target"] for row in result["summary"]] == [1.3, None]
 
 
