@@ -87,6 +87,7 @@ def test_the_baseline_can_be_trained_on_the_train_rows_and_scored_on_dev(candida
 @pytest.mark.parametrize(("names", "extra", "message"), [
     (("calm",), (), "give at least two --candidate"),
     (("calm", "wrong"), ("--margin", "-1"), "must not be negative"),
+    (("calm", "calm"), (), "two candidates are named 'calm'"),
     (("calm", "wrong"), ("--baseline-score", "0.5", "--baseline-train", "x.jsonl"), "not allowed with"),
 ])
 def test_mistakes_are_refused_in_one_line(candidates, names, extra, message, capsys):
@@ -118,3 +119,12 @@ def test_the_output_never_replaces_a_users_file_and_replaces_its_own_only_with_o
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert select(candidates, "sure", "calm", extra=("--output", out, "--overwrite")).returncode == 0
     assert {c["name"] for c in json.loads(out.read_text("utf-8"))["candidates"]} == {"sure", "calm"}
+
+
+def test_one_model_given_twice_under_two_names_is_refused(candidates, capsys):
+    from zhkd.cli import main
+
+    code = main(["select-teacher", "--task", "classification", "--dev", str(candidates["dev"]),
+                 "--candidate", f"a={candidates['calm']}", "--candidate", f"b={candidates['calm']}"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{candidates['calm']} is given twice" in err and "Traceback" not in err

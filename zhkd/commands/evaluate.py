@@ -47,17 +47,23 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     return Path(spec.rstrip("/")).name or spec, spec
 
 
+def named_models(specs: list[str], noun: str) -> dict[str, str]:
+    """`NAME=PATH` specs as {name: path}, in order; two may not share a name (the report keys on it)."""
+    models: dict[str, str] = {}
+    for spec in specs:
+        name, path = parse_model_spec(spec)
+        if name in models:
+            raise DistillError(f"two {noun} are named {name!r}; name them with NAME=PATH")
+        models[name] = path
+    return models
+
+
 def run(args: argparse.Namespace) -> int:
     from zhkd.distill.evaluate import LatencySettings, label_names_of, render_markdown
     from zhkd.distill.predict import read_task_rows
     from zhkd.outputs import claim, inspect, refuse_inputs
 
-    models: dict[str, str] = {}
-    for spec in args.model:
-        name, path = parse_model_spec(spec)
-        if name in models:
-            raise DistillError(f"two models are named {name!r}; name them with NAME=PATH")
-        models[name] = path
+    models = named_models(args.model, "models")
     teacher_name, teacher = parse_model_spec(args.teacher) if args.teacher else ("teacher", None)
     if teacher is not None and args.teacher == teacher:  # a bare path: call it the teacher
         teacher_name = "teacher"

@@ -61,17 +61,13 @@ def _baseline(args, label_names: list[str], dev_rows: list[dict]) -> dict | None
 
 
 def run(args: argparse.Namespace) -> int:
-    from zhkd.commands.evaluate import parse_model_spec
+    from zhkd.commands.evaluate import named_models
     from zhkd.outputs import replacing_files
 
-    candidates: dict[str, str] = {}
-    for spec in args.candidate:
-        name, path = parse_model_spec(spec)
-        if name in candidates:
-            raise DistillError(f"two candidates are named {name!r}; name them with NAME=PATH")
-        if path in candidates.values():
-            raise DistillError(f"{path} is given twice")
-        candidates[name] = path
+    candidates = named_models(args.candidate, "candidates")
+    repeated = sorted({p for p in candidates.values() if list(candidates.values()).count(p) > 1})
+    if repeated:
+        raise DistillError(f"{repeated[0]} is given twice")
     if len(candidates) < 2:
         raise DistillError("select-teacher compares candidates: give at least two --candidate")
     if args.tie_tolerance < 0 or args.margin < 0:
