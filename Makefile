@@ -12,7 +12,7 @@ $(BIN)/python:
 # torch first, by exact version: the CPU build from the local wheel store, never a CUDA download.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,gcp]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,dask]'
 	touch $(STAMP)
 
 # SCALE=tiny|small|full (default small), OUT=directory (default demo-out).
@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,dask,bench]'
 	for b in augment_bench build_bench label_bench reader_bench pretrain_bench; do $(BIN)/python bench/$$b.py || exit 1; done
 
 corpora: $(STAMP)

@@ -7,23 +7,31 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zhkd.pipelines import beam_options, outputs, storage
-from zhkd.pipelines.build_config import BuildConfig, config_hash
-from zhkd.pipelines.build_pipeline import COUNTS_FILE, LABELS_FILE, LENGTH_BIN, SHARDS_FILE, build_pipeline
+from zhkd.pipelines import beam_options, dask_cluster, outputs, storage
+from zhkd.pipelines.build_config import DEVICES, BuildConfig, config_hash, dtype_for, resolve_device
+from zhkd.pipelines.build_pipeline import (
+    LABEL_VALUES_FILE,
+    LENGTH_BIN,
+    RESULTS_FILE,
+    build_pipeline,
+    label_values_pipeline,
+)
 from zhkd.pipelines.card import length_histogram, render_card
 from zhkd.pipelines.errors import PipelineError
 from zhkd.pipelines.label_filter import LabelFilter
 from zhkd.pipelines.sources import expand_inputs
 from zhkd.pipelines.teacher import TeacherInfo, inspect_teacher
-from zhkd.pipelines.validation import REASONS
+from zhkd.pipelines.validation import REASONS, infer_label_names
 from zhkd.shards import COMPLETED, FORMAT_VERSION, MANIFEST, ShardInfo, finalize, schema_for
 from zhkd.tasks import get_task
 
 FILTER_REASONS = ("disagrees_with_gold", "low_confidence")
+DEFAULT_BUCKETS = 32
 
 
 @dataclass
@@ -85,7 +93,8 @@ class IntegrityError(PipelineError):
 
 def check_reconciles(counts: dict) -> None:
     """Every row is accounted for from input to output. A mismatch is never the user's doing: it means
-    the runner lost rows (seen with Beam 2.77's local multi_processing mode at 100k examples)."""
+    the runner lost rows (seen with Beam 2.77's local multi_processing mode at 100k examples before
+    the work was spread over small groups; see docs/build.md)."""
     checks = [
         ("rows in = valid + dead-lettered", counts["rows_in"], counts["valid"] + counts["dead_letter_total"]),
         ("valid = originals", counts["valid"], counts["variants"]["original"]),
@@ -112,6 +121,7 @@ def _stats(tally: dict[str, int]) -> dict:
         "ops": part("ops/"),
         "length_bin": LENGTH_BIN,
         "lengths": {kind: part(f"length/{kind}/") for kind in ("original", "augmented")},
+        "teacher_ran": part("teacher_ran/"),  # device/dtype -> rows, as reported by the workers
     }
 
 
@@ -156,11 +166,60 @@ def summary_lines(manifest: dict, wall_s: float) -> list[str]:
     ]
 
 
-def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: bool = False,
-          device: str = "auto", teacher_copies: int | None = None,
-          log: Callable[[str], None] = print) -> BuildResult:
-    """Build the dataset `config` describes; a no-op when OUT already holds exactly this build."""
+def default_buckets(flags: dict, local_workers: int) -> int:
+    """Work groups when `--num-buckets` is not given: a few per worker process, at least DEFAULT_BUCKETS."""
+    workers = local_workers or int(flags.get("direct_num_workers") or 0)
+    workers = max(workers, 8 * int(flags.get("max_num_workers") or flags.get("num_workers") or 0))  # 8 cores a VM
+    return max(DEFAULT_BUCKETS, 4 * workers)
+
+
+def _run(pipeline, log: Callable[[str], None]):
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        dask_cluster.close_client(result)
+    return result
+
+
+@contextmanager
+def _engine(flags: dict, dask_workers: int | None, log: Callable[[str], None]) -> Iterator[tuple[dict, int]]:
+    """The Beam flags to run with, and the local worker processes they share the cores with (0: not
+    known here). For Dask without a named cluster, a local cluster lives as long as the build."""
+    if not beam_options.is_dask(flags):
+        yield flags, 0
+        return
+    dask_cluster.require_dask()
+    if beam_options.names_dask_cluster(flags):
+        yield flags, 0
+        return
+    workers = dask_workers or os.cpu_count() or 1
+    log(f"zhkd build: starting a local Dask cluster of {workers} worker processes")
+    with dask_cluster.local_cluster(workers) as address:
+        yield {**flags, "dask_client_address": address}, workers
+
+
+def _label_values(config: BuildConfig, units, staging: str, flags: dict, log: Callable[[str], None]) -> list:
+    """The distinct label values of the input, by a first pass on the same runner."""
     import apache_beam as beam
+
+    log("zhkd build: reading the label values first (the teacher names no labels and --labels is not given)")
+    pipeline = beam.Pipeline(options=beam_options.make_options(flags))
+    label_values_pipeline(pipeline, config=config, units=units, staging=staging)
+    state = str(_run(pipeline, log).state)
+    if "DONE" not in state:
+        raise PipelineError(f"the label pass ended in state {state}")
+    path = storage.join(staging, LABEL_VALUES_FILE)
+    return json.loads(storage.read_text(path)) if storage.exists(path) else []
+
+
+def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: bool = False,
+          teacher_copies: int | None = None, num_buckets: int | None = None, dask_workers: int | None = None,
+          log: Callable[[str], None] = print) -> BuildResult:
+    """Build the dataset `config` describes; a no-op when OUT already holds exactly this build.
+    `num_buckets` (work groups) and `dask_workers` (a local Dask cluster's size) never change the bytes."""
+    import apache_beam as beam
+    import torch
 
     from zhkd.augment.policy import make_policy
 
@@ -168,12 +227,16 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
     get_task(config.task)  # refuses an unknown task before anything is read
     if config.num_shards < 1:
         raise PipelineError("--num-shards must be at least 1")
-    options = beam_options.make_options(beam_flags or {})
+    if config.device not in DEVICES:
+        raise PipelineError(f"--device {config.device}: one of {', '.join(DEVICES)}")
+    config = resolve_device(config, torch.cuda.is_available())
+    flags = dict(beam_flags or {})
+    options = beam_options.make_options(flags)
     teacher = inspect_teacher(config.teacher, config.task)
     labels, label_source = choose_labels(config, teacher)
     units = expand_inputs(config.inputs, config.input_format, config.split)
     policy = make_policy(config.task, num_aug=config.num_aug, ops=config.ops, seed=config.seed,
-                         mlm_model=config.mlm_model, user_dict=config.user_dict)
+                         mlm_model=config.mlm_model, user_dict=config.user_dict, device=config.device)
     settings = _settings(config, teacher, units, policy.config(), labels)
     digest = config_hash(settings)
     out = config.output.rstrip("/") if not storage.is_local(config.output) else os.path.abspath(config.output)
@@ -186,19 +249,25 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
     max_length = config.max_length or teacher.max_length
     schema_metadata = {"teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256,
                        "tokenizer_sha256": teacher.tokenizer_sha256, "config_hash": digest}
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, config=config, units=units, staging=staging, label_names=labels,
-                   teacher_max_length=max_length, pad_token_id=teacher.pad_token_id, metadata=schema_metadata,
-                   device=device, teacher_copies=teacher_copies,
-                   parallel_tokenizer=not beam_options.shares_cores(options),
-                   show_progress=beam_options.is_local(options))
-    log(f"zhkd build: running on {beam_options.runner_name(options)} ({len(units)} input units, "
-        f"{config.num_shards} shards)")
-    if beam_options.shares_cores(options):
-        log("zhkd build: note: Beam 2.77's local multi_processing mode has dropped rows of large runs here; "
-            "the counts are checked at the end and a run that lost rows is not published")
-    result = pipeline.run()
-    result.wait_until_finish()
+    with _engine(flags, dask_workers, log) as (flags, local_workers):
+        buckets = num_buckets or default_buckets(flags, local_workers)
+        if beam_options.is_dask(flags) and not (flags.get("dask_npartitions") or flags.get("dask_partition_size")):
+            flags["dask_npartitions"] = buckets  # Dask bags: one partition per bucket (see build_pipeline)
+        options = beam_options.make_options(flags)
+        if labels is None and not dry_run:
+            labels = infer_label_names(_label_values(config, units, staging, flags, log))
+            if len(labels) != teacher.num_labels:
+                raise PipelineError(f"the data has {len(labels)} labels ({', '.join(labels) or 'none'}), the "
+                                    f"teacher {teacher.num_labels}; pass --labels in the teacher's order")
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, config=config, units=units, staging=staging, label_names=labels or [],
+                       teacher_max_length=max_length, pad_token_id=teacher.pad_token_id, metadata=schema_metadata,
+                       num_buckets=buckets, teacher_copies=teacher_copies,
+                       parallel_tokenizer=not beam_options.shares_cores(options, local_workers),
+                       show_progress=beam_options.is_local(options) or local_workers > 0)
+        log(f"zhkd build: running on {beam_options.runner_name(options)} ({len(units)} input units, "
+            f"{buckets} buckets, {config.num_shards} shards, teacher on {config.device})")
+        result = _run(pipeline, log)
     if dry_run:
         message = f"dry run: the job was translated for {beam_options.runner_name(options)} and not submitted"
         log(f"zhkd build: {message}")
@@ -207,17 +276,15 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
     if "DONE" not in state:
         raise PipelineError(f"the pipeline ended in state {state}; {out} is left unfinished (rerun to retry)")
 
-    tally = json.loads(storage.read_text(storage.join(staging, COUNTS_FILE)))
-    label_names = json.loads(storage.read_text(storage.join(staging, LABELS_FILE)))
-    if len(label_names) != teacher.num_labels:
-        raise PipelineError(f"the data has {len(label_names)} labels ({', '.join(label_names)}), the teacher "
-                            f"{teacher.num_labels}; pass --labels in the teacher's order")
+    results = json.loads(storage.read_text(storage.join(staging, RESULTS_FILE)))
+    tally = results["counts"]
     counts = _counts(tally)
     check_reconciles(counts)
-    infos = [ShardInfo(**s) for s in json.loads(storage.read_text(storage.join(staging, SHARDS_FILE)))]
+    infos = [ShardInfo(**s) for s in results["shards"]]
     if sum(s.rows for s in infos) != counts["written"] or len(infos) != config.num_shards:
         raise IntegrityError(f"{len(infos)} shards hold {sum(s.rows for s in infos)} rows; expected "
                              f"{config.num_shards} shards and {counts['written']} rows")
+    stats = _stats(tally)
     manifest = {
         "config_hash": digest,
         "config": {**config.hashed(), "output": out},
@@ -225,15 +292,17 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
         "label_source": label_source,
         "teacher": {"name": teacher.name, "kind": teacher.kind, "weights_sha256": teacher.weights_sha256,
                     "tokenizer_sha256": teacher.tokenizer_sha256, "max_length": max_length,
-                    "precision": "float32 on CPU, bfloat16 on CUDA", "logits": "raw, T=1"},
+                    "device": config.device, "dtype": dtype_for(config.device),
+                    "batch_budget": {"tokens": config.batch_tokens, "rows": config.max_batch_rows},
+                    "ran": stats.pop("teacher_ran"), "logits": "raw, T=1"},
         "augmentation": {"policy": settings["augmentation"], "operators": sorted(policy.operators)},
         "filter": {"drop_disagreeing": config.filter_disagreement, "min_confidence": config.min_confidence,
                    "active": LabelFilter(config.filter_disagreement, config.min_confidence) != LabelFilter()},
         "counts": counts,
-        "stats": _stats(tally),
+        "stats": stats,
         "task": config.task,
     }
-    full = _publish(out, staging, infos, manifest, label_names, schema_metadata, ", ".join(config.inputs))
+    full = _publish(out, staging, infos, manifest, labels, schema_metadata, ", ".join(config.inputs))
     wall = time.monotonic() - started
     for line in summary_lines(full, wall):
         log(f"zhkd build: {line}")

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ops", help="comma-separated operators (default: the task's recipe), e.g. synonym,eda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mlm-model", help="masked-LM checkpoint (directory or hub id) for the mlm operator")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the mlm operator runs (default auto: CUDA when present)")
     parser.add_argument("--wordvec", help="word2vec text file for the wordvec operator")
     parser.add_argument("--user-dict", help="jieba user dictionary (word [freq] [tag] per line)")
 
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         raise AugmentError(f"input file not found: {args.input}")
     ops = [o for o in args.ops.split(",") if o.strip()] if args.ops else None
     policy = make_policy(args.task, num_aug=args.num_aug, ops=ops, seed=args.seed, mlm_model=args.mlm_model,
-                         wordvec=args.wordvec, user_dict=args.user_dict)
+                         wordvec=args.wordvec, user_dict=args.user_dict, device=args.device)
     policy.load()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     rejected_file = rejected_path(args.output)
