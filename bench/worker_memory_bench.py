@@ -87,9 +87,10 @@ def main() -> None:
                                   capture_output=True, text=True, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(result)
-        print(f"{size:>9,} rows a shard in {runs} runs of {result['rows_per_run']:,}: peak {result['peak_rss_mib']:.0f} "
-              f"MiB ({result['peak_above_baseline_mib']:.0f} MiB above the {result['baseline_rss_mib']:.0f} MiB "
-              f"baseline), {result['wall_s']:.1f} s, shard {result['shard_bytes'] / 2**20:.0f} MiB", flush=True)
+        print(f"{size:>9,} rows a shard in {runs} runs of {result['rows_per_run']:,}: "
+              f"peak {result['peak_rss_mib']:.0f} MiB ({result['peak_above_baseline_mib']:.0f} MiB above the "
+              f"{result['baseline_rss_mib']:.0f} MiB baseline), {result['wall_s']:.1f} s, "
+              f"shard {result['shard_bytes'] / 2**20:.0f} MiB", flush=True)
     summary = {"bench": "worker_memory_bench", "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                "sizing": f"runs per shard {args.runs_per_shard}" if args.runs_per_shard
                else f"rows per run {args.rows_per_run}", "results": results}

@@ -10,6 +10,7 @@ batch pipelines, and supports `--direct_running_mode` in_memory / multi_threadin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 
 _DEST_PREFIX = "beam_option__"
@@ -23,10 +24,8 @@ _DASK_ALIASES = {"dask", "daskrunner", DASK_RUNNER.lower()}
 def _option_classes():
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    try:  # registers DaskOptions (--dask_client_address, ...) when the dask extra is installed
+    with contextlib.suppress(ImportError):  # registers DaskOptions (--dask_client_address, ...) with the dask extra
         import apache_beam.runners.dask.dask_runner  # noqa: F401
-    except ImportError:
-        pass
 
     found, todo = [], list(PipelineOptions.__subclasses__())
     while todo:
