@@ -31,7 +31,7 @@ from zhkd.shards import COMPLETED, FORMAT_VERSION, MANIFEST, ShardInfo, finalize
 from zhkd.tasks import get_task
 
 FILTER_REASONS = ("disagrees_with_gold", "low_confidence")
-DEFAULT_BUCKETS = 32
+MIN_BUCKETS = 8
 
 
 @dataclass
@@ -167,10 +167,11 @@ def summary_lines(manifest: dict, wall_s: float) -> list[str]:
 
 
 def default_buckets(flags: dict, local_workers: int) -> int:
-    """Work groups when `--num-buckets` is not given: a few per worker process, at least DEFAULT_BUCKETS."""
+    """Work groups when `--num-buckets` is not given: 4 per worker process (8 cores per Dataflow
+    worker assumed), at least MIN_BUCKETS. More groups cost more tasks per shuffle on Dask."""
     workers = local_workers or int(flags.get("direct_num_workers") or 0)
-    workers = max(workers, 8 * int(flags.get("max_num_workers") or flags.get("num_workers") or 0))  # 8 cores a VM
-    return max(DEFAULT_BUCKETS, 4 * workers)
+    workers = max(workers, 8 * int(flags.get("max_num_workers") or flags.get("num_workers") or 0))
+    return max(MIN_BUCKETS, 4 * workers)
 
 
 def _run(pipeline, log: Callable[[str], None]):

@@ -155,6 +155,11 @@ class LoadedTeacher:
     dtype: str  # what actually ran, recorded in the manifest
 
 
+# The process's loaded teachers. Beam's shared handle holds a model only while a DoFn refers to it;
+# runners that set a DoFn up per bundle (Beam's DaskRunner: per partition) would reload it each time.
+_LOADED: dict[tuple, LoadedTeacher] = {}
+
+
 class TeacherHandler(ModelHandler):
     """RunInference handler for a Hugging Face classifier; one model per worker process by default
     (Beam's shared handle), or `copies` models shared by all processes of a machine (large models)."""
@@ -168,6 +173,13 @@ class TeacherHandler(ModelHandler):
         self.threads = threads
 
     def load_model(self) -> LoadedTeacher:
+        """One model per process and (checkpoint, task, device, threads), loaded once."""
+        key = (self.checkpoint, self.task, self.device, self.threads)
+        if key not in _LOADED:
+            _LOADED[key] = self._load()
+        return _LOADED[key]
+
+    def _load(self) -> LoadedTeacher:
         import torch
         import transformers
 
