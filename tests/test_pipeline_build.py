@@ -376,6 +376,29 @@ def test_label_preservation_filter_is_counted(inputs, tiny_classifier, tmp_path)
     assert ds.num_rows == counts["written"] and manifest["filter"]["active"]
 
 
+def test_labels_the_teacher_does_not_name_come_from_a_first_pass_over_the_data(tmp_path):
+    """A teacher with generic labels (LABEL_0, LABEL_1) and no --labels: a first pass collects the label
+    values, and a count that does not fit the teacher stops the build before the teacher runs."""
+    from conftest import tiny_checkpoint, write_jsonl
+
+    from zhkd.pipelines.errors import PipelineError
+
+    teacher = tiny_checkpoint(tmp_path / "generic", "sequence")
+    pairs = (("服务很好", "好评"), ("房间太小", "差评"), ("还会再来", "好评"))
+    rows = [{"text": t, "label": label} for t, label in pairs]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    result = build_here(["build", "--task", "classification", "--input", source, "--teacher", teacher,
+                         "--output", tmp_path / "out", "--num-shards", "1", "--num-aug", "0"])
+    assert result.built and result.manifest["label_names"] == ["好评", "差评"]
+    assert result.manifest["label_source"] == "inferred from the data (sorted)"
+    three = write_jsonl(tmp_path / "three.jsonl", rows + [{"text": "一般", "label": "中评"}])
+    log: list[str] = []
+    with pytest.raises(PipelineError, match="the data has 3 labels"):
+        build_here(["build", "--task", "classification", "--input", three, "--teacher", teacher, "--output",
+                    tmp_path / "out3", "--num-shards", "1", "--num-aug", "0"], log)
+    assert not any("running on" in line for line in log)  # refused before the main pipeline
+
+
 def test_output_plans(tmp_path):
     empty = tmp_path / "empty"
     assert plan_output(str(empty), "h1", overwrite=False).build
