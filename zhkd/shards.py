@@ -106,14 +106,14 @@ class ShardInfo:
 BATCH_ROWS = 1000  # rows per Arrow record batch in a shard
 
 
-def write_shard(rows: list[dict], path: Path, schema: pa.Schema) -> ShardInfo:
+def write_shard(rows: list[dict], path: Path, schema: pa.Schema, batch_rows: int = BATCH_ROWS) -> ShardInfo:
     """Rows sorted by id, as one Arrow stream, written under a temporary name and renamed."""
-    return write_sorted_shard(sorted(rows, key=lambda r: r["id"]), path, schema)
+    return write_sorted_shard(sorted(rows, key=lambda r: r["id"]), path, schema, batch_rows)
 
 
-def write_sorted_shard(rows: Iterable[dict], path: Path, schema: pa.Schema) -> ShardInfo:
+def write_sorted_shard(rows: Iterable[dict], path: Path, schema: pa.Schema, batch_rows: int = BATCH_ROWS) -> ShardInfo:
     """Rows that arrive in strictly increasing id order, streamed into one Arrow stream in record
-    batches of `BATCH_ROWS` (so a shard never has to fit in memory), under a temporary name, renamed.
+    batches of `batch_rows` (so a shard never has to fit in memory), under a temporary name, renamed.
     The batch layout depends on the rows alone, so the bytes do too. An id out of order or repeated
     stops the write: a shard must hold each row once, sorted."""
     path = Path(path)
@@ -127,7 +127,7 @@ def write_sorted_shard(rows: Iterable[dict], path: Path, schema: pa.Schema) -> S
                                        "each once)")
                 previous = row["id"]
                 batch.append(row)
-                if len(batch) == BATCH_ROWS:
+                if len(batch) == batch_rows:
                     writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
                     count, batch = count + len(batch), []
             if batch or not count:  # an empty shard still holds one (empty) batch: datasets needs one
