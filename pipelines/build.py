@@ -174,7 +174,8 @@ def default_buckets(flags: dict, local_workers: int) -> int:
     return max(MIN_BUCKETS, 4 * workers)
 
 
-def _run(pipeline, log: Callable[[str], None]):
+def _run(pipeline):
+    """Run and wait; a Dask client Beam opened is closed even when the run fails."""
     result = pipeline.run()
     try:
         result.wait_until_finish()
@@ -207,7 +208,7 @@ def _label_values(config: BuildConfig, units, staging: str, flags: dict, log: Ca
     log("zhkd build: reading the label values first (the teacher names no labels and --labels is not given)")
     pipeline = beam.Pipeline(options=beam_options.make_options(flags))
     label_values_pipeline(pipeline, config=config, units=units, staging=staging)
-    state = str(_run(pipeline, log).state)
+    state = str(_run(pipeline).state)
     if "DONE" not in state:
         raise PipelineError(f"the label pass ended in state {state}")
     path = storage.join(staging, LABEL_VALUES_FILE)
@@ -268,7 +269,7 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
                        show_progress=beam_options.is_local(options) or local_workers > 0)
         log(f"zhkd build: running on {beam_options.runner_name(options)} ({len(units)} input units, "
             f"{buckets} buckets, {config.num_shards} shards, teacher on {config.device})")
-        result = _run(pipeline, log)
+        result = _run(pipeline)
     if dry_run:
         message = f"dry run: the job was translated for {beam_options.runner_name(options)} and not submitted"
         log(f"zhkd build: {message}")

@@ -449,7 +449,8 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
                | "GroupForTeacher" >> beam.GroupByKey()
                | "FormBatches" >> beam.ParDo(FormBatches(config)))
     handler = WholeBatches(config.teacher, config.task, pad_token_id=pad_token_id, device=config.device,
-                           copies=teacher_copies, threads=config.teacher_threads).with_no_batching()
+                           copies=teacher_copies, threads=config.teacher_threads,
+                           fingerprint=metadata.get("teacher_weights_sha256", "")).with_no_batching()
     judged = (pick(batches, "Batches", MAIN)
               | "Teacher" >> RunInference(handler)
               | "Judge" >> beam.ParDo(Judge(config, label_names, runs_per_shard(num_buckets, config.num_shards),

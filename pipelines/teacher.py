@@ -165,16 +165,24 @@ class TeacherHandler(ModelHandler):
     (Beam's shared handle), or `copies` models shared by all processes of a machine (large models)."""
 
     def __init__(self, checkpoint: str, task: str, *, pad_token_id: int, device: str = "auto",
-                 copies: int | None = None, threads: int | None = None) -> None:
+                 copies: int | None = None, threads: int | None = None, fingerprint: str = "") -> None:
         super().__init__(model_copies=copies)
         self.checkpoint, self.task, self.pad_token_id, self.device = checkpoint, task, pad_token_id, device
+        # The weights' sha256: a long-lived worker (a Dask cluster serving several builds) reloads a
+        # checkpoint directory whose weights changed.
+        self.fingerprint = fingerprint
         # torch threads per worker process (None: torch's default). The count is fixed by the
         # configuration, not by the runner: on long rows it changes the last bits of the logits.
         self.threads = threads
 
     def load_model(self) -> LoadedTeacher:
-        """One model per process and (checkpoint, task, device, threads), loaded once."""
-        key = (self.checkpoint, self.task, self.device, self.threads)
+        """One model per process and (checkpoint, weights, task, device), loaded once; the configured thread count
+        is set on every call (something else in the process may have changed it since)."""
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        key = (self.checkpoint, self.fingerprint, self.task, self.device)
         if key not in _LOADED:
             _LOADED[key] = self._load()
         return _LOADED[key]
@@ -184,13 +192,9 @@ class TeacherHandler(ModelHandler):
         import transformers
 
         from zhkd.models import load_model
-
-        transformers.utils.logging.disable_progress_bar()
-
         from zhkd.pipelines.build_config import dtype_for
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        transformers.utils.logging.disable_progress_bar()
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
