@@ -12,7 +12,7 @@ $(BIN)/python:
 # torch first, by exact version: the CPU build from the local wheel store, never a CUDA download.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline,dask]'
 	touch $(STAMP)
 
 # SCALE=tiny|small|full (default small), OUT=directory (default demo-out).
@@ -33,7 +33,7 @@ lint: $(STAMP)
 # Every bench at its documented size (hours on a 2-core machine), then bench/README.md from the results.
 BENCHES := augment_bench label_bench reader_bench build_bench pretrain_bench length_bench logit_bits_bench baseline_bench
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline,dask,bench]'
 	for b in $(BENCHES); do HF_HUB_OFFLINE=1 $(BIN)/python bench/$$b.py || exit 1; done
 	$(MAKE) bench-report
 

@@ -185,6 +185,7 @@ def _options(spec: str, resources: dict) -> dict:
     options = dict(OPTIONS[name])
     if name == "mlm":
         options["model"] = resources["mlm_model"]
+        options["device"] = resources.get("mlm_device") or "auto"
     if name == "wordvec":
         options["path"] = resources["wordvec"]
     return options
@@ -192,11 +193,12 @@ def _options(spec: str, resources: dict) -> dict:
 
 def make_policy(task: str, *, num_aug: int = 4, ops: Sequence[str] | None = None, seed: int = 0,
                 mlm_model: str | None = None, wordvec: str | None = None,
-                user_dict: str | None = None) -> Policy:
-    """The task's default recipe, or its restriction to `ops`; AugmentError on a bad task or operator."""
+                user_dict: str | None = None, device: str = "auto") -> Policy:
+    """The task's default recipe, or its restriction to `ops`; AugmentError on a bad task or operator.
+    `device` is where the mlm operator runs (auto: CUDA when present)."""
     if num_aug < 0:
         raise AugmentError(f"num_aug must be >= 0, got {num_aug}")
-    resources = {"mlm_model": mlm_model, "wordvec": wordvec, "user_dict": user_dict}
+    resources = {"mlm_model": mlm_model, "wordvec": wordvec, "user_dict": user_dict, "mlm_device": device}
     recipe = RECIPES["span_safe" if get_task(task).span_safe else "text"]
     if ops is None:
         names = [n for n in recipe if not (n == "mlm" and not mlm_model or n == "wordvec" and not wordvec)]

@@ -4,21 +4,28 @@ Every Beam option (`--runner`, `--project`, `--region`, `--temp_location`, `--di
 is accepted as is. Locally, `DirectRunner` in Beam 2.77 first tries the Prism runner, which downloads
 a Go binary; zhkd asks for `FnApiRunner` instead, which is the engine DirectRunner falls back to for
 batch pipelines, and supports `--direct_running_mode` in_memory / multi_threading / multi_processing.
+`--runner DaskRunner` (or `dask`) names Beam's DaskRunner, which Beam only knows by its module path.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 
 _DEST_PREFIX = "beam_option__"
 _LOCAL_ENGINE = "FnApiRunner"
 _DIRECT_ALIASES = {"", "direct", "directrunner", "switchingdirectrunner"}
 _LOCAL_RUNNERS = {"fnapirunner", "bundlebaseddirectrunner", "prismrunner", "testdirectrunner"}
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+_DASK_ALIASES = {"dask", "daskrunner", DASK_RUNNER.lower()}
 
 
 def _option_classes():
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    with contextlib.suppress(ImportError):  # registers DaskOptions (--dask_client_address, ...) with the dask extra
+        import apache_beam.runners.dask.dask_runner  # noqa: F401
 
     found, todo = [], list(PipelineOptions.__subclasses__())
     while todo:
@@ -42,7 +49,9 @@ def add_beam_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         action.help = argparse.SUPPRESS
         action.default = None
-        action.dest = _DEST_PREFIX + action.dest
+        # Keyed by the flag's own name (Beam's dest can differ: --dask_client_address is `address`),
+        # since the flags are handed back to Beam as `--name=value`.
+        action.dest = _DEST_PREFIX + action.option_strings[-1].lstrip("-")
         parser._add_action(action)
         taken |= set(action.option_strings)
 
@@ -53,14 +62,27 @@ def beam_flags(args: argparse.Namespace) -> dict:
 
 
 def make_options(flags: dict):
-    """PipelineOptions for the given Beam flags; DirectRunner (or no runner) becomes the local engine."""
+    """PipelineOptions for the given Beam flags; DirectRunner (or no runner) becomes the local engine,
+    DaskRunner Beam's module path for it."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     flags = dict(flags)
-    if str(flags.get("runner") or "").lower() in _DIRECT_ALIASES:
+    runner = str(flags.get("runner") or "").lower()
+    if runner in _DIRECT_ALIASES:
         flags["runner"] = _LOCAL_ENGINE
         flags.setdefault("direct_running_mode", "in_memory")
+    elif runner in _DASK_ALIASES:
+        flags["runner"] = DASK_RUNNER
     return PipelineOptions.from_dictionary(flags)
+
+
+def is_dask(flags: dict) -> bool:
+    return str(flags.get("runner") or "").lower() in _DASK_ALIASES
+
+
+def names_dask_cluster(flags: dict) -> bool:
+    """Whether the flags name a running Dask cluster (else zhkd starts a local one)."""
+    return bool(flags.get("dask_client_address") or flags.get("dask_scheduler_file"))
 
 
 def runner_name(options) -> str:
@@ -74,10 +96,13 @@ def is_local(options) -> bool:
     return runner_name(options).lower() in _LOCAL_RUNNERS | _DIRECT_ALIASES
 
 
-def shares_cores(options) -> bool:
-    """True for a local run whose several worker processes share this machine's cores."""
+def shares_cores(options, local_workers: int = 0) -> bool:
+    """True for a local run whose several worker processes share this machine's cores (a local Dask
+    cluster of `local_workers` processes, or the local engine in multi_processing mode)."""
     from apache_beam.options.pipeline_options import DirectOptions
 
+    if local_workers:
+        return local_workers > 1
     direct = options.view_as(DirectOptions)
     workers = direct.direct_num_workers or 2  # Beam reads 0 as "one per core"
     return is_local(options) and direct.direct_running_mode == "multi_processing" and workers > 1

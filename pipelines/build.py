@@ -8,17 +8,18 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zhkd.outputs import claim, refuse_inputs
-from zhkd.pipelines import beam_options, outputs, storage
-from zhkd.pipelines.build_config import BuildConfig, config_hash
-from zhkd.pipelines.build_pipeline import COUNTS_FILE, LENGTH_BIN, SHARDS_FILE, build_pipeline
+from zhkd.pipelines import beam_options, dask_cluster, outputs, storage
+from zhkd.pipelines.build_config import MIN_BUCKETS, BuildConfig, config_hash, dtype_for, resolve_device
+from zhkd.pipelines.build_pipeline import LENGTH_BIN, RESULTS_FILE, build_pipeline
 from zhkd.pipelines.card import length_histogram, render_card
 from zhkd.pipelines.errors import PipelineError
 from zhkd.pipelines.label_filter import LabelFilter
+from zhkd.pipelines.sink import RUNS
 from zhkd.pipelines.sources import expand_inputs, read_unit
 from zhkd.pipelines.teacher import TeacherInfo, inspect_teacher
 from zhkd.rows import REASONS, infer_label_names, label_values
@@ -75,6 +76,7 @@ def _counts(tally: dict[str, int]) -> dict:
         "labelled": tally.get("labelled", 0), "teacher_truncated": tally.get("teacher_truncated", 0),
         "teacher_batches": tally.get("teacher_batches", 0),
         "filtered": filtered, "filtered_total": sum(filtered.values()),
+        "id_collisions": tally.get("id_collisions", 0),
         "written": tally.get("written", 0),
         "written_original": tally.get("written/original", 0), "written_augmented": tally.get("written/augmented", 0),
     }
@@ -86,12 +88,14 @@ class IntegrityError(PipelineError):
 
 def check_reconciles(counts: dict) -> None:
     """Every row is accounted for from input to output. A mismatch is never the user's doing: it means
-    the runner lost rows (seen with Beam 2.77's local multi_processing mode at 100k examples)."""
+    the runner lost rows (seen with Beam 2.77's local multi_processing mode at 100k examples before
+    the work was spread over small groups; see docs/build.md)."""
     checks = [
         ("rows in = valid + dead-lettered", counts["rows_in"], counts["valid"] + counts["dead_letter_total"]),
         ("valid = originals", counts["valid"], counts["variants"]["original"]),
         ("variants - duplicates = labelled", counts["variants"]["total"] - counts["duplicates"], counts["labelled"]),
-        ("labelled - filtered = written", counts["labelled"] - counts["filtered_total"], counts["written"]),
+        ("labelled - filtered - id collisions = written",
+         counts["labelled"] - counts["filtered_total"] - counts["id_collisions"], counts["written"]),
     ]
     broken = [f"{name}: {a} != {b}" for name, a, b in checks if a != b]
     if broken:
@@ -113,6 +117,7 @@ def _stats(tally: dict[str, int]) -> dict:
         "ops": part("ops/"),
         "length_bin": LENGTH_BIN,
         "lengths": {kind: part(f"length/{kind}/") for kind in ("original", "augmented")},
+        "teacher_ran": part("teacher_ran/"),  # device/dtype -> rows, as reported by the workers
     }
 
 
@@ -166,23 +171,69 @@ def summary_lines(manifest: dict, wall_s: float) -> list[str]:
         f"rows in {c['rows_in']:,}  valid {c['valid']:,}  dead-lettered {c['dead_letter_total']:,} ({dead})",
         f"variants {c['variants']['total']:,} ({c['variants']['original']:,} originals + "
         f"{c['variants']['augmented']:,} augmented)  duplicates {c['duplicates']:,}",
-        f"labelled {c['labelled']:,}  filtered {c['filtered_total']:,} ({filtered})  written {c['written']:,} "
-        f"in {len(manifest['shards'])} shards",
+        f"labelled {c['labelled']:,}  filtered {c['filtered_total']:,} ({filtered})  "
+        + (f"id collisions {c['id_collisions']:,}  " if c["id_collisions"] else "")
+        + f"written {c['written']:,} in {len(manifest['shards'])} shards",
         f"teacher agreement with gold: {rates or 'no labelled rows'}",
         f"wall time {wall_s:.1f} s ({c['written'] / max(wall_s, 1e-9):,.0f} rows/s written)",
     ]
 
 
+def default_buckets(flags: dict, local_workers: int) -> int:
+    """Work groups when `--num-buckets` is not given: 4 per worker process (8 cores per Dataflow
+    worker assumed), at least MIN_BUCKETS. More groups cost more tasks per shuffle on Dask."""
+    workers = local_workers or int(flags.get("direct_num_workers") or 0)
+    workers = max(workers, 8 * int(flags.get("max_num_workers") or flags.get("num_workers") or 0))
+    return max(MIN_BUCKETS, 4 * workers)
+
+
+def _run(pipeline):
+    """Run and wait; a Dask client Beam opened is closed even when the run fails."""
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        dask_cluster.close_client(result)
+    return result
+
+
+@contextlib.contextmanager
+def _engine(flags: dict, dask_workers: int | None, log: Callable[[str], None]) -> Iterator[tuple[dict, int]]:
+    """The Beam flags to run with, and the local worker processes they share the cores with (0: not
+    known here). For Dask without a named cluster, a local cluster lives as long as the build."""
+    if not beam_options.is_dask(flags) or beam_options.names_dask_cluster(flags):
+        yield flags, 0
+        return
+    workers = dask_workers or os.cpu_count() or 1
+    log(f"zhkd build: starting a local Dask cluster of {workers} worker processes")
+    with dask_cluster.local_cluster(workers) as address:
+        yield {**flags, "dask_client_address": address}, workers
+
+
+def _check_running(**settings: int | None) -> None:
+    """The running settings (not part of the configuration, so not checked by BuildConfig)."""
+    for name, value in settings.items():
+        if value is not None and value < 1:
+            raise PipelineError(f"--{name.replace('_', '-')} must be at least 1")
+
+
 def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: bool = False,
-          device: str = "auto", teacher_copies: int | None = None,
+          teacher_copies: int | None = None, num_buckets: int | None = None, dask_workers: int | None = None,
           log: Callable[[str], None] = print) -> BuildResult:
-    """Build the dataset `config` describes; a no-op when OUT already holds exactly this build."""
+    """Build the dataset `config` describes; a no-op when OUT already holds exactly this build.
+    `num_buckets` (work groups) and `dask_workers` (a local Dask cluster's size) never change the bytes."""
     import apache_beam as beam
+    import torch
 
     from zhkd.augment.policy import make_policy
 
     started = time.monotonic()
-    options = beam_options.make_options(beam_flags or {})
+    _check_running(num_buckets=num_buckets, dask_workers=dask_workers, teacher_copies=teacher_copies)
+    config = resolve_device(config, torch.cuda.is_available())
+    flags = dict(beam_flags or {})
+    options = beam_options.make_options(flags)
+    if beam_options.is_dask(flags):
+        dask_cluster.require_dask()  # before anything is read or written
     teacher = inspect_teacher(config.teacher, config.task)
     labels, label_source = choose_labels(config, teacher)
     units = expand_inputs(config.inputs, config.input_format, config.split)
@@ -196,7 +247,7 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
             raise PipelineError(f"the data has {len(labels)} labels ({', '.join(labels) or 'none'}), the teacher "
                                 f"{teacher.num_labels}; pass --labels in the teacher's order")
     policy = make_policy(config.task, num_aug=config.num_aug, ops=config.ops, seed=config.seed,
-                         mlm_model=config.mlm_model, user_dict=config.user_dict)
+                         mlm_model=config.mlm_model, user_dict=config.user_dict, device=config.device)
     settings = _settings(config, teacher, units, policy.config(), labels)
     digest = config_hash(settings)
     dry_run = beam_options.is_dry_run(options)
@@ -207,13 +258,27 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
     max_length = config.max_length or teacher.max_length
     schema_metadata = {"teacher": teacher.name, "teacher_weights_sha256": teacher.weights_sha256,
                        "tokenizer_sha256": teacher.tokenizer_sha256, "config_hash": digest}
-    pipeline = beam.Pipeline(options=options)
+
+    def run_graph(staging: str, show_progress: bool):
+        """The build's graph on the chosen engine (a local Dask cluster lives as long as this run)."""
+        with _engine(flags, dask_workers, log) as (run_flags, local_workers):
+            buckets = num_buckets or default_buckets(run_flags, local_workers)
+            if beam_options.is_dask(run_flags) and not (run_flags.get("dask_npartitions")
+                                                        or run_flags.get("dask_partition_size")):
+                run_flags = {**run_flags, "dask_npartitions": buckets}  # one Dask partition per bucket
+            run_options = beam_options.make_options(run_flags)
+            pipeline = beam.Pipeline(options=run_options)
+            build_pipeline(pipeline, config=config, units=units, staging=staging, label_names=labels,
+                           teacher_max_length=max_length, pad_token_id=teacher.pad_token_id,
+                           metadata=schema_metadata, num_buckets=buckets, teacher_copies=teacher_copies,
+                           parallel_tokenizer=not beam_options.shares_cores(run_options, local_workers),
+                           show_progress=show_progress and (beam_options.is_local(run_options) or local_workers > 0))
+            log(f"zhkd build: running on {beam_options.runner_name(run_options)} ({len(units)} input units, "
+                f"{buckets} buckets, {config.num_shards} shards, teacher on {config.device})")
+            return _run(pipeline)
+
     if dry_run:
-        build_pipeline(pipeline, config=config, units=units, staging=storage.join(out, outputs.STAGING),
-                       label_names=labels, teacher_max_length=max_length, pad_token_id=teacher.pad_token_id,
-                       metadata=schema_metadata, device=device, teacher_copies=teacher_copies,
-                       parallel_tokenizer=not beam_options.shares_cores(options), show_progress=False)
-        pipeline.run().wait_until_finish()
+        run_graph(storage.join(out, outputs.STAGING), show_progress=False)
         message = f"dry run: the job was translated for {beam_options.runner_name(options)} and not submitted"
         log(f"zhkd build: {message}")
         return BuildResult(False, message)
@@ -224,19 +289,7 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
             log(f"zhkd build: wrote {out}")
             return BuildResult(True, f"wrote {out}", full, time.monotonic() - started)
         staging = outputs.start(out)
-        build_pipeline(pipeline, config=config, units=units, staging=staging, label_names=labels,
-                       teacher_max_length=max_length, pad_token_id=teacher.pad_token_id, metadata=schema_metadata,
-                       device=device, teacher_copies=teacher_copies,
-                       parallel_tokenizer=not beam_options.shares_cores(options),
-                       show_progress=beam_options.is_local(options))
-        log(f"zhkd build: running on {beam_options.runner_name(options)} ({len(units)} input units, "
-            f"{config.num_shards} shards)")
-        if beam_options.shares_cores(options):
-            log("zhkd build: note: Beam 2.77's local multi_processing mode has dropped rows of large runs here; "
-                "the counts are checked at the end and a run that lost rows is not published")
-        result = pipeline.run()
-        result.wait_until_finish()
-        state = str(result.state)
+        state = str(run_graph(staging, show_progress=True).state)
         if "DONE" not in state:
             raise PipelineError(f"the pipeline ended in state {state}; {out} is left as it was (rerun to retry)")
         full = _finish(config, out, staging, teacher, policy, settings, digest, labels, label_source, max_length,
@@ -251,17 +304,20 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
 def _finish(config: BuildConfig, out: str, staging: str, teacher: TeacherInfo, policy, settings: dict, digest: str,
             labels: list[str], label_source: str, max_length: int, schema_metadata: dict) -> dict:
     """Check what the pipeline left in staging (every row accounted for, at least one written), then publish."""
-    tally = json.loads(storage.read_text(storage.join(staging, COUNTS_FILE)))
+    results = json.loads(storage.read_text(storage.join(staging, RESULTS_FILE)))
+    tally = results["counts"]
     counts = _counts(tally)
     check_reconciles(counts)
     if counts["written"] == 0:
         raise PipelineError(_no_rows_message(out, staging, counts))
-    infos = [ShardInfo(**s) for s in json.loads(storage.read_text(storage.join(staging, SHARDS_FILE)))]
+    infos = [ShardInfo(**s) for s in results["shards"]]
     if sum(s.rows for s in infos) != counts["written"] or len(infos) != config.num_shards:
         raise IntegrityError(f"{len(infos)} shards hold {sum(s.rows for s in infos)} rows; expected "
                              f"{config.num_shards} shards and {counts['written']} rows")
-    for name in (COUNTS_FILE, SHARDS_FILE):  # working files of the run, not part of the dataset
-        storage.delete(storage.join(staging, name))
+    # Working files of the run, not part of the dataset: the results and the sorted runs merged into the shards.
+    storage.delete(storage.join(staging, RESULTS_FILE))
+    storage.delete(storage.join(staging, RUNS))
+    stats = _stats(tally)
     manifest = {
         "config_hash": digest,
         "config": {**config.hashed(), "output": out},
@@ -269,12 +325,14 @@ def _finish(config: BuildConfig, out: str, staging: str, teacher: TeacherInfo, p
         "label_source": label_source,
         "teacher": {"name": teacher.name, "kind": teacher.kind, "weights_sha256": teacher.weights_sha256,
                     "tokenizer_sha256": teacher.tokenizer_sha256, "max_length": max_length,
-                    "precision": "float32 on CPU, bfloat16 on CUDA", "logits": "raw, T=1"},
+                    "device": config.device, "dtype": dtype_for(config.device),
+                    "batch_budget": {"tokens": config.batch_tokens, "rows": config.max_batch_rows},
+                    "ran": stats.pop("teacher_ran"), "logits": "raw, T=1"},
         "augmentation": {"policy": settings["augmentation"], "operators": sorted(policy.operators)},
         "filter": {"drop_disagreeing": config.filter_disagreement, "min_confidence": config.min_confidence,
                    "active": LabelFilter(config.filter_disagreement, config.min_confidence) != LabelFilter()},
         "counts": counts,
-        "stats": _stats(tally),
+        "stats": stats,
         "task": config.task,
     }
     return _publish(out, staging, infos, manifest, labels, schema_metadata, ", ".join(config.inputs))

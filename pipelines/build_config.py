@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from zhkd.pipelines.errors import PipelineError
 from zhkd.rows import Fields
 from zhkd.tasks import get_task
 
-# Teacher batches on CPU: 2,048 padded tokens keep activations in cache (bert-base here: 12.1 rows/s at
-# 2,048, 9.3 at 8,192, 12.7 at 512); a GPU wants far more (e.g. --batch-tokens 65536).
-DEFAULT_BATCH_TOKENS = 2048
-DEFAULT_MAX_BATCH_ROWS = 256
+# Teacher batches by device. CPU: 2,048 padded tokens keep activations in cache (bert-base here: 12.1
+# rows/s at 2,048, 9.3 at 8,192, 12.7 at 512). A GPU wants far larger batches to fill its cores.
+BATCH_BUDGETS = {"cpu": (2048, 256), "cuda": (65536, 1024)}  # device -> (padded tokens, rows) per batch
+DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS = BATCH_BUDGETS["cpu"]
+DTYPES = {"cpu": "float32", "cuda": "bfloat16"}  # bf16 where a GPU runs it; on CPU it is slower and less exact
+DEVICES = ("auto", "cpu", "cuda")
+# Teacher batches are formed inside groups of (id hash % TEACHER_GROUPS, token-length bin): a function
+# of the data alone, so the batches, hence the logits' last bits, never depend on the bucket count,
+# workers or runner. Rows inside a length bin differ by less than LENGTH_QUANTUM tokens (little padding).
+DEFAULT_TEACHER_GROUPS = 16
+LENGTH_QUANTUM = 8
+# Work groups (`--num-buckets`) when none are given: 4 per worker process, at least this many. A running
+# setting, not part of the configuration: the bytes never depend on it.
+MIN_BUCKETS = 8
 INPUT_FORMATS = ("auto", "jsonl", "csv", "tsv", "parquet", "hf")
 
 
@@ -42,8 +52,10 @@ class BuildConfig:
     truncate: bool = False
     allow_unlabeled: bool = False
     max_length: int | None = None  # teacher tokens; None = the teacher's own limit
-    batch_tokens: int = DEFAULT_BATCH_TOKENS
-    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    batch_tokens: int | None = None  # None: by device (BATCH_BUDGETS)
+    max_batch_rows: int | None = None
+    teacher_groups: int = DEFAULT_TEACHER_GROUPS
+    device: str = "auto"  # the teacher's (and the mlm operator's); resolved to cpu or cuda before hashing
     teacher_threads: int = 1  # torch threads per worker: the count can change the last bits of logits
     filter_disagreement: bool = False
     min_confidence: float = 0.0
@@ -52,9 +64,12 @@ class BuildConfig:
         get_task(self.task)  # an unknown task is refused before anything is read
         if self.num_aug < 0:
             raise PipelineError("--num-aug must not be negative")
-        for name in ("max_chars", "batch_tokens", "max_batch_rows", "num_shards", "teacher_threads"):
-            if getattr(self, name) < 1:
+        for name in ("max_chars", "batch_tokens", "max_batch_rows", "num_shards", "teacher_threads", "teacher_groups"):
+            value = getattr(self, name)
+            if value is not None and value < 1:  # None: the device's batch budget (resolve_device)
                 raise PipelineError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.device not in DEVICES:
+            raise PipelineError(f"--device {self.device}: one of {', '.join(DEVICES)}")
         if self.max_length is not None and self.max_length < 2:
             raise PipelineError("--max-length must be at least 2 (the special tokens)")
         if self.input_format not in INPUT_FORMATS:
@@ -67,6 +82,21 @@ class BuildConfig:
         data = asdict(self)
         data.pop("output")
         return data
+
+
+def resolve_device(config: BuildConfig, cuda_available: bool) -> BuildConfig:
+    """The configuration with its device and batch budget settled, as it is hashed and recorded: `auto`
+    becomes `cuda` when the driver sees a GPU (name `--device cuda` where only the workers have one)."""
+    device = config.device
+    if device == "auto":
+        device = "cuda" if cuda_available else "cpu"
+    tokens, rows = BATCH_BUDGETS[device]
+    return replace(config, device=device, batch_tokens=config.batch_tokens or tokens,
+                   max_batch_rows=config.max_batch_rows or rows)
+
+
+def dtype_for(device: str) -> str:
+    return DTYPES["cuda" if device.startswith("cuda") else "cpu"]
 
 
 def config_hash(settings: dict) -> str:

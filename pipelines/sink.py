@@ -1,21 +1,27 @@
 """The sink: labelled rows to format-v1 shards, rejected rows to the dead letter, both in staging.
 
-Shards are written through `zhkd.shards.write_shard` (rows sorted by id, temporary name, rename);
-for a remote output the shard is written locally and uploaded whole.
+A shard is written as an external sort, so no worker ever holds a whole shard: the rows of a shard
+arrive in several small groups (runs); each run is sorted in memory and written to
+`staging/runs/` (`write_run`), then `merge_runs` streams the runs of a shard through a k-way merge by
+id into the shard (`zhkd.shards.write_sorted_shard`: batches of 1,000 rows, temporary name, rename).
+The merged bytes depend on the rows alone, not on how many runs there were. For a remote output the
+runs and the shard go through a local temporary directory and are uploaded whole.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
 from zhkd.pipelines import storage
 from zhkd.pipelines.outputs import DEAD_LETTER
 from zhkd.rows import DeadLetter
-from zhkd.shards import ShardInfo, shard_name, write_shard
+from zhkd.shards import ShardInfo, read_rows, shard_name, write_shard, write_sorted_shard
 from zhkd.tasks import get_task
 
 
@@ -43,27 +49,71 @@ NO_LABEL = "(none)"  # the data card's name for multilabel rows whose gold set i
 
 
 def gold_names(task: str, row: dict, label_names: list[str]) -> list[str]:
-    """What the data card counts of a row's gold: its label, each entity (a B- tag), or each label of a
-    multilabel set (NO_LABEL for an empty one); nothing for an unlabelled row."""
+    """What the data card counts of a stored row's gold: its label, each entity (a B- tag), or each label
+    of a multilabel set (NO_LABEL for an empty one); nothing for an unlabelled row."""
     spec = get_task(task)
-    if spec.per_token:
-        return [tag[2:] for tag in row["tags"] or () if tag.startswith("B-")]
-    if row["label"] is None:
+    gold = row[spec.label_field]
+    if gold is None:
         return []
+    if spec.per_token:
+        return [label_names[t][2:] for t in gold if label_names[t].startswith("B-")]
     if spec.multilabel:
-        return [label_names[i] for i in row["label"]] or [NO_LABEL]
-    return [label_names[row["label"]]]
+        return [label_names[i] for i in gold] or [NO_LABEL]
+    return [label_names[gold]]
 
 
-def write_shard_to(staging: str, index: int, num_shards: int, rows: list[dict], schema: pa.Schema) -> ShardInfo:
-    name = shard_name(index, num_shards)
+RUNS = "runs"
+# Record batches of a run: small, since a merge holds one batch of each of its runs (hundreds of runs
+# per shard at 1M rows a shard).
+RUN_BATCH_ROWS = 64
+
+
+def run_name(shard: int, run: int) -> str:
+    return f"run-{shard:05d}-{run:05d}.arrow"
+
+
+def write_run(staging: str, shard: int, run: int, rows: list[dict], schema: pa.Schema) -> str:
+    """One sorted run of a shard, under a name fixed by (shard, run): a retried task rewrites the same file."""
+    name = run_name(shard, run)
     if storage.is_local(staging):
-        os.makedirs(staging, exist_ok=True)
-        return write_shard(rows, os.path.join(staging, name), schema)
-    with tempfile.TemporaryDirectory(prefix="zhkd-shard-") as tmp:
-        info = write_shard(rows, os.path.join(tmp, name), schema)
-        storage.put_file(os.path.join(tmp, name), storage.join(staging, name))
+        os.makedirs(os.path.join(staging, RUNS), exist_ok=True)
+        write_shard(rows, os.path.join(staging, RUNS, name), schema, RUN_BATCH_ROWS)
+        return name
+    with tempfile.TemporaryDirectory(prefix="zhkd-run-") as tmp:
+        write_shard(rows, os.path.join(tmp, name), schema, RUN_BATCH_ROWS)
+        storage.put_file(os.path.join(tmp, name), storage.join(staging, RUNS, name))
+    return name
+
+
+def merge_runs(staging: str, index: int, num_shards: int, runs: list[str], schema: pa.Schema,
+               on_row: Callable[[dict], None] | None = None) -> ShardInfo:
+    """Shard `index` from its sorted runs: a streaming k-way merge by id (one record batch per run in
+    memory: 64 rows of Arrow and 16 Python rows); `on_row` sees each row as it is written."""
+    name = shard_name(index, num_shards)
+    with tempfile.TemporaryDirectory(prefix="zhkd-merge-") as tmp:
+        if storage.is_local(staging):
+            paths = [os.path.join(staging, RUNS, run) for run in sorted(runs)]
+            os.makedirs(staging, exist_ok=True)
+            dest = os.path.join(staging, name)
+        else:
+            paths = []
+            for run in sorted(runs):
+                paths.append(os.path.join(tmp, run))
+                storage.get_file(storage.join(staging, RUNS, run), paths[-1])
+            dest = os.path.join(tmp, name)
+        merged = heapq.merge(*(read_rows(path) for path in paths), key=lambda row: row["id"])
+        if on_row is not None:
+            merged = _observed(merged, on_row)
+        info = write_sorted_shard(merged, dest, schema)
+        if not storage.is_local(staging):
+            storage.put_file(dest, storage.join(staging, name))
     return info
+
+
+def _observed(rows: Iterator[dict], on_row: Callable[[dict], None]) -> Iterator[dict]:
+    for row in rows:
+        on_row(row)
+        yield row
 
 
 def write_dead_letters(staging: str, reason: str, letters: list[DeadLetter]) -> int:

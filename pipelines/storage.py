@@ -69,6 +69,17 @@ def put_file(local_path: str, dest: str) -> None:
     os.remove(local_path)
 
 
+def get_file(src: str, local_path: str) -> None:
+    """Copy a file to a local path (a streamed download for remote sources)."""
+    if is_local(src):
+        shutil.copyfile(src, local_path)
+        return
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    with FileSystems.open(src, compression_type=CompressionTypes.UNCOMPRESSED) as f, open(local_path, "wb") as dst:
+        shutil.copyfileobj(f, dst, 1 << 24)
+
+
 def move(src: str, dest: str) -> None:
     if is_local(src):
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)

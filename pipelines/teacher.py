@@ -152,6 +152,12 @@ def plan_batches(rows: list[dict], *, batch_tokens: int, max_rows: int) -> list[
 class LoadedTeacher:
     model: object
     device: str
+    dtype: str  # what actually ran, recorded in the manifest
+
+
+# The process's loaded teachers. Beam's shared handle holds a model only while a DoFn refers to it;
+# runners that set a DoFn up per bundle (Beam's DaskRunner: per partition) would reload it each time.
+_LOADED: dict[tuple, LoadedTeacher] = {}
 
 
 class TeacherHandler(ModelHandler):
@@ -159,30 +165,50 @@ class TeacherHandler(ModelHandler):
     (Beam's shared handle), or `copies` models shared by all processes of a machine (large models)."""
 
     def __init__(self, checkpoint: str, task: str, *, pad_token_id: int, device: str = "auto",
-                 copies: int | None = None, threads: int | None = None) -> None:
+                 copies: int | None = None, threads: int | None = None, fingerprint: str = "") -> None:
         super().__init__(model_copies=copies)
         self.checkpoint, self.task, self.pad_token_id, self.device = checkpoint, task, pad_token_id, device
+        # The weights' sha256: a long-lived worker (a Dask cluster serving several builds) reloads a
+        # checkpoint directory whose weights changed.
+        self.fingerprint = fingerprint
         # torch threads per worker process (None: torch's default). The count is fixed by the
         # configuration, not by the runner: on long rows it changes the last bits of the logits.
         self.threads = threads
 
     def load_model(self) -> LoadedTeacher:
+        """One model per process and (checkpoint, weights, task, device), loaded once; the configured thread count
+        is set on every call (something else in the process may have changed it since)."""
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        key = (self.checkpoint, self.fingerprint, self.task, self.device)
+        if key not in _LOADED:
+            _LOADED[key] = self._load()
+        return _LOADED[key]
+
+    def _load(self) -> LoadedTeacher:
         import torch
         import transformers
 
         from zhkd.models import load_model
+        from zhkd.pipelines.build_config import dtype_for
 
         transformers.utils.logging.disable_progress_bar()
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        # bf16 where a GPU runs it; float32 on CPU, where bf16 is slower and less exact.
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        model = load_model(get_task(self.task).model_kind, resolve_checkpoint(self.checkpoint), dtype=dtype)
-        return LoadedTeacher(model.to(device).eval(), device)
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise PipelineError(f"the teacher is to run on {device}, but this worker's torch sees no CUDA device")
+            if device == "cuda" and torch.cuda.device_count() > 1:
+                # One model per worker process, the processes spread over the GPUs by process id (set
+                # CUDA_VISIBLE_DEVICES per worker for an exact placement).
+                device = f"cuda:{os.getpid() % torch.cuda.device_count()}"
+        dtype = dtype_for(device)
+        model = load_model(get_task(self.task).model_kind, resolve_checkpoint(self.checkpoint),
+                           dtype=getattr(torch, dtype))
+        return LoadedTeacher(model.to(device).eval(), device, dtype)
 
     def run_inference(self, batch: Sequence[dict], model: LoadedTeacher, inference_args=None):
         import torch
@@ -202,9 +228,12 @@ class TeacherHandler(ModelHandler):
         inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if any(row.get("token_type_ids") is not None for row in batch):
             inputs["token_type_ids"] = torch.from_numpy(types)
+        on_gpu = model.device.startswith("cuda")
+        if on_gpu:  # pinned host memory: the copies to the GPU do not block the host
+            inputs = {k: v.pin_memory() for k, v in inputs.items()}
         with torch.inference_mode():
-            logits = model.model(**{k: v.to(model.device) for k, v in inputs.items()}).logits
-            logits = logits.float().cpu().numpy()
+            logits = model.model(**{k: v.to(model.device, non_blocking=on_gpu) for k, v in inputs.items()}).logits
+            logits = logits.float().cpu().numpy()  # the one host sync per batch: its results are needed
         if not get_task(self.task).per_token:
             return [PredictionResult(row, logits[i]) for i, row in enumerate(batch)]
         results = []

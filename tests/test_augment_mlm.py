@@ -99,3 +99,17 @@ def test_wordvec_replaces_by_near_neighbours(tmp_path):
     texts = {v.text for v in variants[1:]}
     assert texts and all("不错" in t for t in texts)   # a word with a negator is never replaced
     assert any("价钱" in t or "售价" in t or "客房" in t for t in texts)
+
+
+def test_the_mlm_device_is_part_of_the_policy_and_a_missing_gpu_is_refused(tiny_mlm):
+    import torch
+
+    from zhkd.augment.errors import AugmentError
+
+    on_cpu = make_policy("classification", ops=["mlm"], mlm_model=str(tiny_mlm), device="cpu")
+    on_gpu = make_policy("classification", ops=["mlm"], mlm_model=str(tiny_mlm), device="cuda")
+    assert on_cpu.config()["options"]["mlm"]["device"] == "cpu" and on_cpu.config() != on_gpu.config()
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(AugmentError, match="no CUDA device"):
+        Mlm(str(tiny_mlm), device="cuda").load()

@@ -108,7 +108,7 @@ def build_here(args: list, log: list[str] | None = None):
     add_arguments(parser)
     parsed = parser.parse_args([str(a) for a in args[1:]])
     return build(config_from_args(parsed), beam_flags(parsed), overwrite=parsed.overwrite,
-                 log=(log.append if log is not None else lambda _: None))
+                 num_buckets=parsed.num_buckets, log=(log.append if log is not None else lambda _: None))
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +118,22 @@ def reference(inputs, tiny_classifier, tmp_path_factory) -> Path:
     return out
 
 
+LARGER_EXAMPLES = 1500  # x (1 + 2 variants): about 4,500 rows through every stage
+
+
 @pytest.fixture(scope="module")
-def multiprocess(inputs, tiny_classifier, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("multiprocess") / "out"
-    return built(run_zhkd(*cls_args(inputs, tiny_classifier, out, "--direct_num_workers", "2",
-                                    "--direct_running_mode", "multi_processing")), out)
+def larger_input(tmp_path_factory) -> Path:
+    """Distinct reviews of the train split, enough that each worker process handles many groups."""
+    rows = list(load_corpus("chnsenti", "train"))[:LARGER_EXAMPLES]
+    path = tmp_path_factory.mktemp("larger") / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"text": r["text"], "label": r["label"]}, ensure_ascii=False) + "\n"
+                            for r in rows), encoding="utf-8")
+    return path
+
+
+def larger_args(source: Path, teacher, out: Path, *extra) -> list:
+    return ["build", "--task", "classification", "--input", source, "--teacher", teacher, "--output", out,
+            "--num-shards", "3", "--num-aug", "2", "--truncate", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +178,79 @@ def test_loads_with_datasets_and_validates(reference, tmp_path):
     assert "Traceback" not in failed.stderr
 
 
-def test_in_process_and_multiprocessing_give_identical_shards(reference, multiprocess):
-    assert shard_bytes(reference) == shard_bytes(multiprocess)
-    assert manifest_of(reference)["counts"] == manifest_of(multiprocess)["counts"]
-    assert manifest_of(reference)["config_hash"] == manifest_of(multiprocess)["config_hash"]
+def test_in_process_and_multiprocessing_give_identical_shards(larger_input, tiny_classifier, tmp_path):
+    one = build_here(larger_args(larger_input, tiny_classifier, tmp_path / "one"))
+    two = built(run_zhkd(*larger_args(larger_input, tiny_classifier, tmp_path / "two", "--direct_num_workers", "2",
+                                      "--direct_running_mode", "multi_processing")), tmp_path / "two")
+    assert one.built and manifest_of(two)["total_rows"] == one.manifest["total_rows"] > 4000
+    assert shard_bytes(tmp_path / "one") == shard_bytes(two)
+    assert manifest_of(two)["counts"] == one.manifest["counts"]
+    assert manifest_of(two)["config_hash"] == one.manifest["config_hash"]
+
+
+def test_the_bucket_count_never_changes_the_bytes(reference, inputs, tiny_classifier, tmp_path):
+    out = tmp_path / "three-buckets"
+    assert build_here(cls_args(inputs, tiny_classifier, out, "--num-buckets", "3")).built
+    assert shard_bytes(out) == shard_bytes(reference)
+    assert manifest_of(out)["counts"] == manifest_of(reference)["counts"]
+    assert manifest_of(out)["config_hash"] == manifest_of(reference)["config_hash"]
+
+
+def test_a_dask_build_writes_the_same_bytes_as_the_in_process_engine(reference, inputs, tiny_classifier, tmp_path):
+    """A local Dask cluster of 2 worker processes; the input has dead letters and duplicate ids, so every
+    leaf of the graph (shards, counts, dead letters) must have run for the build to publish."""
+    pytest.importorskip("distributed", reason="needs zhkd[dask]")
+    out = tmp_path / "dask"
+    done = run_zhkd(*cls_args(inputs, tiny_classifier, out, "--runner", "DaskRunner", "--dask-workers", "2",
+                              "--num-buckets", "5"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "local Dask cluster of 2 worker processes" in done.stderr and "Traceback" not in done.stderr
+    assert shard_bytes(out) == shard_bytes(reference)
+    assert manifest_of(out)["counts"] == manifest_of(reference)["counts"]
+    for letters in (reference / "dead_letter").iterdir():
+        assert (out / "dead_letter" / letters.name).read_bytes() == letters.read_bytes()
+
+
+def test_the_manifest_records_the_device_and_dtype_that_ran(reference):
+    manifest = manifest_of(reference)
+    teacher, config = manifest["teacher"], manifest["config"]
+    assert config["device"] == teacher["device"] == "cpu" and teacher["dtype"] == "float32"
+    assert teacher["ran"] == {"cpu/float32": manifest["counts"]["labelled"]}
+    assert teacher["batch_budget"] == {"tokens": 2048, "rows": 256} == {"tokens": config["batch_tokens"],
+                                                                        "rows": config["max_batch_rows"]}
+    assert "precision" not in teacher  # no longer a statement of what would run
+
+
+def test_the_device_settles_the_batch_budget_before_hashing():
+    from zhkd.pipelines.build_config import BuildConfig, resolve_device
+
+    config = BuildConfig(task="classification", inputs=("x",), output="o", teacher="t")
+    on_gpu, on_cpu = resolve_device(config, cuda_available=True), resolve_device(config, cuda_available=False)
+    assert (on_gpu.device, on_gpu.batch_tokens, on_gpu.max_batch_rows) == ("cuda", 65536, 1024)
+    assert (on_cpu.device, on_cpu.batch_tokens, on_cpu.max_batch_rows) == ("cpu", 2048, 256)
+    assert on_gpu.hashed() != on_cpu.hashed()
+    named = resolve_device(BuildConfig(task="classification", inputs=("x",), output="o", teacher="t",
+                                       device="cpu", batch_tokens=512), cuda_available=True)
+    assert (named.device, named.batch_tokens, named.max_batch_rows) == ("cpu", 512, 256)
+
+
+def test_dask_runner_by_its_short_name_and_the_client_address_pass_through():
+    import argparse
+
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from zhkd.commands.build import add_arguments
+    from zhkd.pipelines.beam_options import DASK_RUNNER, beam_flags, is_dask, make_options, names_dask_cluster
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--task", "classification", "--input", "x", "--output", "o", "--teacher", "t",
+                              "--runner", "DaskRunner", "--dask_client_address", "tcp://10.0.0.5:8786"])
+    flags = beam_flags(args)
+    assert is_dask(flags) and names_dask_cluster(flags)
+    options = make_options(flags)
+    assert options.view_as(StandardOptions).runner == DASK_RUNNER
+    assert options.get_all_options()["address"] == "tcp://10.0.0.5:8786"
 
 
 def test_dead_letter_reasons_and_counts_reconcile(reference):
@@ -254,7 +334,7 @@ def test_interrupted_run_leaves_no_completed_and_rerun_matches(reference, inputs
     from zhkd.pipelines import sink
 
     out = tmp_path / "out"
-    real_write = sink.write_shard
+    real_write = sink.write_sorted_shard
     written = []
 
     def dies_mid_write(rows, path, schema):
@@ -264,10 +344,10 @@ def test_interrupted_run_leaves_no_completed_and_rerun_matches(reference, inputs
         written.append(path)
         return real_write(rows, path, schema)
 
-    monkeypatch.setattr(sink, "write_shard", dies_mid_write)
+    monkeypatch.setattr(sink, "write_sorted_shard", dies_mid_write)
     with pytest.raises(Exception, match="killed mid-write"):
         build_here(cls_args(inputs, tiny_classifier, out))
-    monkeypatch.setattr(sink, "write_shard", real_write)
+    monkeypatch.setattr(sink, "write_sorted_shard", real_write)
     assert not (out / COMPLETED).exists() and (out / MARKER).exists()
     assert list((out / STAGING).glob("data-*.arrow"))
     with pytest.raises(Exception, match="did not finish|COMPLETED"):
@@ -295,6 +375,29 @@ def test_label_preservation_filter_is_counted(inputs, tiny_classifier, tmp_path)
     assert agreement["augmented"]["labelled"] == counts["variants"]["augmented"] - counts["duplicates"]
     ds = datasets.load_from_disk(str(out))
     assert ds.num_rows == counts["written"] and manifest["filter"]["active"]
+
+
+def test_labels_the_teacher_does_not_name_come_from_a_first_pass_over_the_data(tmp_path):
+    """A teacher with generic labels (LABEL_0, LABEL_1) and no --labels: a first pass collects the label
+    values, and a count that does not fit the teacher stops the build before the teacher runs."""
+    from conftest import tiny_checkpoint, write_jsonl
+
+    from zhkd.pipelines.errors import PipelineError
+
+    teacher = tiny_checkpoint(tmp_path / "generic", "sequence")
+    pairs = (("服务很好", "好评"), ("房间太小", "差评"), ("还会再来", "好评"))
+    rows = [{"text": t, "label": label} for t, label in pairs]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    result = build_here(["build", "--task", "classification", "--input", source, "--teacher", teacher,
+                         "--output", tmp_path / "out", "--num-shards", "1", "--num-aug", "0"])
+    assert result.built and result.manifest["label_names"] == ["好评", "差评"]
+    assert result.manifest["label_source"] == "inferred from the data (sorted)"
+    three = write_jsonl(tmp_path / "three.jsonl", rows + [{"text": "一般", "label": "中评"}])
+    log: list[str] = []
+    with pytest.raises(PipelineError, match="the data has 3 labels"):
+        build_here(["build", "--task", "classification", "--input", three, "--teacher", teacher, "--output",
+                    tmp_path / "out3", "--num-shards", "1", "--num-aug", "0"], log)
+    assert not any("running on" in line for line in log)  # refused before the main pipeline
 
 
 def test_output_plans(tmp_path):
@@ -345,7 +448,7 @@ def test_counts_that_do_not_reconcile_stop_the_build(reference):
 
     counts = manifest_of(reference)["counts"]
     check_reconciles(counts)
-    with pytest.raises(IntegrityError, match="labelled - filtered = written"):
+    with pytest.raises(IntegrityError, match="labelled - filtered - id collisions = written"):
         check_reconciles({**counts, "written": counts["written"] - 1})
 
 
@@ -358,3 +461,22 @@ def test_keep_first_prefers_originals_then_smallest_ids():
     kept, dropped = keep_first([row("b", "你好 吗", True), row("a~1", "你好吗", False), row("c", "ＡＢ", False),
                                 row("d", "ab", False), row("e", "别的", False)])
     assert [r["id"] for r in kept] == ["b", "c", "e"] and dropped == 2
+
+
+def test_a_variant_that_takes_an_input_rows_id_gives_way_to_it():
+    """An input that already holds variants (`zhkd augment` output) augmented again with another seed can
+    generate a variant under the id of an input row; the shard keeps the input's row once, and the count
+    says how many went."""
+    from zhkd.pipelines.build_pipeline import unique_ids
+
+    def row(row_id, text, original, ops=()):
+        return {"id": row_id, "text": text, "text_pair": None, "is_original": original, "ops": list(ops)}
+
+    given = row("s~1", "服务很好", True, ["synonym"])
+    rows = [row("s~1", "服务挺好", False, ["synonym"]), given, row("t", "房间小", True), row("u~2", "乙", False),
+            row("u~2", "甲", False)]
+    kept, dropped = unique_ids(rows)
+    assert dropped == 2 and sorted(r["id"] for r in kept) == ["s~1", "t", "u~2"]
+    assert given in kept and {r["text"] for r in kept if r["id"] == "u~2"} == {"乙"}  # by content: 乙 (U+4E59) first
+    by_id = lambda found: sorted(found, key=lambda r: r["id"])  # noqa: E731
+    assert by_id(unique_ids(rows[::-1])[0]) == by_id(kept)  # the arrival order does not decide

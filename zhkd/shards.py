@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -102,19 +103,51 @@ class ShardInfo:
     sha256: str
 
 
-def write_shard(rows: list[dict], path: Path, schema: pa.Schema) -> ShardInfo:
+BATCH_ROWS = 1000  # rows per Arrow record batch in a shard
+
+
+def write_shard(rows: list[dict], path: Path, schema: pa.Schema, batch_rows: int = BATCH_ROWS) -> ShardInfo:
     """Rows sorted by id, as one Arrow stream, written under a temporary name and renamed."""
+    return write_sorted_shard(sorted(rows, key=lambda r: r["id"]), path, schema, batch_rows)
+
+
+def write_sorted_shard(rows: Iterable[dict], path: Path, schema: pa.Schema, batch_rows: int = BATCH_ROWS) -> ShardInfo:
+    """Rows that arrive in strictly increasing id order, streamed into one Arrow stream in record
+    batches of `batch_rows` (so a shard never has to fit in memory), under a temporary name, renamed.
+    The batch layout depends on the rows alone, so the bytes do too. An id out of order or repeated
+    stops the write: a shard must hold each row once, sorted."""
     path = Path(path)
-    table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["id"]), schema=schema)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        if table.num_rows:
-            writer.write_table(table, max_chunksize=1000)
-        else:  # one empty batch: datasets cannot load a stream that has none
-            writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
-    fsync_file(tmp)  # on disk before any manifest or COMPLETED can name it
-    os.replace(tmp, path)
-    return ShardInfo(path.name, table.num_rows, path.stat().st_size, file_sha256(path))
+    count, previous, batch = 0, None, []
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for row in rows:
+                if previous is not None and row["id"] <= previous:
+                    raise DatasetError(f"{path}: row id {row['id']!r} after {previous!r} (rows must come sorted, "
+                                       "each once)")
+                previous = row["id"]
+                batch.append(row)
+                if len(batch) == batch_rows:
+                    writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+                    count, batch = count + len(batch), []
+            if batch or not count:  # an empty shard still holds one (empty) batch: datasets needs one
+                writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+                count += len(batch)
+        fsync_file(tmp)  # on disk before any manifest or COMPLETED can name it
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return ShardInfo(path.name, count, path.stat().st_size, file_sha256(path))
+
+
+def read_rows(path: Path, slice_rows: int = 16) -> Iterator[dict]:
+    """The rows of one shard (or sorted run) in order, holding one Arrow record batch and `slice_rows`
+    Python rows at a time (a merge of many runs keeps one of these per run)."""
+    with pa.OSFile(str(path), "rb") as source:
+        for batch in pa.ipc.open_stream(source):
+            for start in range(0, batch.num_rows, slice_rows):
+                yield from batch.slice(start, slice_rows).to_pylist()
 
 
 def _feature(arrow_type: pa.DataType) -> dict:

@@ -37,7 +37,7 @@ MASK_SHARE = 0.15
 LENGTH_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 FILL_MIN_FREQ = 20
 
-_MODELS: dict[str, Any] = {}
+_MODELS: dict[tuple[str, str], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Mlm:
     span_safe = True
 
     def __init__(self, model: str, p: float = 0.2, top_k: int = 15, max_length: int = 256,
-                 batch_rows: int | None = None, max_masked: int = 12) -> None:
+                 batch_rows: int | None = None, max_masked: int = 12, device: str = "auto") -> None:
         if not model:
             raise AugmentError("mlm: needs a masked-LM checkpoint (a local directory or a hub id)")
         if max_length not in LENGTH_LADDER:
@@ -62,10 +62,11 @@ class Mlm:
         self.p = check_rate(self.name, p)
         # Rows per forward: None picks 8 on a CPU (less padding waste) and 64 on a GPU.
         self.top_k, self.max_length, self.batch_rows, self.max_masked = top_k, max_length, batch_rows, max_masked
-        self.key = f"mlm:{self.model}:{top_k}:{max_length}:{batch_rows}:{max_masked}"
+        self.device = device  # auto: CUDA when present; one model per process and device
+        self.key = f"mlm:{self.model}:{top_k}:{max_length}:{batch_rows}:{max_masked}:{device}"
 
     def load(self) -> None:
-        loaded(self.model)
+        loaded(self.model, self.device)
 
     def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
         if self.key not in seg.memo:
@@ -81,7 +82,7 @@ class Mlm:
         todo = list({id(s): s for s in segs if self.key not in s.memo}.values())
         if not todo:
             return
-        lm = loaded(self.model)
+        lm = loaded(self.model, self.device)
         batch_rows = self.batch_rows or lm.batch_rows
         rows_by_len: dict[int, list[tuple[int, Row]]] = {}
         for n, seg in enumerate(todo):
@@ -168,7 +169,7 @@ class Mlm:
 class LoadedModel:
     """A masked LM, its character vocabulary and the candidate tables, once per process and checkpoint."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, device: str = "auto") -> None:
         import torch
         import transformers
 
@@ -178,7 +179,11 @@ class LoadedModel:
                                                                       trust_remote_code=False)
         except (OSError, ValueError) as err:
             raise AugmentError(f"mlm: cannot load a masked-LM checkpoint from {name}: {err}") from err
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise AugmentError(f"mlm: device {device} asked for, but torch sees no CUDA device here")
+        self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.batch_rows = 64 if self.device.type == "cuda" else 8
         self.encoder = model.base_model
@@ -250,7 +255,8 @@ class LoadedModel:
         return tuple(f for f in fills if f != original)[:top_k]
 
 
-def loaded(name: str) -> LoadedModel:
-    if name not in _MODELS:
-        _MODELS[name] = LoadedModel(name)
-    return _MODELS[name]
+def loaded(name: str, device: str = "auto") -> LoadedModel:
+    """The process's one copy of a masked LM on a device."""
+    if (name, device) not in _MODELS:
+        _MODELS[name, device] = LoadedModel(name, device)
+    return _MODELS[name, device]

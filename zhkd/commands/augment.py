@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ops", help="comma-separated operators (default: the task's recipe), e.g. synonym,eda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mlm-model", help="masked-LM checkpoint (directory or hub id) for the mlm operator")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the mlm operator runs (default auto: CUDA when present)")
     parser.add_argument("--wordvec", help="word2vec text file for the wordvec operator")
     parser.add_argument("--user-dict", help="jieba user dictionary (word [freq] [tag] per line)")
     parser.add_argument("--overwrite", action="store_true",
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     first = next(records)  # a missing or empty input is refused here, before anything else
     ops = [o for o in args.ops.split(",") if o.strip()] if args.ops else None
     policy = make_policy(args.task, num_aug=args.num_aug, ops=ops, seed=args.seed, mlm_model=args.mlm_model,
-                         wordvec=args.wordvec, user_dict=args.user_dict)
+                         wordvec=args.wordvec, user_dict=args.user_dict, device=args.device)
     rejected_file = rejected_path(args.output)
     outputs = replacing_files([args.output, rejected_file], inputs=[args.input, args.wordvec, args.user_dict],
                               overwrite=args.overwrite, ours=is_augment_output, command="augment")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from zhkd.pipelines.build_config import DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS, INPUT_FORMATS, BuildConfig
+from zhkd.pipelines.build_config import (
+    BATCH_BUDGETS,
+    DEFAULT_TEACHER_GROUPS,
+    DEVICES,
+    INPUT_FORMATS,
+    MIN_BUCKETS,
+    BuildConfig,
+)
 from zhkd.rows import Fields
 from zhkd.tasks import task_names
 
@@ -19,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     quiet_known_warnings()
     parser.epilog = ("Any Apache Beam pipeline option is accepted too (e.g. --runner DataflowRunner --project P "
                      "--region R --temp_location gs://... --setup_file ./pyproject.toml, or "
-                     "--direct_num_workers 2 --direct_running_mode multi_processing locally). "
+                     "--direct_num_workers 2 --direct_running_mode multi_processing locally, or --runner DaskRunner "
+                     "[--dask_client_address HOST:PORT] for Dask). "
                      "See docs/build.md.")
     io = parser.add_argument_group("input and output")
     io.add_argument("--task", required=True, choices=task_names())
@@ -50,15 +58,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teach.add_argument("--teacher", required=True, metavar="M",
                        help="sequence- or token-classification checkpoint: local dir, gs://..., or hub id")
     teach.add_argument("--max-length", type=int, help="teacher tokens per row (default: the teacher's limit)")
-    teach.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
-                       help=f"padded tokens per teacher batch (default {DEFAULT_BATCH_TOKENS}, for CPU; "
-                            "a GPU wants e.g. 65536)")
-    teach.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS,
-                       help=f"rows per teacher batch at most (default {DEFAULT_MAX_BATCH_ROWS})")
+    cpu, gpu = BATCH_BUDGETS["cpu"], BATCH_BUDGETS["cuda"]
+    teach.add_argument("--batch-tokens", type=int,
+                       help=f"padded tokens per teacher batch (default by device: {cpu[0]} on CPU, {gpu[0]} on CUDA)")
+    teach.add_argument("--max-batch-rows", type=int,
+                       help=f"rows per teacher batch at most (default by device: {cpu[1]} on CPU, {gpu[1]} on CUDA)")
+    teach.add_argument("--teacher-groups", type=int, default=DEFAULT_TEACHER_GROUPS,
+                       help="teacher batches form inside (id hash, length) groups; this many id hashes "
+                            f"(default {DEFAULT_TEACHER_GROUPS}; part of the configuration: it decides the batches)")
     teach.add_argument("--teacher-threads", type=int, default=1,
                        help="torch threads per worker process on CPU (default 1; part of the configuration, "
                             "since the thread count can change the last bits of logits); scale out with workers")
-    teach.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    teach.add_argument("--device", default="auto", choices=DEVICES,
+                       help="where the teacher and the mlm operator run: auto (CUDA when the machine that "
+                            "starts the build has it), cpu or cuda; recorded and part of the configuration")
     teach.add_argument("--teacher-copies", type=int,
                        help="share this many model copies among a machine's worker processes (large teachers)")
     filt = parser.add_argument_group("label-preservation filter (off by default)")
@@ -67,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     filt.add_argument("--min-confidence", type=float, default=0.0,
                       help="drop augmented rows whose teacher confidence is below this")
     parser.add_argument("--num-shards", type=int, default=8, help="output shards (default 8)")
+    run = parser.add_argument_group("running (never changes the output)")
+    run.add_argument("--num-buckets", type=int,
+                     help="work groups for augmentation, deduplication and shard runs (default: 4 per worker "
+                          f"process, at least {MIN_BUCKETS})")
+    run.add_argument("--dask-workers", type=int,
+                     help="with --runner DaskRunner and no --dask_client_address: worker processes of the "
+                          "local Dask cluster zhkd starts (default: one per core)")
     add_beam_arguments(parser)
 
 
@@ -80,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         num_shards=args.num_shards, max_chars=args.max_chars, truncate=args.truncate,
         allow_unlabeled=args.allow_unlabeled, max_length=args.max_length, batch_tokens=args.batch_tokens,
         max_batch_rows=args.max_batch_rows, teacher_threads=args.teacher_threads,
+        teacher_groups=args.teacher_groups, device=args.device,
         filter_disagreement=args.filter_disagreement,
         min_confidence=args.min_confidence,
     )
@@ -90,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     from zhkd.pipelines.beam_options import beam_flags
     from zhkd.pipelines.build import build
-    build(config_from_args(args), beam_flags(args), overwrite=args.overwrite, device=args.device,
-          teacher_copies=args.teacher_copies, log=lambda line: print(line, file=sys.stderr, flush=True))
+    build(config_from_args(args), beam_flags(args), overwrite=args.overwrite, teacher_copies=args.teacher_copies,
+          num_buckets=args.num_buckets, dask_workers=args.dask_workers,
+          log=lambda line: print(line, file=sys.stderr, flush=True))
     return 0
