@@ -8,9 +8,10 @@ records per run: the rows the build's own counts expect (labelled - filtered), t
 hold, whether it published, the wall time, and how many times Beam's data plane logged "Discard
 inputs for cleaned up instruction" (the suspected symptom; Beam logs it at INFO, so the builds run
 with INFO logging). The counts come from the staging `results.json` when a build refused to publish.
-Results: bench/results/row_loss_bench.json.
+Results: bench/results/row_loss_bench.json, rewritten after every run (a 100k build takes a quarter of
+an hour or more on 2 cores, so a stopped series still leaves the runs it finished).
 
-    python bench/row_loss_bench.py [--size 100000] [--runs 5] [--runner direct|dask] [--work DIR]
+    python bench/row_loss_bench.py [--size 100000] [--runs 5] [--runner direct|dask] [--work DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from build_bench import tiny_teacher, write_source  # bench/ is on the path when a bench script runs
+from benchlib import meta, summary_row, write_result  # bench/ is on the path when a bench script runs
+from build_bench import tiny_teacher, write_source
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -75,12 +76,14 @@ def main() -> None:
     parser.add_argument("--num-aug", type=int, default=4)
     parser.add_argument("--runner", choices=sorted(RUNNER_FLAGS), default="direct")
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one, removed)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"result file (default {RESULTS})")
     args = parser.parse_args()
     if args.size != 100_000:
         print(f"NOTE: {args.size:,} source examples instead of the issue's 100,000", flush=True)
+    started, load_before = time.time(), os.getloadavg()
     work = args.work or Path(tempfile.mkdtemp(prefix="zhkd-row-loss-"))
     work.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs: list[dict] = []
     try:
         teacher = tiny_teacher(work / "teacher")
         source = work / "source.jsonl"
@@ -96,16 +99,30 @@ def main() -> None:
                   f"(lost {lost:,}), published {run['published']}, {run['wall_s']:.0f} s, "
                   f"'{DISCARD}' logged {run['discard_log_lines']}x" + (f"; {run['error']}" if "error" in run else ""),
                   flush=True)
+            write_result(args.out, result_of(runs, args, started, load_before))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    result = {"bench": "row_loss_bench", "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "size": args.size, "num_aug": args.num_aug, "runner": args.runner, "workers": 2, "runs": runs,
-              "rows_lost_total": sum(r.get("expected", 0) - r.get("written", 0) for r in runs),
-              "all_published": all(r["published"] for r in runs)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"rows lost in all runs: {result['rows_lost_total']:,}; wrote {RESULTS}")
+    print(f"rows lost in all runs: {sum(lost_rows(r) for r in runs):,}")
+
+
+def lost_rows(run: dict) -> int:
+    return run.get("expected", 0) - run.get("written", 0)
+
+
+def result_of(runs: list[dict], args: argparse.Namespace, started: float, load_before: tuple) -> dict:
+    """The runs so far as a bench result (one summary row: rows written against rows expected)."""
+    expected, written = sum(r.get("expected", 0) for r in runs), sum(r.get("written", 0) for r in runs)
+    unpublished = sum(not r["published"] for r in runs)
+    row = summary_row(
+        f"rows kept, {len(runs)} of {args.runs} builds of {args.size:,} examples (N={args.num_aug}), "
+        f"2 local workers ({args.runner})", f"{written:,} written", f"{expected:,} expected", "rows",
+        written / expected if expected else None, target=1.0,
+        note=f"lost {expected - written:,}; {unpublished} not published; "
+             f"'{DISCARD}' logged {sum(r['discard_log_lines'] for r in runs)}x")
+    return {"size": args.size, "num_aug": args.num_aug, "runner": args.runner, "workers": 2, "runs": runs,
+            "rows_lost_total": sum(lost_rows(r) for r in runs), "all_published": all(r["published"] for r in runs),
+            "summary": [row], "meta": meta("row_loss_bench", started, load_before, device="cpu")}
 
 
 if __name__ == "__main__":
