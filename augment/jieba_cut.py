@@ -12,20 +12,21 @@ jieba's algorithm for the rest:
   splits such a run with its own pattern: jieba gives `300 - 350`, jieba-rs `300-350`), and on CJK
   characters outside U+4E00..U+9FD5 (extension A, compatibility ideographs: jieba splits its blocks at
   them, jieba-rs does not). So a text free of both goes to jieba-rs whole, and a text holding them is cut
-  block by block (jieba's blocks): a block of U+4E00..U+9FD5 characters only by jieba-rs, any other by
-  the Python port. On the bundled corpora half the reviews hold a digit or a Latin letter, and the
-  blocks holding them are a small share of the characters.
+  block by block (jieba's blocks): a block of U+4E00..U+9FD5 characters only by jieba-rs; in any other,
+  jieba-rs gives the route (its cut without the HMM) and the runs of single characters off the route go
+  to jieba's HMM handling here. On the bundled corpora half the reviews hold a digit or a Latin letter.
 
-The Python port scores candidates in one backward pass over a table of log-probabilities made once, and
-runs an unrolled Viterbi with back-pointers whose result is remembered per run; its sums, their order
-and every tie-break are jieba's. A test compares `Cutter` with jieba on the bundled corpora, with and
-without a user dictionary.
+The HMM handling here runs an unrolled Viterbi with back-pointers whose result is remembered per run.
+Where a user dictionary holds a word of ASCII letters and digits, jieba-rs's route can be read two ways,
+and the block's route is computed here, in one backward pass over a table of log-probabilities made
+once. Sums, their order and every tie-break are jieba's. A test compares `Cutter` with jieba on the
+bundled corpora, with and without a user dictionary.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from math import inf, log
 
 _PREFIX = 1.0   # marks a dictionary entry that is only a prefix (log-probabilities are negative)
@@ -65,6 +66,8 @@ class Cutter:
         if tokenizer.total > listed:
             add(_TOTAL_PAD, tokenizer.total - listed, None)
         self.fast = fast.cut
+        self.route = partial(fast.cut, hmm=False)
+        self.has_word = fast.has_word
         # Words a user dictionary gave frequency 0: jieba's HMM output splits them into characters.
         self.force_split = finalseg.Force_Split_Words
 
@@ -97,9 +100,40 @@ class Cutter:
         return [piece for word in words for piece in (word if word in force else (word,))]
 
     def _cut_block(self, block: str, out: list[str]) -> None:
-        # The best route from each position, right to left: log-probability and end of its first word.
-        # Candidates are the dictionary words starting there (or the single character when none is);
-        # ties go to the longer word, as jieba's max over (score, end) does.
+        """jieba's words for a block that jieba-rs would cut otherwise: jieba-rs's route (its cut without
+        the HMM), the runs of single characters off the route handled as jieba handles them."""
+        steps = self.route(block)
+        # Without the HMM, jieba-rs joins consecutive single-character steps of ASCII letters and digits
+        # into one word: split them again. Such a run is a dictionary word only with a user dictionary,
+        # and then it could be a step as well: jieba's route decides.
+        has_word, ascii_run = self.has_word, False
+        for word in steps:
+            if len(word) > 1 and word.isascii() and word.isalnum():
+                if has_word(word):
+                    steps = self._route(block)
+                    ascii_run = False
+                    break
+                ascii_run = True
+        if ascii_run:
+            steps = [piece for word in steps
+                     for piece in (word if len(word) > 1 and word.isascii() and word.isalnum() else (word,))]
+        buf = ""
+        for word in steps:
+            if len(word) == 1:
+                buf += word
+            else:
+                if buf:
+                    self._flush(buf, out)
+                    buf = ""
+                out.append(word)
+        if buf:
+            self._flush(buf, out)
+
+    def _route(self, block: str) -> list[str]:
+        """jieba's route through a block: the best route from each position, right to left (its
+        log-probability and the end of its first word). Candidates are the dictionary words starting
+        there (or the single character when none is); ties go to the longer word, as jieba's max over
+        (score, end) does."""
         n = len(block)
         get, fallback, prefix, none = self.table.get, -self.logtotal, _PREFIX, -inf
         score = [0.0] * (n + 1)
@@ -119,21 +153,12 @@ class Cutter:
                     break
                 lp = get(block[start:i + 1])
             score[start] = best if best > none else fallback + score[start + 1]
-        # Walk the route; runs of single characters that are not a dictionary word go to the HMM.
-        x = 0
-        buf = ""
+        steps, x = [], 0
         while x < n:
             y = end[x] + 1
-            if y - x == 1:
-                buf += block[x]
-            else:
-                if buf:
-                    self._flush(buf, out)
-                    buf = ""
-                out.append(block[x:y])
+            steps.append(block[x:y])
             x = y
-        if buf:
-            self._flush(buf, out)
+        return steps
 
     def _flush(self, buf: str, out: list[str]) -> None:
         if len(buf) == 1:

@@ -64,15 +64,17 @@ def test_the_cutter_gives_jiebas_words_where_jieba_rs_alone_differs():
 
 def test_the_cutter_follows_a_user_dictionary_that_redefines_and_forbids_words(tmp_path, corpus_texts):
     # A listed word counts twice in jieba's total, a frequency 0 makes the HMM split the word, a word
-    # without frequency takes jieba's suggested one: the total and every score must still be jieba's.
+    # without frequency takes jieba's suggested one, a word of ASCII letters (none in jieba's own
+    # dictionary) makes jieba-rs's route ambiguous: the total, every score and every word must be jieba's.
     user_dict = tmp_path / "user.txt"
-    user_dict.write_text("酒店 900000 n\n不错 9 a\n贵得 0\n房间干净\n", encoding="utf-8")
+    user_dict.write_text("酒店 900000 n\n不错 9 a\n贵得 0\n房间干净\nDVD 30 n\n", encoding="utf-8")
     assert "贵得" in segmenter().words("房价贵得离谱啦呗")   # an HMM word, split once forbidden
     seg = Segmenter(str(user_dict))
     try:
         assert seg.tokenizer.total != sum(f for f in seg.tokenizer.FREQ.values() if f)
         assert seg.words("房价贵得离谱啦呗")[1:3] == ["贵", "得"]
-        for text in corpus_texts[:800] + JIEBA_RS_DIFFERS + ["房间干净又整洁"]:
+        assert "DVD" in seg.words("买了DVD12机")
+        for text in corpus_texts[:800] + JIEBA_RS_DIFFERS + ["房间干净又整洁", "买了DVD12机和DV机", "12DVD3-4"]:
             assert seg.cutter.cut(text) == list(seg.tokenizer.cut(text)), text
     finally:
         finalseg.Force_Split_Words.discard("贵得")   # jieba keeps forced splits process-wide (its finalseg)
