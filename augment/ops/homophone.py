@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 
 from zhkd.augment.ops.base import check_rate, content_words, count_for
-from zhkd.augment.pinyin import homophone_index, homophones, word_readings
+from zhkd.augment.pinyin import homophone_tables, homophones, word_readings
 from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
@@ -36,7 +36,7 @@ class Homophone:
         self.key = f"homophone:{p}:{toned}"
 
     def load(self) -> None:
-        homophone_index(self.toned)
+        homophone_tables(self.toned)
 
     def slots(self, seg: Segmented) -> tuple[list[tuple[int, int, tuple, tuple]], int]:
         """(word index, character index, candidates, cumulative weights) of every replaceable character,
@@ -59,3 +59,23 @@ class Homophone:
             word = words[i]
             words[i] = word[:j] + rng.pick(chars, cum) + word[j + 1:]
         return Segmented(tuple(words), seg.pos, seg.ents)
+
+    def text_slots(self, seg: Segmented) -> tuple[str, list[tuple[int, tuple, tuple]], int]:
+        """The sentence's text, its slots as (character offset in the text, candidates, cumulative
+        weights) in the order of `slots`, and the change count."""
+        slots, count = seg.remember(self.key, self.slots)
+        starts = [start for start, _ in seg.spans()]
+        return seg.text, [(starts[i] + j, chars, cum) for i, j, chars, cum in slots], count
+
+    def apply_text(self, seg: Segmented, rng: KeyedRandom) -> str | None:
+        """`apply(seg, rng).text`, from the same draws, without building the words: one slice per change."""
+        text, slots, count = seg.remember(self.key + ":text", self.text_slots)
+        if not count:
+            return None
+        if count == 1:
+            at, chars, cum = rng.sample(slots, 1)[0]
+            return text[:at] + rng.pick(chars, cum) + text[at + 1:]
+        out = list(text)
+        for at, chars, cum in rng.sample(slots, count):
+            out[at] = rng.pick(chars, cum)
+        return "".join(out)

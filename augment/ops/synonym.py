@@ -33,6 +33,17 @@ class Synonym:
             words[i] = rng.pick(cands, cum_weights)
         return Segmented(tuple(words), seg.pos, seg.ents)
 
+    def apply_text(self, seg: Segmented, rng: KeyedRandom) -> str | None:
+        """`apply(seg, rng).text`, from the same draws, without building a Segmented."""
+        slots, count = seg.remember(f"synonym:{self.p}", self._plan)
+        if not count:
+            return None
+        words = list(seg.words)
+        for i, sets in rng.sample(slots, count):
+            cands, cum_weights = sets[rng.randrange(len(sets))] if len(sets) > 1 else sets[0]
+            words[i] = rng.pick(cands, cum_weights)
+        return "".join(words)
+
     def _plan(self, seg: Segmented) -> tuple[list, int]:
         """The replaceable words with their synonym sets, and how many of them a variant replaces."""
         slots = synonym_slots(seg)
