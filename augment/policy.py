@@ -21,7 +21,7 @@ from zhkd.augment.rng import KeyedRandom, KeyedSeries, derive_rng
 from zhkd.augment.segment import Segmented, segmenter, tokens_and_tags
 from zhkd.tasks import get_task
 
-AUGMENT_VERSION = 2   # bump when an operator's output for the same config and seed changes
+AUGMENT_VERSION = 3   # bump when an operator's output for the same config and seed changes
 CHAIN_CONVERT = 0.1
 
 # Primary operators and their weights per task (family names expand into equal shares).
