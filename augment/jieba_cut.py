@@ -1,20 +1,43 @@
-"""jieba's accurate mode with its HMM (`jieba.Tokenizer.cut(text)`), word for word, at well under half the cost.
+"""jieba's accurate mode with its HMM (`jieba.Tokenizer.cut(text)`), word for word, mostly in compiled code.
 
 A character-level operator makes each of its outputs in a few microseconds, so segmenting the sentence
-once is most of its cost. jieba builds a prefix DAG as a dict of lists, takes a logarithm of every
-candidate's frequency on every call, and runs its HMM (a Viterbi over B/M/E/S states, copying paths as
-lists) on every unknown run anew. `Cutter` scores candidates in one backward pass over a table of
-log-probabilities made once, and runs an unrolled Viterbi with back-pointers whose result is remembered
-per run. The sums, their order and every tie-break are jieba's, so the words are the same; a test
-compares the two on the bundled corpora.
+once is a large part of its cost. `Cutter` hands jieba's work to jieba-rs (the `rjieba` binding), loaded
+with the tokenizer's own dictionary (jieba's dict.txt plus any user dictionary: every word with its
+frequency, and the same total), wherever jieba-rs gives jieba's words, and keeps a Python port of
+jieba's algorithm for the rest:
+
+- jieba-rs and jieba build the same DAG, pick the same route (the same sums, the same tie-break to the
+  longer word) and run the same HMM (jieba's model) over runs of CJK characters.
+- They differ on Latin letters, digits and `+#&._%-` inside a run that goes to the HMM (jieba-rs
+  splits such a run with its own pattern: jieba gives `300 - 350`, jieba-rs `300-350`), and on CJK
+  characters outside U+4E00..U+9FD5 (extension A, compatibility ideographs: jieba splits its blocks at
+  them, jieba-rs does not). So a text free of both goes to jieba-rs whole, and a text holding them is cut
+  block by block (jieba's blocks): a block of U+4E00..U+9FD5 characters only by jieba-rs; in any other,
+  jieba-rs gives the route (its cut without the HMM) and the runs of single characters off the route go
+  to jieba's HMM handling here. On the bundled corpora half the reviews hold a digit or a Latin letter.
+
+The HMM handling here runs an unrolled Viterbi with back-pointers whose result is remembered per run.
+Where a user dictionary holds a word of ASCII letters and digits, jieba-rs's route can be read two ways,
+and the block's route is computed here, in one backward pass over a table of log-probabilities made
+once. Sums, their order and every tie-break are jieba's. A test compares `Cutter` with jieba on the
+bundled corpora, with and without a user dictionary.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re
+from functools import lru_cache, partial
 from math import inf, log
 
 _PREFIX = 1.0   # marks a dictionary entry that is only a prefix (log-probabilities are negative)
+# What jieba-rs cuts differently from jieba (see the module docstring): jieba's non-CJK word characters,
+# and CJK characters outside jieba's range (U+4E00..U+9FD5).
+_DIFFERS = re.compile("[A-Za-z0-9+#&._%\\-\u3400-\u4dbf\u9fd6-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
+_PLAIN = re.compile("[\u4e00-\u9fd5]+")
+# A word jieba-rs never meets: its frequency makes jieba-rs's total equal to jieba's (jieba counts a word
+# listed twice in dict.txt twice, and a user word that redefines one on top of it). A control character
+# never lies inside a block that is cut, so it is never a candidate.
+_TOTAL_PAD = "\x00"
 
 
 class Cutter:
@@ -23,6 +46,8 @@ class Cutter:
 
     def __init__(self, tokenizer) -> None:
         import jieba
+        from jieba import finalseg
+        from rjieba import Jieba
 
         self.freq = tokenizer.FREQ
         self.logtotal = log(tokenizer.total)
@@ -31,14 +56,33 @@ class Cutter:
         logtotal = self.logtotal
         self.table = {w: log(f) - logtotal if f else _PREFIX for w, f in tokenizer.FREQ.items()}
         self.han, self.skip = jieba.re_han_default, jieba.re_skip_default
+        # jieba-rs over the same words: a private instance (rjieba's module-level one is left alone).
+        fast = Jieba.empty()
+        add, listed = fast.add_word, 0
+        for word, freq in tokenizer.FREQ.items():
+            if freq:
+                add(word, freq, None)
+                listed += freq
+        if tokenizer.total > listed:
+            add(_TOTAL_PAD, tokenizer.total - listed, None)
+        self.fast = fast.cut
+        self.route = partial(fast.cut, hmm=False)
+        self.has_word = fast.has_word
+        # Words a user dictionary gave frequency 0: jieba's HMM output splits them into characters.
+        self.force_split = finalseg.Force_Split_Words
 
     def cut(self, text: str) -> list[str]:
+        if not _DIFFERS.search(text):
+            return self._split_forced(self.fast(text))
         out: list[str] = []
         for block in self.han.split(text):
             if not block:
                 continue
             if self.han.match(block):
-                self._cut_block(block, out)
+                if _PLAIN.fullmatch(block):
+                    out += self._split_forced(self.fast(block))
+                else:
+                    self._cut_block(block, out)
             else:
                 for piece in self.skip.split(block):
                     if self.skip.match(piece):
@@ -47,10 +91,49 @@ class Cutter:
                         out.extend(piece)
         return out
 
+    def _split_forced(self, words: list[str]) -> list[str]:
+        """jieba-rs's words with jieba's forced splits applied (a word of frequency 0 is never a route
+        word, so only the HMM can have made it)."""
+        force = self.force_split
+        if not force:
+            return words
+        return [piece for word in words for piece in (word if word in force else (word,))]
+
     def _cut_block(self, block: str, out: list[str]) -> None:
-        # The best route from each position, right to left: log-probability and end of its first word.
-        # Candidates are the dictionary words starting there (or the single character when none is);
-        # ties go to the longer word, as jieba's max over (score, end) does.
+        """jieba's words for a block that jieba-rs would cut otherwise: jieba-rs's route (its cut without
+        the HMM), the runs of single characters off the route handled as jieba handles them."""
+        steps = self.route(block)
+        # Without the HMM, jieba-rs joins consecutive single-character steps of ASCII letters and digits
+        # into one word: split them again. Such a run is a dictionary word only with a user dictionary,
+        # and then it could be a step as well: jieba's route decides.
+        has_word, ascii_run = self.has_word, False
+        for word in steps:
+            if len(word) > 1 and word.isascii() and word.isalnum():
+                if has_word(word):
+                    steps = self._route(block)
+                    ascii_run = False
+                    break
+                ascii_run = True
+        if ascii_run:
+            steps = [piece for word in steps
+                     for piece in (word if len(word) > 1 and word.isascii() and word.isalnum() else (word,))]
+        buf = ""
+        for word in steps:
+            if len(word) == 1:
+                buf += word
+            else:
+                if buf:
+                    self._flush(buf, out)
+                    buf = ""
+                out.append(word)
+        if buf:
+            self._flush(buf, out)
+
+    def _route(self, block: str) -> list[str]:
+        """jieba's route through a block: the best route from each position, right to left (its
+        log-probability and the end of its first word). Candidates are the dictionary words starting
+        there (or the single character when none is); ties go to the longer word, as jieba's max over
+        (score, end) does."""
         n = len(block)
         get, fallback, prefix, none = self.table.get, -self.logtotal, _PREFIX, -inf
         score = [0.0] * (n + 1)
@@ -70,21 +153,12 @@ class Cutter:
                     break
                 lp = get(block[start:i + 1])
             score[start] = best if best > none else fallback + score[start + 1]
-        # Walk the route; runs of single characters that are not a dictionary word go to the HMM.
-        x = 0
-        buf = ""
+        steps, x = [], 0
         while x < n:
             y = end[x] + 1
-            if y - x == 1:
-                buf += block[x]
-            else:
-                if buf:
-                    self._flush(buf, out)
-                    buf = ""
-                out.append(block[x:y])
+            steps.append(block[x:y])
             x = y
-        if buf:
-            self._flush(buf, out)
+        return steps
 
     def _flush(self, buf: str, out: list[str]) -> None:
         if len(buf) == 1:

@@ -19,16 +19,22 @@ def _style(toned: bool):
 def word_readings(word: str, toned: bool) -> tuple[str, ...]:
     """Each character's reading in this word, as pypinyin's `lazy_pinyin(word)` reads it (its phrase
     segmentation, its phrase dictionary, else each character's first reading) but without its per-call
-    machinery: about 15 µs instead of about 90 per new word, which a character-level operator feels.
-    A word with a character outside pypinyin's tables goes through `lazy_pinyin` itself. A test checks
-    the two agree on the bundled corpus's words."""
+    machinery: about 15 µs instead of about 90 per new word, which a character-level operator feels
+    (most words of a sentence are new to a process that has augmented a few hundred). A word whose
+    characters each have one reading, none of them read otherwise by a phrase, is read character by
+    character (its phrases could only agree); a word with a character outside pypinyin's tables goes
+    through `lazy_pinyin` itself. A test checks the two agree on the bundled corpus's words."""
     from pypinyin.constants import PHRASES_DICT, PINYIN_DICT, RE_HANS
     from pypinyin.seg.mmseg import seg
 
+    free = _context_free()
+    if all(c in free for c in word):
+        return tuple(_syllable(c, free[c], toned) for c in word)
     if not RE_HANS.fullmatch(word) or any(ord(c) not in PINYIN_DICT for c in word):
         return _lazy_readings(word, toned)
     marked: list[str] = []
-    for phrase in seg.cut(word):
+    # A phrase of pypinyin's table is cut as itself (all its prefixes are in the prefix set).
+    for phrase in ((word,) if word in PHRASES_DICT else seg.cut(word)):
         if phrase in PHRASES_DICT:
             marked += [choices[0] for choices in PHRASES_DICT[phrase]]
         else:
@@ -36,6 +42,26 @@ def word_readings(word: str, toned: bool) -> tuple[str, ...]:
     if len(marked) != len(word):
         return _lazy_readings(word, toned)
     return tuple(_syllable(c, m, toned) for c, m in zip(word, marked, strict=True))
+
+
+@cache
+def _context_free() -> dict[str, str]:
+    """Character -> its tone-marked reading, for the Han characters that pypinyin reads the same in
+    every word: one reading in its character table, and no phrase of its phrase table reading it
+    otherwise (18 phrases do in pypinyin 0.55). About 0.1 s, once per process."""
+    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT, RE_HANS
+
+    free = {chr(code): marked for code, marked in PINYIN_DICT.items()
+            if "," not in marked and RE_HANS.fullmatch(chr(code))}
+    for phrase, readings in PHRASES_DICT.items():
+        if len(readings) != len(phrase):   # read as a whole by pypinyin: none of its characters is free
+            for char in phrase:
+                free.pop(char, None)
+            continue
+        for char, choices in zip(phrase, readings, strict=True):
+            if char in free and choices[0] != free[char]:
+                del free[char]
+    return free
 
 
 @cache
@@ -81,14 +107,37 @@ def homophone_index(toned: bool) -> dict[str, tuple[str, ...]]:
 
 
 @cache
-def homophones(char: str, reading: str, toned: bool) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    """Other characters read `reading`, with cumulative weights proportional to their frequency."""
+def _reading_table(reading: str, toned: bool) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """The characters read `reading`, with cumulative weights proportional to their frequency."""
     from zhkd.augment.lexicon import char_freq
 
-    freq = char_freq()
-    chars = tuple(c for c in homophone_index(toned).get(reading, ()) if c != char)
+    return _weighted(homophone_index(toned).get(reading, ()), char_freq())
+
+
+def _weighted(chars: tuple[str, ...], freq: dict[str, int]) -> tuple[tuple[str, ...], tuple[float, ...]]:
     total, cum = 0.0, []
     for c in chars:
         total += freq[c]
         cum.append(total)
     return chars, tuple(cum)
+
+
+def homophone_tables(toned: bool) -> None:
+    """Make every indexed character's table under its default reading now (a few thousand, about 50 ms),
+    so that the first sentences a process augments do not pay for them one by one."""
+    for reading, chars in homophone_index(toned).items():
+        for char in chars:
+            homophones(char, reading, toned)
+
+
+@cache
+def homophones(char: str, reading: str, toned: bool) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """Other characters read `reading`, with cumulative weights proportional to their frequency: the
+    reading's table itself when `char` is not in it (most source characters of a reading are not among
+    its common, frequent ones), so a new character costs a look-up."""
+    from zhkd.augment.lexicon import char_freq
+
+    table = _reading_table(reading, toned)
+    if char not in table[0]:
+        return table
+    return _weighted(tuple(c for c in table[0] if c != char), char_freq())

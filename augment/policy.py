@@ -16,12 +16,12 @@ from typing import NamedTuple
 from zhkd.augment import ops as registry
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.example import Example, Variant
-from zhkd.augment.ids import variant_id
-from zhkd.augment.rng import KeyedRandom, derive_rng
+from zhkd.augment.ids import VariantIds
+from zhkd.augment.rng import KeyedRandom, KeyedSeries, derive_rng
 from zhkd.augment.segment import Segmented, segmenter, tokens_and_tags
 from zhkd.tasks import get_task
 
-AUGMENT_VERSION = 2   # bump when an operator's output for the same config and seed changes
+AUGMENT_VERSION = 3   # bump when an operator's output for the same config and seed changes
 CHAIN_CONVERT = 0.1
 
 # Primary operators and their weights per task (family names expand into equal shares).
@@ -131,15 +131,18 @@ class Policy:
         pair = seg.segment(example.text_pair) if self.has_pair else None
         return seg.segment(example.text), pair
 
-    def _run(self, chain: tuple[str, ...], seg: Segmented, prefix: str, k: int, side: str) -> Segmented | None:
-        # derive_rng(seed, example id, chain + (side,), k), with the example's part of the key made once
-        links = "\x1e".join(chain + (side,))
-        rng = KeyedRandom(f"{prefix}{links}\x1f{k}".encode())
+    def _run(self, chain: tuple[str, ...], seg: Segmented, rng: KeyedRandom, as_text: bool):
+        """The chain applied to a sentence: the new Segmented, or with `as_text` only its text (a last
+        operator that has `apply_text` makes the text without building the words); None if unchanged."""
+        last = chain[-1]
         for spec in chain:
-            seg = self.operators[spec].apply(seg, rng)
+            op = self.operators[spec]
+            if as_text and spec == last and hasattr(op, "apply_text"):
+                return op.apply_text(seg, rng)
+            seg = op.apply(seg, rng)
             if seg is None:
                 return None
-        return seg
+        return seg.text if as_text else seg
 
     def _generate(self, example: Example, segs: tuple[Segmented, Segmented | None],
                   draws: Iterable[Draw]) -> list[Variant]:
@@ -148,7 +151,11 @@ class Policy:
         seen = {(original.text, original.text_pair)}
         out = [original]
         char_level = example.tokens is not None and all(len(t) == 1 for t in example.tokens)
-        prefix = f"{self.seed}\x1f{example.id}\x1f"
+        as_text = not self.per_token   # only NER outputs need the words (its tokens and tags)
+        # derive_rng(seed, example id, chain + (side,), k) and variant_id(example id, ops, k), with the
+        # part of each key shared by the example's attempts hashed once
+        series: dict[tuple[tuple[str, ...], str], KeyedSeries] = {}
+        ids = VariantIds(example.id)
         wanted = self.num_aug + 1
         if self.solo and hasattr(self.operators[self.solo], "capacity"):
             # Stop once every distinct output the sentence allows is found: later attempts could only repeat.
@@ -158,25 +165,34 @@ class Policy:
         for k, (chain, side) in enumerate(draws):
             if len(out) >= wanted:
                 break
-            new_main, new_pair = main, pair
-            if side != "text_pair":
-                new_main = self._run(chain, main, prefix, k, "text")
-                if new_main is None:
+            new_main = new_pair = None
+            for which, seg in (("text", main), ("text_pair", pair)):
+                if side in (which, "both"):
+                    stream = series.get((chain, which))
+                    if stream is None:
+                        stream = series[chain, which] = KeyedSeries(self.seed, example.id, chain + (which,))
+                    changed = self._run(chain, seg, stream(k), as_text)
+                    if changed is None:
+                        break
+                    if which == "text":
+                        new_main = changed
+                    else:
+                        new_pair = changed
+            else:
+                if as_text:
+                    text = original.text if new_main is None else new_main
+                    text_pair = original.text_pair if new_pair is None else new_pair
+                else:
+                    text, text_pair = new_main.text, None   # NER: no pair, the text side always changes
+                if (text, text_pair) in seen or not text.strip():
                     continue
-            if side != "text":
-                new_pair = self._run(chain, pair, prefix, k, "text_pair")
-                if new_pair is None:
-                    continue
-            text, text_pair = new_main.text, None if new_pair is None else new_pair.text
-            if (text, text_pair) in seen or not text.strip():
-                continue
-            seen.add((text, text_pair))
-            ops = tuple(f"{s}@{side}" for s in chain) if self.has_pair else chain
-            tokens = tags = None
-            if self.per_token:
-                tokens, tags = tokens_and_tags(new_main, char_level)
-            out.append(Variant(variant_id(example.id, ops, k), example.id, text, text_pair, example.label,
-                               tokens, tags, ops, False))
+                seen.add((text, text_pair))
+                ops = tuple(f"{s}@{side}" for s in chain) if self.has_pair else chain
+                tokens = tags = None
+                if self.per_token:
+                    tokens, tags = tokens_and_tags(new_main, char_level)
+                out.append(Variant(ids(ops, k), example.id, text, text_pair, example.label,
+                                   tokens, tags, ops, False))
         return out
 
 

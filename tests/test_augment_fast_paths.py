@@ -46,6 +46,54 @@ def test_the_cutter_follows_a_user_dictionary(tmp_path, corpus_texts):
         assert seg.cutter.cut(text) == list(seg.tokenizer.cut(text)), text
 
 
+# Where jieba-rs alone cuts otherwise than jieba: Latin letters, digits and `-.%` inside a run its HMM
+# takes, and CJK characters outside U+4E00..U+9FD5 (extension A, compatibility ideographs).
+JIEBA_RS_DIFFERS = ["价格300-350元之间，还行", "6K-8K的配置", "办理check-in很慢", "1.SONY的屏幕好",
+                    "房间A-45153号", "这个㐀㐁字很怪", "豈更的字"]
+
+
+def test_the_cutter_gives_jiebas_words_where_jieba_rs_alone_differs():
+    import rjieba
+
+    seg = segmenter()
+    plain = rjieba.Jieba()
+    assert any(plain.cut(text) != list(seg.tokenizer.cut(text)) for text in JIEBA_RS_DIFFERS)
+    for text in JIEBA_RS_DIFFERS:
+        assert seg.cutter.cut(text) == list(seg.tokenizer.cut(text)), text
+
+
+def test_the_cutter_follows_a_user_dictionary_that_redefines_and_forbids_words(tmp_path, corpus_texts):
+    # A listed word counts twice in jieba's total, a frequency 0 makes the HMM split the word, a word
+    # without frequency takes jieba's suggested one, a word of ASCII letters (none in jieba's own
+    # dictionary) makes jieba-rs's route ambiguous: the total, every score and every word must be jieba's.
+    user_dict = tmp_path / "user.txt"
+    user_dict.write_text("酒店 900000 n\n不错 9 a\n贵得 0\n房间干净\nDVD 30 n\n", encoding="utf-8")
+    assert "贵得" in segmenter().words("房价贵得离谱啦呗")   # an HMM word, split once forbidden
+    seg = Segmenter(str(user_dict))
+    try:
+        assert seg.tokenizer.total != sum(f for f in seg.tokenizer.FREQ.values() if f)
+        assert seg.words("房价贵得离谱啦呗")[1:3] == ["贵", "得"]
+        assert "DVD" in seg.words("买了DVD12机")
+        for text in corpus_texts[:800] + JIEBA_RS_DIFFERS + ["房间干净又整洁", "买了DVD12机和DV机", "12DVD3-4"]:
+            assert seg.cutter.cut(text) == list(seg.tokenizer.cut(text)), text
+    finally:
+        finalseg.Force_Split_Words.discard("贵得")   # jieba keeps forced splits process-wide (its finalseg)
+
+
+def test_a_segmenter_leaves_the_global_tokenizers_alone(tmp_path):
+    import jieba
+    import rjieba
+
+    user_dict = tmp_path / "user.txt"
+    user_dict.write_text("酒店房间干净 50 n\n", encoding="utf-8")
+    before = list(jieba.dt.FREQ.items()) if jieba.dt.initialized else None
+    seg = Segmenter(str(user_dict))
+    assert "酒店房间干净" in seg.words("这个酒店房间干净")
+    assert (list(jieba.dt.FREQ.items()) if jieba.dt.initialized else None) == before
+    assert "酒店房间干净" not in jieba.lcut("这个酒店房间干净")
+    assert not rjieba.has_word("酒店房间干净") and "酒店房间干净" not in rjieba.cut("这个酒店房间干净")
+
+
 def test_the_hmm_cut_matches_jiebas_finalseg_on_unknown_runs(corpus_texts):
     rng = random.Random(1)
     for text in corpus_texts[:2000]:

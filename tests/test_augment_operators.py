@@ -144,3 +144,37 @@ def test_user_dictionary_adds_words_and_tags(tmp_path):
     assert "云原生架构" not in segmenter().words("我们采用云原生架构部署服务")
     with pytest.raises(AugmentError, match="user dictionary"):
         Segmenter(str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize("spec", ["homophone", "synonym", "eda:swap", "eda:delete", "eda:insert"])
+def test_an_operators_text_path_gives_the_text_of_its_words_path(spec, segs):
+    op = build(spec)
+    produced = 0
+    for n, seg in enumerate(segs):
+        for k in range(3):
+            words = op.apply(seg, derive_rng(0, f"r{n}", (spec,), k))
+            text = op.apply_text(seg, derive_rng(0, f"r{n}", (spec,), k))
+            assert text == (None if words is None else words.text), seg.text
+            produced += text is not None
+    assert produced > len(segs)
+
+
+def test_slot_draws_are_distinct_uniform_over_slots_and_weighted_within():
+    from collections import Counter
+
+    from zhkd.augment.ops.base import Slots, draw_slots
+    from zhkd.augment.rng import KeyedRandom
+
+    plan = Slots([((0,), (("ab", (1.0, 4.0)),)), ((1,), (("c", (2.0,)), ("de", (1.0, 4.0)))), ((2,), (("f", (5.0,)),))],
+                 2)
+    slots, picks = Counter(), Counter()
+    rng = KeyedRandom(b"slots")
+    for _ in range(30_000):
+        drawn = draw_slots(plan, rng)
+        assert len({payload for payload, _ in drawn}) == 2
+        slots.update(payload for payload, _ in drawn)
+        picks.update(cand for _, cand in drawn)
+    assert all(abs(slots[(s,)] / 20_000 - 1) < 0.03 for s in range(3))   # each slot in 2 of 3 draws
+    assert 0.22 < picks["a"] / (picks["a"] + picks["b"]) < 0.28           # weights 1 and 3
+    assert 0.47 < picks["c"] / slots[(1,)] < 0.53                         # two sets, equal shares
+    assert 0.22 < picks["d"] / (picks["d"] + picks["e"]) < 0.28

@@ -8,7 +8,8 @@ converters, models) lives in per-process caches outside the operator.
 
 from __future__ import annotations
 
-from typing import Protocol
+from bisect import bisect_right
+from typing import NamedTuple, Protocol
 
 from zhkd.augment.charset import is_cjk
 from zhkd.augment.lexicon import is_content_word, synonym_sets
@@ -68,3 +69,42 @@ def check_rate(name: str, p: float) -> float:
         raise AugmentError(f"{name}: rate p must lie in [0, 1], got {p}")
     return p
 
+
+
+class Slots(NamedTuple):
+    """A sentence's replaceable units, made once per sentence: `slots[s]` is (what the operator needs to
+    make the change, the unit's candidate sets as (candidates, cumulative weights)), and `count` how many
+    distinct slots a variant changes."""
+
+    slots: list[tuple[tuple, tuple[tuple[tuple, tuple[float, ...]], ...]]]
+    count: int
+
+    def capacity(self) -> int:
+        return sum(len(cands) for _, sets in self.slots for cands, _ in sets)
+
+
+def draw_slots(plan: Slots, rng: KeyedRandom) -> list[tuple[tuple, object]]:
+    """`plan.count` (payload, candidate) of distinct slots, in draw order, one uniform draw each: its
+    integer part (times the slot count) picks the slot, the rest an equal share of the slot's sets and a
+    candidate by weight. A draw whose slot is taken already is drawn again, which leaves every untaken
+    slot equally likely (as `rng.sample` of the slots would)."""
+    slots, count = plan
+    n = len(slots)
+    chosen: dict[int, tuple[tuple, object]] = {}
+    while len(chosen) < count:
+        x = rng.random() * n
+        s = int(x)
+        if s in chosen or s >= n:
+            continue
+        payload, sets = slots[s]
+        x -= s
+        if len(sets) > 1:
+            x *= len(sets)
+            m = int(x)
+            x -= m
+            cands, cum = sets[m]
+        else:
+            cands, cum = sets[0]
+        i = bisect_right(cum, x * cum[-1])
+        chosen[s] = (payload, cands[i if i < len(cands) else -1])
+    return list(chosen.values())

@@ -45,6 +45,26 @@ class Eda:
             return None
         return out
 
+    def apply_text(self, seg: Segmented, rng: KeyedRandom) -> str | None:
+        """`apply(seg, rng).text`, from the same draws; a swap moves only the words, not a Segmented."""
+        if self.mode != "swap":
+            out = self.apply(seg, rng)
+            return None if out is None else out.text
+        slots, count = seg.remember(f"swap:{self.p}", self._swap_plan)
+        if not count:
+            return None
+        words = list(seg.words)
+        for _ in range(count):
+            a, b = rng.sample(slots, 2)
+            words[a], words[b] = words[b], words[a]
+        if tuple(words) == seg.words:
+            return None
+        text = "".join(words)
+        gaps = seg.remember("cjk_gaps", lambda s: cjk_gaps(s.text) if " " in s.text else None)
+        if gaps is not None and cjk_gaps(text) > gaps:
+            return None
+        return text
+
     def _swap_plan(self, seg: Segmented) -> tuple[list[int], int]:
         """The movable words, and how many swaps a variant makes (0 when fewer than two distinct words)."""
         slots = free_words(seg)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from zhkd.augment.ops.base import check_rate, content_words, count_for
-from zhkd.augment.pinyin import homophone_index, homophones, word_readings
+from zhkd.augment.ops.base import Slots, check_rate, content_words, count_for, draw_slots
+from zhkd.augment.pinyin import homophone_tables, homophones, word_readings
 from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
@@ -36,26 +36,50 @@ class Homophone:
         self.key = f"homophone:{p}:{toned}"
 
     def load(self) -> None:
-        homophone_index(self.toned)
+        homophone_tables(self.toned)
 
-    def slots(self, seg: Segmented) -> tuple[list[tuple[int, int, tuple, tuple]], int]:
-        """(word index, character index, candidates, cumulative weights) of every replaceable character,
-        and how many of them a variant changes."""
+    def slots(self, seg: Segmented) -> Slots:
+        """Every replaceable character (payload: word index, character index, offset in the text) with
+        its homophones, and how many of them a variant changes."""
         words, toned = seg.words, self.toned
-        slots = [(i, j, chars, cum) for i in content_words(seg) for j, chars, cum in word_slots(words[i], toned)]
-        return slots, count_for(self.p, len(slots))
+        slots, start, starts = [], 0, []
+        for word in words:
+            starts.append(start)
+            start += len(word)
+        for i in content_words(seg):
+            for j, chars, cum in word_slots(words[i], toned):
+                slots.append(((i, j, starts[i] + j), ((chars, cum),)))
+        return Slots(slots, count_for(self.p, len(slots)))
 
     def capacity(self, seg: Segmented) -> int | None:
         """At most how many distinct outputs this sentence allows (None: too many to matter)."""
-        slots, count = seg.remember(self.key, self.slots)
-        return sum(len(chars) for _, _, chars, _ in slots) if count <= 1 else None
+        plan = seg.remember(self.key, self.slots)
+        return plan.capacity() if plan.count <= 1 else None
 
     def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
-        slots, count = seg.remember(self.key, self.slots)
-        if not count:
+        plan = seg.remember(self.key, self.slots)
+        if not plan.count:
             return None
         words = list(seg.words)
-        for i, j, chars, cum in rng.sample(slots, count):   # one character for one: positions never shift
+        for (i, j, _), char in draw_slots(plan, rng):   # one character for one: positions never shift
             word = words[i]
-            words[i] = word[:j] + rng.pick(chars, cum) + word[j + 1:]
+            words[i] = word[:j] + char + word[j + 1:]
         return Segmented(tuple(words), seg.pos, seg.ents)
+
+    def apply_text(self, seg: Segmented, rng: KeyedRandom) -> str | None:
+        """`apply(seg, rng).text`, from the same draws, without building the words: one slice per change."""
+        plan = seg.remember(self.key, self.slots)
+        if not plan.count:
+            return None
+        text = seg.remember("text", _text)
+        if plan.count == 1:
+            ((_, _, at), char), = draw_slots(plan, rng)
+            return text[:at] + char + text[at + 1:]
+        out = list(text)
+        for (_, _, at), char in draw_slots(plan, rng):
+            out[at] = char
+        return "".join(out)
+
+
+def _text(seg: Segmented) -> str:
+    return seg.text
