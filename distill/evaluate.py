@@ -330,7 +330,9 @@ def render_markdown(result: dict) -> str:
         for base, present in (("teacher", has_teacher), (result["reference_shape"], reference is not None)):
             if present:
                 header += [f"speed-up vs {base}", f"throughput vs {base}", f"compression vs {base}"]
-        lines += [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        dtypes = sorted({e["latency"][device]["batch_1"].get("dtype") or "float32" for e in rows})
+        lines += [f"### {name} ({', '.join(dtypes)} weights)", "", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
         for entry in rows:
             label = entry["name"] + (" (teacher)" if entry["role"] == "teacher" and entry["name"] != "teacher" else "")
             if entry["role"] == "reference":

@@ -3,7 +3,9 @@
 Each function returns one loss per position (no reduction) so the trainer can sum over a rank's
 batch and divide by the count over all ranks: the data-parallel gradient then equals the
 single-process one exactly. The temperature and the weights are the trainer's options; the data
-holds raw logits at T=1.
+holds raw logits at T=1. Losses are computed in float32 whatever precision the forward ran in: under
+bf16 autocast the student's logits are upcast, never the teacher's rounded down to bf16 (8 bits of
+mantissa would move a soft target at T=4 by up to a few percent).
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def loss_sums(student: torch.Tensor, labels: torch.Tensor | None, teacher: torch
     """Summed soft and hard losses with the number of positions each sums over.
 
     `student`/`teacher`: [rows, labels] or [rows, tokens, labels]; `mask` ([rows, tokens]) keeps the real
-    tokens. A term without its target (no teacher logits, no gold label) has count zero.
+    tokens. A term without its target (no teacher logits, no gold label) has count zero. Sums and counts
+    are float32, with the student's logits upcast (bf16 under autocast) and the teacher's kept as stored.
     """
+    student = student.float()
     if mask is not None:
         student = student[mask]
         teacher = None if teacher is None else teacher[mask]
@@ -54,7 +58,7 @@ def loss_sums(student: torch.Tensor, labels: torch.Tensor | None, teacher: torch
     zero = student.new_zeros(())
     sums = {"soft_sum": zero, "soft_count": zero, "hard_sum": zero, "hard_count": zero}
     if teacher is not None and config.alpha < 1.0:
-        teacher = teacher.to(student.dtype)
+        teacher = teacher.float()
         if config.soft == "kl":
             soft = kd_kl(student, teacher, config.temperature)
         elif config.soft == "ce":
@@ -65,19 +69,26 @@ def loss_sums(student: torch.Tensor, labels: torch.Tensor | None, teacher: torch
     if labels is not None and (config.alpha > 0.0 or teacher is None):
         hard = hard_cross_entropy(student, labels)
         sums["hard_sum"] = hard.sum()
-        sums["hard_count"] = (labels != IGNORE_INDEX).sum().to(student.dtype)
+        sums["hard_count"] = (labels != IGNORE_INDEX).sum().float()
     return sums
 
 
-def combine(sums: dict[str, torch.Tensor], counts: dict[str, float], config: LossConfig,
+def _per_position(total: torch.Tensor, count: torch.Tensor | float) -> torch.Tensor:
+    """`total / count`, and zero (graph kept) where nothing was counted: a term with no positions anywhere
+    has a zero sum on every rank, so dividing by max(count, 1) gives it; no branch on the count's value,
+    which would make the host wait for the device every step."""
+    return total / torch.as_tensor(count, dtype=total.dtype, device=total.device).clamp(min=1)
+
+
+def combine(sums: dict[str, torch.Tensor], counts: dict[str, torch.Tensor | float], config: LossConfig,
             *, distilling: bool) -> torch.Tensor:
     """The loss to back-propagate: each term's sum over the global count of its positions.
 
-    `counts` are the totals over all ranks; a term with no positions anywhere contributes nothing.
-    Fine-tuning (`distilling=False`) uses the hard term alone.
+    `counts` are the totals over all ranks (0-d tensors on the device, or numbers); a term with no
+    positions anywhere contributes nothing. Fine-tuning (`distilling=False`) uses the hard term alone.
     """
-    soft = sums["soft_sum"] / counts["soft_count"] if counts["soft_count"] else sums["soft_sum"] * 0
-    hard = sums["hard_sum"] / counts["hard_count"] if counts["hard_count"] else sums["hard_sum"] * 0
+    soft = _per_position(sums["soft_sum"], counts["soft_count"])
+    hard = _per_position(sums["hard_sum"], counts["hard_count"])
     if not distilling:
         return hard
     return (1.0 - config.alpha) * soft + config.alpha * hard

@@ -58,3 +58,73 @@ def test_two_gloo_ranks_split_the_epoch_and_train(tmp_path, tiny_classifier):
     assert any(e["event"] == "checkpoint" and e.get("stage") == "kd" for e in events)
     assert next(e for e in events if e["event"] == "stage_start")["world_size"] == 2
     assert (out / "model.safetensors").exists()
+
+
+EXACT_WORKER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import torch, transformers
+    from safetensors.torch import save_file
+    from zhkd.distill import train as train_module
+    from zhkd.distill.collate import Collator
+    from zhkd.distill.config import LossConfig, TrainConfig
+    from zhkd.distill.reader import ShardReader
+    from zhkd.distill.train import JsonlLog, Run, Stage, distributed, run_stages
+    from zhkd.models import load_tokenizer
+
+    data, teacher, out, batch = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+    optimizers = []
+    make_optimizer = train_module.make_optimizer
+    train_module.make_optimizer = lambda model, config: optimizers.append(make_optimizer(model, config)) or \\
+        optimizers[-1]
+    with distributed() as (rank, world, device):
+        tokenizer = load_tokenizer(teacher)
+        config = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=64, num_labels=2,
+                                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        torch.manual_seed(rank + 1)  # every rank builds other weights: the run must start them from rank 0's
+        model = transformers.BertForSequenceClassification(config)
+        reader = ShardReader(data, seed=3, rank=rank, world_size=world,
+                             columns=["input_ids", "label", "teacher_logits"])
+        # A clip no gradient reaches: AdamW's first moments then keep the gradients' scale.
+        train = TrainConfig(max_steps=7, batch_size=batch, lr=1e-3, grad_clip=1e9, log_every=1, save_every=1000)
+        stage = Stage("kd", reader, Collator("classification", tokenizer, max_length=48, stored_ids=True), train,
+                      distilling=True, loss=LossConfig(temperature=2.0, alpha=0.5))
+        run = Run(out, "classification", ["negative", "positive"], tokenizer, None,
+                  JsonlLog(out / "log.jsonl", enabled=rank == 0), rank=rank, world_size=world, device=device)
+        run_stages(model, [stage], run)
+        if rank == 0:
+            state = optimizers[0].state_dict()["state"]
+            save_file({f"{i}.{k}": v for i, s in state.items() for k, v in s.items() if k.startswith("exp_avg")},
+                      str(out / "moments.safetensors"))
+""")
+
+
+def test_two_ddp_ranks_end_with_the_weights_of_one_process_on_the_global_batch(tmp_path, tiny_classifier):
+    import torch
+    from safetensors.torch import load_file
+
+    # 49 rows, 16 a step: in each epoch's last step rank 0 has one row and rank 1 none, and 7 steps cross
+    # into the second epoch.
+    train = write_subset(tmp_path / "train.jsonl", "chnsenti", "train", 49)
+    data = label_with_teacher(tmp_path / "data", "classification", train, tiny_classifier, num_shards=3)
+    script = tmp_path / "exact.py"
+    script.write_text(EXACT_WORKER, encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    single, ranks = tmp_path / "single", tmp_path / "ranks"
+    for command in ([sys.executable, str(script), str(data), str(tiny_classifier), str(single), "16"],
+                    [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                     str(script), str(data), str(tiny_classifier), str(ranks), "8"]):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    starts = [e for e in read_log(ranks) if e["event"] == "stage_start"]
+    assert starts[0]["world_size"] == 2 and starts[0]["precision"] == "float32"
+    losses = [[(e["soft"], e["hard"]) for e in read_log(out) if e["event"] == "step"] for out in (single, ranks)]
+    assert len(losses[0]) == len(losses[1]) == 7
+    assert torch.allclose(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-5, atol=1e-6)
+    for name in ("model.safetensors", "moments.safetensors"):
+        one, two = load_file(str(single / name)), load_file(str(ranks / name))
+        assert one.keys() == two.keys()
+        for key in one:
+            gap = (one[key] - two[key]).abs().max()
+            assert torch.allclose(one[key], two[key], rtol=1e-4, atol=1e-6), (name, key, gap)

@@ -149,11 +149,11 @@ def _distil(args, stages: list[str], loss: LossConfig, config, rank: int, world:
     from zhkd.distill.predict import read_task_rows
     from zhkd.distill.reader import ShardReader
     from zhkd.distill.selection import dev_report, select_teacher
-    from zhkd.distill.train import Stage, run_stages
+    from zhkd.distill.train import Stage, run_stages, validate_once
     from zhkd.models import load_model, load_tokenizer, model_labels, tokenizer_fingerprint, weights_fingerprint
-    from zhkd.shards import validate
 
-    manifest = validate(args.data) if "kd" in stages else None  # refuse a partial or corrupted dataset first
+    # Refuse a partial or corrupted dataset first; the checksums are verified by one rank.
+    manifest = validate_once(args.data, rank, world, device) if "kd" in stages else None
     if manifest and args.task and args.task != manifest["task"]:
         raise DistillError(f"--task {args.task}, but {args.data} holds a {manifest['task']} dataset")
     task = manifest["task"] if manifest else args.task
