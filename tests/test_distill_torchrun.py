@@ -18,8 +18,12 @@ WORKER = textwrap.dedent("""
     from zhkd.distill.reader import ShardReader
     from zhkd.distill.train import distributed
     from zhkd.cli import main
+    import zhkd.shards
 
     data, out, ids_dir = sys.argv[1:4]
+    hashed = []
+    file_sha256 = zhkd.shards.file_sha256
+    zhkd.shards.file_sha256 = lambda path: hashed.append(str(path)) or file_sha256(path)
     with distributed() as (rank, world, device):
         reader = ShardReader(data, seed=11, rank=rank, world_size=world, columns=["input_ids", "teacher_logits"])
         ids = [row["input_ids"] for row in reader]
@@ -29,6 +33,8 @@ WORKER = textwrap.dedent("""
         code = main(["distill", "--data", data, "--teacher", sys.argv[4], "--student", "mini", "--output", out,
                      "--max-steps", "4", "--batch-size", "8", "--max-length", "48", "--save-every", "2",
                      "--dev", sys.argv[5]])
+        with open(f"{ids_dir}/hashed-rank{rank}.json", "w") as f:
+            json.dump(hashed, f)
     sys.exit(code)
 """)
 
@@ -58,6 +64,37 @@ def test_two_gloo_ranks_split_the_epoch_and_train(tmp_path, tiny_classifier):
     assert any(e["event"] == "checkpoint" and e.get("stage") == "kd" for e in events)
     assert next(e for e in events if e["event"] == "stage_start")["world_size"] == 2
     assert (out / "model.safetensors").exists()
+    # `zhkd distill` hashed the 3 shards on rank 0 only (the reader above was told to check them on both).
+    hashed = [[p for p in json.loads((tmp_path / f"hashed-rank{r}.json").read_text()) if p.endswith(".arrow")]
+              for r in range(2)]
+    assert len(hashed[0]) == 3 + 3 and len(hashed[1]) == 3
+
+
+def test_a_dataset_rank_0_refuses_stops_every_rank_with_one_line(tmp_path, tiny_classifier):
+    train = write_subset(tmp_path / "train.jsonl", "chnsenti", "train", 20)
+    data = label_with_teacher(tmp_path / "data", "classification", train, tiny_classifier, num_shards=2)
+    shard = sorted(data.glob("data-*.arrow"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[-20] ^= 0xFF  # same size, other bytes: only the checksum tells
+    shard.write_bytes(bytes(raw))
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from zhkd.cli import main
+        sys.exit(main(["distill", "--data", sys.argv[1], "--teacher", sys.argv[2], "--student", "mini",
+                       "--output", sys.argv[3], "--max-steps", "2"]))
+    """), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--tee", "2",
+         str(script), str(data), str(tiny_classifier), str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "zhkd distill: error:" in line]
+    assert any("sha256 differs" in line and line.startswith("[default0]") for line in errors), result.stderr[-3000:]
+    assert any("rank 0 refused the dataset" in line and line.startswith("[default1]") for line in errors)
+    assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
 EXACT_WORKER = textwrap.dedent("""
