@@ -12,7 +12,8 @@ appended to the `--results` file:
 - `train`: a student distilled on that dataset for a fixed number of steps in float32 and in bf16
   autocast, in interleaved rounds; steps/s from the trainer's own log (first interval excluded).
 - `finetune`: the demo's teacher fine-tuning at its `full` scale (whole train split, its shape,
-  length, batch and learning rate) for a few hundred steps, from a briefly pre-trained MLM.
+  length, batch and learning rate) for a few hundred steps, from a briefly pre-trained MLM; steps/s
+  over the whole stage (first steps and any epoch-end dev scoring included), and the dev score.
 
 With `--scale dry-run` everything is tiny and runs on a CPU in about a minute, so the test suite can
 run the script (tests/test_gpu_check.py); its figures say nothing about any GPU.
@@ -40,8 +41,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 # Student and settings per scale. The GPU scale is what the check measures; dry-run only proves the path.
-TEACHER_SHAPE = {"gpu": "bert-base", "dry-run": "small"}
-STUDENT_SHAPE = {"gpu": "rbt3", "dry-run": "small"}
+TEACHER_SHAPE = {"gpu": "bert-base", "dry-run": "mini"}
+STUDENT_SHAPE = {"gpu": "rbt3", "dry-run": "mini"}
 
 
 def device_name() -> str:
@@ -158,9 +159,13 @@ def label(args, figures: Figures) -> None:
 
 # --- train ---------------------------------------------------------------------------------------------------
 
-def steps_per_second(log: Path) -> float:
-    """Steps/s between the first and the last step line of the trainer's log (warm-up excluded)."""
-    steps = [e for e in map(json.loads, log.read_text("utf-8").splitlines()) if e["event"] == "step"]
+def steps_per_second(log: Path, *, from_start: bool = False) -> float:
+    """Steps/s between the first and the last step line of the trainer's log (the first `log_every` steps,
+    warm-up, excluded), or from the stage's start (`from_start`: everything the stage did counts)."""
+    events = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+    steps = [e for e in events if e["event"] == "step"]
+    if from_start:
+        steps.insert(0, next(e for e in events if e["event"] == "stage_start"))
     if len(steps) < 2:
         sys.exit(f"gpu_check: {log} has {len(steps)} step lines; run more steps")
     return (steps[-1]["step"] - steps[0]["step"]) / (steps[-1]["time"] - steps[0]["time"])
@@ -208,7 +213,8 @@ def finetune(args, figures: Figures) -> None:
     events = [json.loads(line) for line in (teacher / "log.jsonl").read_text("utf-8").splitlines()]
     dev = [e for e in events if e["event"] == "dev"][-1]
     start = next(e for e in events if e["event"] == "stage_start")
-    figures("finetune_steps_per_s", steps_per_second(teacher / "log.jsonl"), "steps/s", scale=scale.name,
+    figures("finetune_steps_per_s", steps_per_second(teacher / "log.jsonl", from_start=True), "steps/s",
+            demo_scale=scale.name,
             shape=scale.mlm_shape, steps=args.steps, batch_size=scale.batch_size, max_length=scale.max_length,
             precision=start["precision"], train_rows=start["rows"], seconds=round(seconds, 2),
             pretrain_seconds=round(pretrain_s, 2), dev_score=dev["score"], dev_metric=dev["metric"])

@@ -201,16 +201,20 @@ def data_parallel(model, run: Run):
     Wrapping broadcasts rank 0's weights, so every rank starts from the same ones however it built its
     model. DDP averages the gradients over ranks; the trainer's loss is already a sum over the global
     count, so `train_stage` multiplies it by the world size to make the reduced gradient the one a
-    single process would get on the whole batch. Buffers (BERT's position ids) are constants: not
-    broadcast each step. Gradients live in DDP's buckets (no second copy).
+    single process would get on the whole batch. Buffers (BERT's position ids) are constants: synced
+    when wrapping, not before every forward. Gradients live in DDP's buckets (no second copy).
     """
     if run.world_size == 1:
         return model
+    import inspect
+
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [torch.device(run.device).index] if run.device.startswith("cuda") else None
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
-                                   gradient_as_bucket_view=True)
+    # torch 2.13 renamed the option (broadcast_buffers is deprecated there); older releases know the old name.
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    no_buffer_sync = {"forward_sync_buffers" if renamed else "broadcast_buffers": False}
+    return DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True, **no_buffer_sync)
 
 
 def autocast(config: TrainConfig, device: str):
