@@ -37,19 +37,8 @@ fi
 command -v "$python" >/dev/null || fail "no Python interpreter '$python'"
 
 site=${TMPDIR:-/tmp}/zhkd-gpu-check-site
-if compgen -G ".whl/*" >/dev/null; then
-  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/* \
-    || fail "could not install the wheels in .whl/"
-  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-if ! "$python" -c "import zhkd.distill.train" 2>/dev/null; then
-  # The project from this checkout, without its dependencies (those come from the environment or .whl/).
-  "$python" -m pip install -q --no-index --no-deps --no-build-isolation --target "$site" . \
-    || fail "could not install zhkd from $(pwd) (needs setuptools in $python's environment)"
-  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-missing=$("$python" - <<'EOF'
-import importlib.util
+missing_modules() {
+  "$python" - <<'EOF'
 modules = ["torch", "transformers", "tokenizers", "safetensors", "pyarrow", "numpy", "apache_beam", "jieba",
            "opencc", "pypinyin", "yaml", "tqdm", "matplotlib", "zhkd.distill.train", "zhkd.pipelines.build"]
 missing = []
@@ -60,7 +49,23 @@ for name in modules:
         missing.append(f"{name} ({type(err).__name__}: {err})")
 print("; ".join(missing))
 EOF
-)
+}
+use_site() { export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"; }
+missing=$(missing_modules)
+if [[ -n $missing ]] && compgen -G ".whl/*" >/dev/null; then
+  # Only when something is missing: wheels made for another machine's Python must not break a working one.
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/* \
+    || fail "could not install the wheels in .whl/ (missing: $missing)"
+  use_site
+  missing=$(missing_modules)
+fi
+if [[ $missing == *zhkd.* ]]; then
+  # The project from this checkout, without its dependencies (those come from the environment or .whl/).
+  "$python" -m pip install -q --no-index --no-deps --no-build-isolation --target "$site" . \
+    || fail "could not install zhkd from $(pwd) (needs setuptools in $python's environment)"
+  use_site
+  missing=$(missing_modules)
+fi
 [[ -z $missing ]] || fail "missing in $python's environment: $missing. Install the project (make .venv/.installed-dev) \
 or carry wheels: run bench/gpu_wheels.sh where PyPI is reachable, then bring .whl/ along."
 

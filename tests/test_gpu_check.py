@@ -48,3 +48,14 @@ def test_the_dry_run_measures_every_part_on_the_cpu(tmp_path):
     assert {f["precision"] for f in written if f.get("figure") == "train_steps_per_s"} == {"float32", "bf16"}
     assert figures["finetune_steps_per_s"]["demo_scale"] == "tiny"
     assert (tmp_path / "work" / "soft" / "COMPLETED").exists()
+
+
+def test_a_python_without_the_project_is_refused_in_one_line(tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    env_python = bare / "bin" / "python"
+    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ZHKD_PYTHON": str(env_python), "TMPDIR": str(tmp_path)})
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1].startswith("gpu_check: could not install zhkd from")
+    assert "Traceback" not in result.stderr
