@@ -11,10 +11,10 @@
 # hundred steps). Each part has a time limit; a part that fails or runs out is reported and the others go on.
 #
 # Environment: no network is assumed. The script uses, in this order, $ZHKD_PYTHON, this checkout's .venv,
-# or python3 (on the lent GPU machines, the image's Python with a CUDA build of torch). Wheels found in
-# .whl/ are installed first into a private folder (bench/gpu_wheels.sh downloads the ones such an image
-# lacks, on a machine with the package registry), then the project itself from this checkout. It stops at
-# once, naming what is missing, when a module or (without --dry-run) CUDA is not there.
+# or python3 (on the lent GPU machines, the image's Python with a CUDA build of torch). When a module is
+# missing there, the wheels in .whl/ are installed into a private folder (bench/gpu_wheels.sh downloads the
+# ones such an image lacks, on a machine with the package registry), then the project itself from this
+# checkout. It stops at once, naming what is missing, when a module or (without --dry-run) CUDA is not there.
 #
 # Knobs (environment): GPU_CHECK_ROWS (default 100000), GPU_CHECK_BUILD_FLAGS (extra `zhkd build`
 # arguments, e.g. a Beam runner), GPU_CHECK_RESULTS (the JSON lines file), GPU_CHECK_WORK (scratch folder).
