@@ -76,7 +76,7 @@ if [[ $mode == gpu ]]; then
 measures a GPU. Run it where one is, or with --dry-run for the CPU smoke test."
   results=${GPU_CHECK_RESULTS:-bench/results/gpu_check.jsonl}
   # name  limit(s)  arguments
-  parts=("label 270 --rows ${GPU_CHECK_ROWS:-100000}"
+  parts=("label 250 --rows ${GPU_CHECK_ROWS:-100000}"
          "train 110 --steps 200 --rounds 2 --batch-size 64 --max-length 128"
          "finetune 90 --steps 300 --mlm-steps 50")
 else
@@ -109,7 +109,7 @@ for part in "${parts[@]}"; do
   read -r name limit args <<<"$part"
   echo "gpu_check: $name (at most ${limit} s)" >&2
   # shellcheck disable=SC2086  # the arguments are split on purpose
-  timeout "$limit" "$python" bench/gpu_check.py "$name" --work "$work" --results "$results" --scale "$mode" $args \
+  timeout -k 10 "$limit" "$python" bench/gpu_check.py "$name" --work "$work" --results "$results" --scale "$mode" $args \
     ${GPU_CHECK_BUILD_FLAGS:+$(for f in $GPU_CHECK_BUILD_FLAGS; do printf -- '--build-flag=%s ' "$f"; done)}
   code=$?
   if [[ $code -ne 0 ]]; then
