@@ -35,6 +35,7 @@ BENCHES := augment_bench label_bench reader_bench build_bench pretrain_bench len
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline,bench]'
 	for b in $(BENCHES); do HF_HUB_OFFLINE=1 $(BIN)/python bench/$$b.py || exit 1; done
+	HF_HUB_OFFLINE=1 $(BIN)/python -m torch.distributed.run --standalone --nproc_per_node 2 bench/ddp_bench.py
 	$(MAKE) bench-report
 
 # Render bench/README.md's tables from bench/results/*.json (between its bench-report markers).

@@ -67,7 +67,7 @@ def time_batch_1(task: str, trained, rows: list[dict], runs: int) -> dict:
 
     row = median_row(task, rows)
     times = time_in_rounds({"baseline": lambda: trained.model.predict([row])}, runs=runs, warmup=3)["baseline"]
-    return summarise(times, device="cpu", seq_len=row_length(task, row), batch_size=1).to_dict()
+    return summarise(times, device="cpu", dtype=None, seq_len=row_length(task, row), batch_size=1).to_dict()
 
 
 def run_one(task: str, scale: str, data_dir: Path | None, runs: int, folder: Path) -> dict:

@@ -215,13 +215,13 @@ def _distil(config: DistilConfig, rank: int, world: int, device: str) -> RunResu
     from zhkd.distill.predict import read_task_rows
     from zhkd.distill.reader import ShardReader
     from zhkd.distill.selection import dev_report, select_teacher
-    from zhkd.distill.train import run_stages
+    from zhkd.distill.train import run_stages, validate_once
     from zhkd.models import load_model, load_tokenizer, model_labels, tokenizer_fingerprint, weights_fingerprint
-    from zhkd.shards import validate
 
     training = config.training
     soft = any(STAGES[s].reads == SOFT for s in config.stages)
-    manifest = validate(config.data) if soft else None  # refuse a partial or corrupted dataset first
+    # Refuse a partial or corrupted dataset first; one rank verifies the checksums.
+    manifest = validate_once(config.data, rank, world) if soft else None
     if manifest and config.task and config.task != manifest["task"]:
         raise DistillError(f"--task {config.task}, but {config.data} holds a {manifest['task']} dataset")
     task = manifest["task"] if manifest else config.task
