@@ -120,6 +120,19 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume"]) == 0  # complete: no-op
 
 
+def test_stage_steps_split_one_budget_across_the_stages(tmp_path, soft_labels, splits, teacher, capsys):
+    args = distill_args(soft_labels, teacher, splits, tmp_path / "split")
+    args[args.index("--stages") + 1] = "pre,kd,post"
+    assert main([*args, "--stage-steps", "pre=2,kd=5,post=1", "--save-every", "100"]) == 0
+    ends = {e["stage"]: e["steps"] for e in read_log(tmp_path / "split") if e["event"] == "stage_end"}
+    assert ends == {"pre": 2, "kd": 5, "post": 1}  # --max-steps 6 applies to no stage named here
+    for bad, message in (("post=3", "not among the stages"), ("pre=0", "STAGE=N"), ("pre=2,pre=3", "twice")):
+        plain = distill_args(soft_labels, teacher, splits, tmp_path / f"bad-{len(message)}")
+        assert main([*plain, "--stage-steps", bad]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / f"bad-{len(message)}").exists()  # refused before anything is written
+
+
 def test_distill_refuses_a_dataset_with_other_labels(tmp_path, soft_labels, splits, tiny_tagger, capsys):
     assert main(distill_args(soft_labels, tiny_tagger, splits, tmp_path / "out")) == 2
     error = capsys.readouterr().err.strip()
@@ -153,7 +166,7 @@ def test_teacher_selection_by_score_then_calibration(tmp_path, splits, teacher, 
     assert events[0]["event"] == "select_teacher" and len(events[0]["candidates"]) == 2
 
 
-def test_finetune_a_tagger_from_an_mlm_and_distil_ner(tmp_path, tiny_mlm, tiny_tagger):
+def test_finetune_a_tagger_from_an_mlm_and_distil_ner(tmp_path, tiny_mlm, tiny_tagger, capfd):
     from transformers import AutoModelForTokenClassification
 
     train = write_subset(tmp_path / "ner.jsonl", "pd98-ner", "dev", 60)
@@ -161,6 +174,11 @@ def test_finetune_a_tagger_from_an_mlm_and_distil_ner(tmp_path, tiny_mlm, tiny_t
     assert main(["finetune", "--task", "ner", "--train", str(train), "--dev", str(train), "--init", str(tiny_mlm),
                  "--labels", ",".join(NER_LABELS), "--output", str(out), "--max-steps", "1", "--lr", "1e-9",
                  "--batch-size", "4", "--max-length", "64"]) == 0
+    err = capfd.readouterr().err
+    # one line naming what was initialised afresh, not transformers' table of every tensor
+    assert f"zhkd: loaded {tiny_mlm}; initialised afresh: classifier; not used from the checkpoint: cls.predictions" \
+        in err
+    assert "LOAD REPORT" not in err and "UNEXPECTED" not in err and "MISSING" not in err
     tagger = AutoModelForTokenClassification.from_pretrained(str(out))
     mlm = load_model("mlm", tiny_mlm)
     assert [tagger.config.id2label[i] for i in range(len(NER_LABELS))] == NER_LABELS

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -67,12 +68,53 @@ def load_model(kind: str, name_or_path: str | Path, **kwargs):
     }
     if kind not in auto:
         raise ModelError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
+    # transformers logs a table of every tensor it did not load or did not use (an MLM's head when a
+    # classifier starts from it); one line naming the parts is what a user needs, so the table is muted.
+    # (A filter, not a raised level: transformers runs extra checks when that logger's level is WARNING+.)
+    report_logger = transformers.utils.logging.get_logger("transformers.modeling_utils")
+    report_logger.addFilter(_mute_load_report)
     try:
-        return auto[kind].from_pretrained(
-            str(name_or_path), use_safetensors=True, trust_remote_code=False, **kwargs
+        model, info = auto[kind].from_pretrained(
+            str(name_or_path), use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs
         )
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load a {kind} model from {name_or_path}: {err}") from err
+    finally:
+        report_logger.removeFilter(_mute_load_report)
+    line = loading_line(name_or_path, info)
+    if line:
+        print(line, file=sys.stderr)
+    return model
+
+
+def _mute_load_report(record) -> bool:
+    return "LOAD REPORT" not in str(record.msg)
+
+
+def _modules(keys) -> list[str]:
+    """Tensor names grouped by the module that holds them (`bert.pooler.dense.bias` → `bert.pooler`)."""
+    groups = []
+    for key in keys:
+        name = key if isinstance(key, str) else key[0]  # mismatched keys come as (name, shape, shape)
+        parts = name.split(".")
+        module = ".".join(parts[:2]) if parts[0] in ("bert", "cls") and len(parts) > 2 else parts[0]
+        if module not in groups:
+            groups.append(module)
+    return groups
+
+
+def loading_line(name_or_path: str | Path, info: dict) -> str | None:
+    """One line saying what a load initialised afresh and what it left unused; None when it took everything."""
+    fresh = _modules([*info.get("missing_keys", []), *info.get("mismatched_keys", [])])
+    unused = _modules(info.get("unexpected_keys", []))
+    if not fresh and not unused:
+        return None
+    parts = []
+    if fresh:
+        parts.append(f"initialised afresh: {', '.join(fresh)}")
+    if unused:
+        parts.append(f"not used from the checkpoint: {', '.join(unused)}")
+    return f"zhkd: loaded {name_or_path}; " + "; ".join(parts)
 
 
 def model_labels(model) -> list[str]:

@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"weight of the gold-label loss in kd; 1-alpha goes to the soft loss (default {d.alpha})")
     parser.add_argument("--soft-loss", choices=SOFT_LOSSES, default=d.soft,
                         help="kl (default), ce (soft cross-entropy) or mse (logit MSE)")
+    parser.add_argument("--stage-steps", metavar="STAGE=N,...",
+                        help="steps of each named stage, e.g. pre=60,kd=180,post=60: a total split across the "
+                             "stages (a stage not named runs --max-steps or --epochs)")
     parser.add_argument("--post-lr", type=float, help="learning rate of the post stage (default --lr / 10)")
     parser.add_argument("--layer-map", choices=("uniform", "bottom", "top", "none"), default="uniform",
                         help="which teacher layers start a catalogue student (default uniform; none: random)")
@@ -63,6 +66,23 @@ def _stages(args) -> list[str]:
     if len(set(chosen)) != len(chosen):
         raise DistillError("--stages names a stage twice")
     return [s for s in STAGES if s in chosen]  # always in the paper's order
+
+
+def _stage_steps(args, stages: list[str]) -> dict[str, int]:
+    """`--stage-steps pre=60,kd=180` as {stage: steps}; every stage named must be one that runs."""
+    if not args.stage_steps:
+        return {}
+    steps: dict[str, int] = {}
+    for item in args.stage_steps.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep or not value.strip().isdigit() or int(value) < 1:
+            raise DistillError(f"--stage-steps {args.stage_steps!r}: expected STAGE=N with N >= 1, e.g. pre=60,kd=180")
+        if name not in stages:
+            raise DistillError(f"--stage-steps names {name!r}, which is not among the stages run ({','.join(stages)})")
+        if name in steps:
+            raise DistillError(f"--stage-steps names {name!r} twice")
+        steps[name] = int(value)
+    return steps
 
 
 def _check_arguments(args, stages: list[str]) -> None:
@@ -130,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     stages = _stages(args)
     _check_arguments(args, stages)
+    stage_steps = _stage_steps(args, stages)
     loss = LossConfig(temperature=args.temperature, alpha=args.alpha, soft=args.soft_loss)
     config = train_config(args)
     if not prepare_output(args.output, resume=args.resume):
@@ -138,10 +159,11 @@ def run(args: argparse.Namespace) -> int:
     from zhkd.distill.train import distributed
 
     with distributed() as (rank, world, device):
-        return _distil(args, stages, loss, config, rank, world, device)
+        return _distil(args, stages, stage_steps, loss, config, rank, world, device)
 
 
-def _distil(args, stages: list[str], loss: LossConfig, config, rank: int, world: int, device: str) -> int:
+def _distil(args, stages: list[str], stage_steps: dict[str, int], loss: LossConfig, config, rank: int, world: int,
+            device: str) -> int:
     from dataclasses import replace
 
     from zhkd.distill.collate import Collator
@@ -203,15 +225,16 @@ def _distil(args, stages: list[str], loss: LossConfig, config, rank: int, world:
     gold_collate = Collator(task, tokenizer, max_length=config.max_length, token_types=token_types)
     plan = []
     for name in stages:
+        stage_config = replace(config, max_steps=stage_steps.get(name, config.max_steps))
         if name == "kd":
             plan.append(Stage("kd", reader, Collator(task, tokenizer, max_length=config.max_length,
                                                       stored_ids=stored_ids, token_types=token_types),
-                              config, distilling=True, loss=loss))
+                              stage_config, distilling=True, loss=loss))
         else:
             lr = (args.post_lr or config.lr / 10) if name == "post" else config.lr
             source = RowSource(train_rows, seed=config.seed, rank=rank, world_size=world,
                                group_rows=config.group_rows(world))
-            plan.append(Stage(name, source, gold_collate, replace(config, lr=lr)))
+            plan.append(Stage(name, source, gold_collate, replace(stage_config, lr=lr)))
     summary = run_stages(student, plan, run_context, resume=args.resume)
     if rank == 0:
         for name, result in summary["stages"].items():
