@@ -51,6 +51,7 @@ class PretrainConfig:
     weight_decay: float = 0.01
     mask_prob: float = 0.15
     whole_word: bool = False
+    char_vectors: str | None = None  # word vectors (zhkd.distill.wordvectors) to start the character embeddings
     seed: int = 0
     log_every: int = 10
     save_every: int = 200  # steps between resume checkpoints; 0 saves none
@@ -284,12 +285,44 @@ def _load_resume(out_dir: Path, model, optimizer, fingerprint: str) -> int:
     return int(state["step"])
 
 
+def heldout_accuracy(model, tokenizer, texts: list[str], *, max_length: int = 128, batch_size: int = 32,
+                     mask_prob: float = 0.15, seed: int = 0) -> dict:
+    """Masked-character accuracy on texts the model did not train on, with masks fixed by `seed`.
+
+    The texts are packed as in training and masked as in training, but every draw comes from `seed`, so
+    the figure is the same for the same model on any machine: what a model card can quote.
+    """
+    import torch
+
+    blocks = pack_blocks(encode_texts(tokenizer, texts, whole_word=False), max_length, tokenizer.cls_token_id,
+                         tokenizer.sep_token_id)
+    special = set(tokenizer.all_special_ids)
+    candidates = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+    masked = correct = 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(blocks), batch_size):
+            ids, attention, units = collate(blocks[start : start + batch_size], tokenizer.pad_token_id)
+            generator = torch.Generator().manual_seed(derive_seed(seed, "heldout", start))
+            corrupted, targets = mask_batch(ids, units, mask_id=tokenizer.mask_token_id, candidate_ids=candidates,
+                                            mask_prob=mask_prob, generator=generator)
+            _, right = _mlm_loss(model, *(t.to(device) for t in (ids, attention, corrupted, targets)))
+            masked += int(targets.sum())
+            correct += right
+    model.train(was_training)
+    return {"texts": len(texts), "blocks": len(blocks), "masked": masked, "correct": correct,
+            "accuracy": round(correct / masked, 5) if masked else None, "seed": seed}
+
+
 def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConfig = PretrainConfig(), *,
-                 resume: bool = False, progress: bool = True) -> Path:
+                 resume: bool = False, progress: bool = True, heldout: list[str] | None = None) -> Path:
     """Train a character MLM on `texts` and save it to `out_dir` as a Hugging Face checkpoint.
 
     `out_dir` then holds safetensors weights, config, tokenizer, `pretrain_log.jsonl` (loss per
-    `log_every` steps) and `pretrain.json` (settings, data figures, speed). Returns `out_dir`.
+    `log_every` steps) and `pretrain.json` (settings, data figures, speed, and the masked accuracy on
+    `heldout` texts when given). Returns `out_dir`.
     Without `resume` a run starts afresh (overwriting). With it, a run continues from its last resume
     checkpoint, and returns at once when `out_dir` already holds this very run, complete.
     """
@@ -307,7 +340,14 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
     vocab, tokenizer, blocks = prepare_blocks(texts, out_dir, config)
     steps_per_epoch = math.ceil(len(blocks) / config.batch_size)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    fingerprint = hashlib.sha256(json.dumps([asdict(config), vocab, len(blocks)]).encode()).hexdigest()
+    vectors_sha = None
+    if config.char_vectors:
+        from zhkd.shards import file_sha256
+
+        if not Path(config.char_vectors).is_file():
+            raise DistillError(f"no word-vector file at {config.char_vectors}")
+        vectors_sha = file_sha256(Path(config.char_vectors))
+    fingerprint = hashlib.sha256(json.dumps([asdict(config), vocab, len(blocks), vectors_sha]).encode()).hexdigest()
     summary_path = out_dir / SUMMARY_FILE
     if resume and summary_path.is_file():
         if json.loads(summary_path.read_text("utf-8")).get("fingerprint") == fingerprint:
@@ -317,7 +357,13 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(config.shape, kind="mlm", vocab_size=len(vocab), pad_token_id=tokenizer.pad_token_id,
-                        seed=config.seed).to(device).train()
+                        seed=config.seed)
+    vectors = None
+    if config.char_vectors:
+        from zhkd.distill.wordvectors import init_embeddings
+
+        vectors = init_embeddings(model, tokenizer, config.char_vectors, seed=config.seed)
+    model = model.to(device).train()
     optimizer = make_optimizer(model, config)
     start = _load_resume(out_dir, model, optimizer, fingerprint) if resume else 0
     if not resume:
@@ -377,6 +423,9 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
     model.eval().to("cpu").save_pretrained(str(out_dir), safe_serialization=True)
     shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
     summary = {
+        "char_vectors": vectors and {**vectors, "file_sha256": vectors_sha},
+        "heldout": heldout_accuracy(model, tokenizer, heldout, max_length=config.max_length,
+                                    mask_prob=config.mask_prob, seed=config.seed) if heldout else None,
         "config": asdict(config),
         "device": device,
         "texts": len(texts),

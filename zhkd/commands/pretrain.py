@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-prob", type=float, default=defaults.mask_prob, help="(default: %(default)s)")
     parser.add_argument("--whole-word", action="store_true",
                         help="mask whole jieba words instead of single characters")
+    parser.add_argument("--char-vectors",
+                        help="start the character embeddings from these word vectors (.safetensors written by "
+                             "python -m zhkd.distill.wordvectors)")
+    parser.add_argument("--heldout",
+                        help="comma-separated files of texts not trained on: their masked accuracy (fixed masks) "
+                             "goes into pretrain.json")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
     parser.add_argument("--log-every", type=int, default=defaults.log_every, help="(default: %(default)s)")
     parser.add_argument("--save-every", type=int, default=defaults.save_every,
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         shape=args.shape, vocab_size=args.vocab_size, min_count=args.min_count, max_length=args.max_length,
         batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
         warmup=args.warmup, mask_prob=args.mask_prob, whole_word=args.whole_word, seed=args.seed,
+        char_vectors=args.char_vectors,
         log_every=args.log_every, save_every=args.save_every, device=args.device,
     )
     config.validate()
@@ -69,9 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if counts["dropped"]:
         print(f"pretrain: {counts['dropped']} JSONL rows had no text, text_pair or tokens and were skipped",
               file=sys.stderr)
-    out = pretrain_mlm(texts, args.output, config, resume=args.resume)
+    heldout = None
+    if args.heldout:
+        heldout = list(read_texts([p.strip() for p in args.heldout.split(",") if p.strip()]))
+    out = pretrain_mlm(texts, args.output, config, resume=args.resume, heldout=heldout)
     summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
+    held = summary.get("heldout")
     print(f"pre-trained a {config.shape} MLM on {summary['texts']:,} texts ({summary['blocks']:,} blocks, "
           f"vocabulary {summary['vocab_size']:,}): {summary['steps']} steps in {summary['seconds']:.0f} s "
-          f"({summary['steps_per_s']} steps/s) -> {out}")
+          f"({summary['steps_per_s']} steps/s)"
+          + (f", held-out masked accuracy {held['accuracy']}" if held else "") + f" -> {out}")
     return 0
