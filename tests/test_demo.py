@@ -156,6 +156,8 @@ def test_readme_account_is_copied_from_the_report(demo, tmp_path):
     assert report["install"]["seconds"] == 95 and "installed earlier, in 1.6 minutes" in once
     for row in report["summary"]:
         assert f"| {row['task']} ({row['metric']}) | — | {row['teacher_score']:.4f} |" in once  # no baseline yet
+        verb = "reaches" if row["speedup_vs_teacher"] >= 6.7 else "falls short of"
+        assert f"{verb} its 6.7x speed-up over the teacher" in once
     for row in ABLATION:  # the ablation of both tasks
         assert once.count(f"| {row.title} |") == 2
     for task in report["tasks"]:  # the reading: one generated sentence per comparison, its verdict from the data

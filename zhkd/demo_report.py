@@ -245,6 +245,13 @@ def reading(result: dict) -> str:
                 + (f", {_pm(pct, '.1f', '%')} of its teacher" if pct else "")
                 + f", {student['speedup_vs_teacher']:.1f}x faster at batch 1 and "
                   f"{student['compression_vs_teacher']:.1f}x smaller.")
+    targets = []
+    if pct:
+        verb = "reaches" if pct["mean"] >= PAPER["pct_with_strategies"] else "falls short of"
+        targets.append(f"{verb} the paper's {PAPER['pct_with_strategies']:.0f}% of the teacher (mean over seeds)")
+    verb = "reaches" if student["speedup_vs_teacher"] >= PAPER["speedup"] else "falls short of"
+    targets.append(f"{verb} its {PAPER['speedup']}x speed-up over the teacher")
+    text.append(f"The student {' and '.join(targets)}.")
     text += [comparison_sentence(c, metric) for c in table["comparisons"]]
     return " ".join(text)
 
