@@ -199,6 +199,35 @@ def project(costs: dict) -> dict:
     return projections
 
 
+# The `small` demo as the README recorded it before issue 11 (commit f17d329): one seed, 150 steps per
+# stage (gold 150, KD 150, KD+aug 150, pre/KD/post 3 x 150), MLM 100 steps, teachers 3 (NER 4) epochs. That
+# run took 16.0 minutes on 2 cores. Priced with today's costs, it says how far the one-thread CPU bound
+# sits above a 2-core wall time.
+PREVIOUS_SMALL = {"recorded_minutes": 16.0, "mlm_steps": 100, "teacher_epochs": {"classification": 3, "ner": 4},
+                  "gold_steps": 150 + 150 + 150, "kd_steps": 150 + 150 + 150, "runs": 4, "models": 4}
+
+
+def project_previous_small(costs: dict) -> dict:
+    from zhkd.demo import DEMO_TASKS
+
+    p = PREVIOUS_SMALL
+    total = costs["pretrain_step"]["fixed_s"] + p["mlm_steps"] * costs["pretrain_step"]["per_unit_s"]
+    for spec in DEMO_TASKS:
+        c = costs["tasks"][spec.task]
+        total += c["teacher_step"]["fixed_s"] + p["teacher_epochs"][spec.task] * math.ceil(2000 / 32) * c[
+            "teacher_step"]["per_unit_s"]
+        total += sum(c[f"build_row_aug{aug}"]["fixed_s"] + 2000 * c[f"build_row_aug{aug}"]["per_unit_s"]
+                     for aug in (2, 0))
+        total += c["selection_s"] + p["runs"] * c["student_pre_step"]["fixed_s"]
+        total += p["gold_steps"] * c["student_pre_step"]["per_unit_s"] + p["kd_steps"] * c["student_kd_step"][
+            "per_unit_s"]
+        e = c["evaluate"]
+        total += e["fixed_s"] + p["models"] * e["per_student_s"] + (p["models"] + 1) * 1000 * e[
+            "score_per_row_per_model_s"]
+    return {"projected_cpu_minutes": round(total / 60, 1), "recorded_wall_minutes": p["recorded_minutes"],
+            "bound_over_wall": round(total / 60 / p["recorded_minutes"], 2)}
+
+
 def main() -> None:
     import torch
 
@@ -225,6 +254,7 @@ def main() -> None:
                                "load_average_before": load_before, "load_average_after": os.getloadavg()},
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     results["projections"] = project(results["costs"])
+    results["calibration"] = project_previous_small(results["costs"])
     results["reading"] = ("CPU seconds with one torch thread; their sum bounds the wall time on a quiet 2-core "
                           "machine from above (plus the install)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -235,6 +265,9 @@ def main() -> None:
             continue
         parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in projection["cpu_seconds"].items())
         print(f"{name:7s} {projection['total_cpu_minutes']:6.1f} CPU minutes ({parts})")
+    c = results["calibration"]
+    print(f"calibration: the previous small configuration projects to {c['projected_cpu_minutes']} CPU minutes; "
+          f"its recorded run took {c['recorded_wall_minutes']} minutes on 2 cores ({c['bound_over_wall']}x)")
     print(f"-> {RESULTS}")
 
 

@@ -60,13 +60,14 @@ SCALES = {
     "tiny": Scale("tiny", train=80, dev=40, test=60, mlm_shape="small", mlm_steps=8, teacher_epochs=1,
                   ner_teacher_epochs=1, teacher_lr=5e-4, student_steps=4, student_lr=5e-4, seeds=3, num_aug=2,
                   target_speedup=2.0, eval_runs=5, throughput_batch=4),
-    "small": Scale("small", train=2000, dev=400, test=1000, mlm_shape="small", mlm_steps=100, teacher_epochs=3,
-                   ner_teacher_epochs=4, teacher_lr=5e-4, student_steps=120, student_lr=5e-4, seeds=3, num_aug=2,
+    # Sized by bench/demo_budget.py to finish `make demo` within 20 minutes on 2 cores (docs/evaluate.md).
+    "small": Scale("small", train=2000, dev=400, test=1000, mlm_shape="small", mlm_steps=60, teacher_epochs=3,
+                   ner_teacher_epochs=4, teacher_lr=5e-4, student_steps=80, student_lr=5e-4, seeds=3, num_aug=2,
                    target_speedup=3.0, eval_runs=30),
     # Whole-split teachers and students sub-cloned from them, for the >= 6.7x student (`micro` against a
     # `small` teacher): not run here; bench/demo_budget.py prices it from measured step costs.
-    "medium": Scale("medium", train=0, dev=0, test=0, mlm_shape="small", mlm_steps=800, teacher_epochs=3,
-                    ner_teacher_epochs=2, teacher_lr=5e-4, student_steps=1500, student_lr=5e-4, seeds=3, num_aug=2,
+    "medium": Scale("medium", train=0, dev=0, test=0, mlm_shape="small", mlm_steps=300, teacher_epochs=2,
+                    ner_teacher_epochs=2, teacher_lr=5e-4, student_steps=600, student_lr=5e-4, seeds=3, num_aug=2,
                     target_speedup=6.7, eval_runs=30),
     "full": Scale("full", train=0, dev=0, test=0, mlm_shape="rbt3", mlm_steps=20000, teacher_epochs=3,
                   ner_teacher_epochs=3, teacher_lr=1e-4, student_steps=12000, student_lr=3e-4, seeds=3, num_aug=8,
