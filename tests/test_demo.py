@@ -108,8 +108,12 @@ def test_summary_figures_are_ratios_of_recorded_values(demo):
             assert summary["pct_of_teacher"] == pytest.approx(100 * summary["student_score"] / teacher["score"])
         else:  # a tiny teacher can score 0 (NER F1): no percentage rather than a division by zero
             assert summary["pct_of_teacher"] is None
-        chosen = task["student_selection"]["chosen"]
-        assert next(c for c in task["student_selection"]["candidates"] if c["shape"] == chosen)["meets"]
+        selection = task["student_selection"]
+        chosen = next(c for c in selection["candidates"] if c["shape"] == selection["chosen"])
+        if selection["target_met"]:
+            assert chosen["meets"]
+        else:  # nothing met the target on this machine: the fastest is kept
+            assert chosen["speedup"] == max(c["speedup"] for c in selection["candidates"])
 
 
 def test_report_says_the_teacher_is_not_bert_base_beside_the_papers_ratios(demo):
@@ -127,6 +131,17 @@ def test_report_says_the_teacher_is_not_bert_base_beside_the_papers_ratios(demo)
 def test_a_students_budget_is_split_across_its_stages_without_losing_a_step(total, stages, expected):
     parts = split_steps(total, stages, {"pre": 0.25, "kd": 0.5, "post": 0.25})
     assert parts == expected and sum(parts.values()) == total
+
+
+def test_a_speed_target_no_shape_meets_keeps_the_fastest_and_says_so(tiny_classifier):
+    from dataclasses import replace
+
+    from zhkd.demo import choose_student
+
+    selection = choose_student(tiny_classifier, "classification", replace(TINY, target_speedup=1e6, eval_runs=1))
+    assert selection["target_met"] is False
+    assert selection["chosen"] == max(selection["candidates"], key=lambda c: c["speedup"])["shape"]
+    assert not any(c["meets"] for c in selection["candidates"])
 
 
 def test_bad_teacher_argument_is_one_line_error(tmp_path):

@@ -61,9 +61,11 @@ SCALES = {
                   ner_teacher_epochs=1, teacher_lr=5e-4, student_steps=4, student_lr=5e-4, seeds=3, num_aug=2,
                   target_speedup=2.0, eval_runs=5, throughput_batch=4),
     # Sized by bench/demo_budget.py to finish `make demo` within 20 minutes on 2 cores (docs/evaluate.md).
+    # The student must be the paper's 6.7x faster: `micro`, sub-cloned from the teacher, kept 98% (sentiment)
+    # and 92% (NER) of it on dev after 120 gold steps (bench/measurements/student_start.json).
     "small": Scale("small", train=2000, dev=400, test=1000, mlm_shape="small", mlm_steps=60, teacher_epochs=3,
                    ner_teacher_epochs=4, teacher_lr=5e-4, student_steps=80, student_lr=5e-4, seeds=3, num_aug=2,
-                   target_speedup=3.0, eval_runs=30),
+                   target_speedup=6.7, eval_runs=30),
     # Whole-split teachers and students sub-cloned from them, for the >= 6.7x student (`micro` against a
     # `small` teacher): not run here; bench/demo_budget.py prices it from measured step costs.
     "medium": Scale("medium", train=0, dev=0, test=0, mlm_shape="small", mlm_steps=300, teacher_epochs=2,
@@ -147,21 +149,28 @@ class Steps:
 
 def choose_student(teacher_dir: Path, task: str, scale: Scale) -> dict:
     """Measure the catalogue's students against the teacher on this CPU; keep the most capable that is
-    at least `target_speedup` faster."""
+    at least `target_speedup` faster. When none is (a busy machine can slow any measurement), keep the
+    fastest and record that the target was missed, rather than stop a demo half done."""
+    from zhkd.distill.errors import DistillError
     from zhkd.distill.latency import measure_latency
     from zhkd.distill.selection import select_student
     from zhkd.models import load_model
 
     teacher = load_model(get_task(task).model_kind, teacher_dir)
     events: list[dict] = []
-    shape, candidates = select_student(
-        teacher, kind=get_task(task).model_kind, num_labels=teacher.config.num_labels,
-        speedup=scale.target_speedup, log=events.append,
-        latency_ms=lambda model: measure_latency(model, seq_len=64, batch_size=1, runs=scale.eval_runs,
-                                                 device="cpu").p50_ms,
-    )
-    return {"chosen": shape, "target_speedup": scale.target_speedup,
-            "candidates": [asdict(c) for c in candidates], "teacher_ms": events[-1]["teacher_ms"]}
+    try:
+        shape, candidates = select_student(
+            teacher, kind=get_task(task).model_kind, num_labels=teacher.config.num_labels,
+            speedup=scale.target_speedup, log=events.append,
+            latency_ms=lambda model: measure_latency(model, seq_len=64, batch_size=1, runs=scale.eval_runs,
+                                                     device="cpu").p50_ms,
+        )
+        measured, met = [asdict(c) for c in candidates], True
+    except DistillError:
+        measured, met = events[-1]["candidates"], False
+        shape = max(measured, key=lambda c: c["speedup"])["shape"]
+    return {"chosen": shape, "target_speedup": scale.target_speedup, "target_met": met,
+            "candidates": measured, "teacher_ms": events[-1]["teacher_ms"]}
 
 
 def write_splits(spec: DemoTask, scale: Scale, out: Path) -> dict[str, Path]:
@@ -232,8 +241,10 @@ def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm
 
 
 def selection_table(selection: dict) -> str:
+    missed = "" if selection.get("target_met", True) else " (no shape met the target here: the fastest is kept)"
     lines = [f"Target: at least {selection['target_speedup']}x faster than the teacher "
-             f"({selection['teacher_ms']:.2f} ms at batch 1, 64 tokens, CPU); chosen: **{selection['chosen']}**.", "",
+             f"({selection['teacher_ms']:.2f} ms at batch 1, 64 tokens, CPU); chosen: **{selection['chosen']}**"
+             f"{missed}.", "",
              "| shape | parameters | p50 ms | speed-up | meets |", "|---|---|---|---|---|"]
     for c in selection["candidates"]:
         lines.append(f"| {c['shape']} | {c['params'] / 1e6:.2f}M | {c['latency_ms']:.2f} | {c['speedup']:.1f}x "

@@ -57,8 +57,13 @@ def load_tokenizer(name_or_path: str | Path):
         raise ModelError(f"cannot load a tokenizer from {name_or_path}: {err}") from err
 
 
-def load_model(kind: str, name_or_path: str | Path, **kwargs):
-    """A sequence-classification, token-classification or masked-LM model, from safetensors only."""
+def load_model(kind: str, name_or_path: str | Path, *, announce: bool = False, **kwargs):
+    """A sequence-classification, token-classification or masked-LM model, from safetensors only.
+
+    With `announce`, one line on stderr says what was initialised afresh (a task head on an MLM) and what
+    was left unused: for starting a model from another kind of checkpoint. Elsewhere a checkpoint of the
+    wrong kind is caught by its labels, and nothing is printed.
+    """
     import transformers
 
     auto = {
@@ -82,7 +87,7 @@ def load_model(kind: str, name_or_path: str | Path, **kwargs):
     finally:
         report_logger.removeFilter(_mute_load_report)
     line = loading_line(name_or_path, info)
-    if line:
+    if line and announce:
         print(line, file=sys.stderr)
     return model
 

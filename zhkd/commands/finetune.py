@@ -69,7 +69,7 @@ def pretrained_model(args, label_names: list[str]):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        model = load_model(get_task(args.task).model_kind, args.init, num_labels=len(label_names),
+        model = load_model(get_task(args.task).model_kind, args.init, announce=True, num_labels=len(label_names),
                            id2label=dict(enumerate(label_names)),
                            label2id={name: i for i, name in enumerate(label_names)}, ignore_mismatched_sizes=True)
     return model, load_tokenizer(args.init)
