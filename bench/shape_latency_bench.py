@@ -5,7 +5,8 @@ text, with each task's head, at each task's median test length. Every round time
 (so drift on a shared machine touches all alike); per model the median over rounds of two figures:
 the wall-clock p50 of `--runs` forwards (`distill.latency.measure_latency`, what `zhkd evaluate`
 reports) and the median CPU time of one forward with one thread (what a core of its own would take:
-the steadier figure while other work runs). Writes bench/measurements/shape_latency.json.
+the steadier figure while other work runs). Writes bench/measurements/shape_latency.json, one record
+per thread count (`threads_1`, `threads_2`).
 
     python bench/shape_latency_bench.py [--teacher small] [--students mini,micro] [--rounds 7] [--threads 1]
 """
@@ -84,8 +85,11 @@ def main() -> None:
     results.update(rounds=args.rounds, runs=args.runs, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    machine={"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                             "load_average_before": load_before, "load_average_after": os.getloadavg()})
+    recorded = json.loads(RESULTS.read_text("utf-8")) if RESULTS.exists() else {}
+    recorded = recorded if "tasks" not in recorded else {"threads_1": recorded}  # the first layout: one thread
+    recorded[f"threads_{args.threads}"] = results
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    RESULTS.write_text(json.dumps(recorded, indent=1) + "\n", encoding="utf-8")
     print(f"-> {RESULTS}")
 
 
