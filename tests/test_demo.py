@@ -150,6 +150,14 @@ def test_bad_teacher_argument_is_one_line_error(tmp_path):
     assert "TASK=PATH" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_broken_install_record_is_one_line_error_and_nothing_is_made(tmp_path):
+    record = tmp_path / "install.json"
+    record.write_text('{"seconds": 80}')
+    result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path / "out", "--install-record", record)
+    assert result.returncode == 2 and "not an install record" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_refuses_to_overwrite_a_directory_it_did_not_make(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path)
