@@ -124,6 +124,19 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume"]) == 0  # complete: no-op
 
 
+def test_stage_steps_split_one_budget_across_the_stages(tmp_path, soft_labels, splits, teacher, capsys):
+    args = distill_args(soft_labels, teacher, splits, tmp_path / "split")
+    args[args.index("--stages") + 1] = "pre,kd,post"
+    assert main([*args, "--stage-steps", "pre=2,kd=5,post=1", "--save-every", "100"]) == 0
+    ends = {e["stage"]: e["steps"] for e in read_log(tmp_path / "split") if e["event"] == "stage_end"}
+    assert ends == {"pre": 2, "kd": 5, "post": 1}  # --max-steps 6 applies to no stage named here
+    for bad, message in (("post=3", "not among the stages"), ("pre=0", "STAGE=N"), ("pre=2,pre=3", "twice")):
+        plain = distill_args(soft_labels, teacher, splits, tmp_path / f"bad-{len(message)}")
+        assert main([*plain, "--stage-steps", bad]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / f"bad-{len(message)}").exists()  # refused before anything is written
+
+
 def test_distill_refuses_a_dataset_with_other_labels(tmp_path, soft_labels, splits, tiny_tagger, capsys):
     assert main(distill_args(soft_labels, tiny_tagger, splits, tmp_path / "out")) == 2
     lines = capsys.readouterr().err.strip().splitlines()
