@@ -20,7 +20,7 @@ TINY = SCALES["tiny"]
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    install = tmp_path_factory.mktemp("install") / "install.json"
+    install = out.parent / "install.json"  # beside the demo's directory: its rerun hands it again, as make does
     install.write_text('{"seconds": 95, "finished": "2026-01-01T00:00:00Z"}')
     result = run_zhkd("demo", "--scale", "tiny", "--output", out, "--install-record", install, timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -151,7 +151,8 @@ def test_a_rerun_continues_the_demo_and_keeps_what_the_user_added(demo):
     student = out / "classification" / "students" / student_name(ABLATION[-1].name, 0) / "model.safetensors"
     weights = student.read_bytes()
     first = json.loads((out / "report.json").read_text("utf-8"))
-    result = run_zhkd("demo", "--scale", "tiny", "--output", out, timeout=900)
+    result = run_zhkd("demo", "--scale", "tiny", "--output", out, "--install-record", out.parent / "install.json",
+                      timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "already complete" in result.stderr and "already built" in result.stderr  # no step ran again
     assert student.read_bytes() == weights
