@@ -10,16 +10,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, by exact version: the CPU build from the local wheel store, never a CUDA download.
+# The install's duration goes to $(VENV)/install.json, which the demo's report (and so the README) quotes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline,dask]'
+	@started=$$(date +%s); \
+	$(BIN)/python -m pip install --quiet torch==2.13.0 && \
+	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline,dask]' && \
+	printf '{"seconds": %s, "finished": "%s"}\n' $$(( $$(date +%s) - started )) "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+		> $(VENV)/install.json
 	touch $(STAMP)
 
-# SCALE=tiny|small|full (default small), OUT=directory (default demo-out).
+# SCALE=tiny|small|medium|full (default small), OUT=directory (default demo-out).
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/zhkd demo --scale $(or $(SCALE),small) --output $(or $(OUT),demo-out)
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/zhkd demo --scale $(or $(SCALE),small) \
+		--output $(or $(OUT),demo-out) --install-record $(VENV)/install.json
 
-# Copy the latest demo run's table into README.md (between its demo-report markers).
+# Copy the latest demo run's account (run line, tables, generated reading) into README.md, between its markers.
 readme: $(STAMP)
 	$(BIN)/python -m zhkd.demo_readme $(or $(OUT),demo-out)/report.json README.md
 
@@ -35,6 +40,7 @@ BENCHES := augment_bench label_bench reader_bench build_bench pretrain_bench len
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline,dask,bench]'
 	for b in $(BENCHES); do HF_HUB_OFFLINE=1 $(BIN)/python bench/$$b.py || exit 1; done
+	HF_HUB_OFFLINE=1 $(BIN)/python -m torch.distributed.run --standalone --nproc_per_node 2 bench/ddp_bench.py
 	$(MAKE) bench-report
 
 # Render bench/README.md's tables from bench/results/*.json (between its bench-report markers).

@@ -39,16 +39,16 @@ CORPORA = {"classification": "chnsenti", "ner": "pd98-ner"}
 
 def demo_sample(corpus: str, split: str, limit: int, data_dir: Path | None) -> list[dict]:
     """The rows `zhkd demo` samples (its own function), as raw corpus rows."""
-    from zhkd.demo import _sample
+    from zhkd.demo import sample_rows
 
     if data_dir is None:
-        return _sample(corpus, split, limit)
+        return sample_rows(corpus, split, limit)
     import gzip
     import hashlib
 
     with gzip.open(data_dir / f"{corpus}.{split}.jsonl.gz", "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
-    rows.sort(key=lambda r: hashlib.blake2b(r["id"].encode(), digest_size=8).digest())  # as _sample orders them
+    rows.sort(key=lambda r: hashlib.blake2b(r["id"].encode(), digest_size=8).digest())  # as sample_rows orders them
     return rows[:limit] if limit else rows
 
 
@@ -67,7 +67,7 @@ def time_batch_1(task: str, trained, rows: list[dict], runs: int) -> dict:
 
     row = median_row(task, rows)
     times = time_in_rounds({"baseline": lambda: trained.model.predict([row])}, runs=runs, warmup=3)["baseline"]
-    return summarise(times, device="cpu", seq_len=row_length(task, row), batch_size=1).to_dict()
+    return summarise(times, device="cpu", dtype=None, seq_len=row_length(task, row), batch_size=1).to_dict()
 
 
 def run_one(task: str, scale: str, data_dir: Path | None, runs: int, folder: Path) -> dict:

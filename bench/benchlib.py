@@ -14,7 +14,6 @@ peer, higher is better for zhkd), the rows the report shows.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shlex
@@ -28,12 +27,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-
-# Two-sided 95% critical values of Student's t by degrees of freedom (1..30); 1.96 beyond.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042)
-
 
 def cpu_model() -> str:
     cpuinfo = Path("/proc/cpuinfo")
@@ -79,12 +72,13 @@ def meta(bench: str, started: float, load_before: tuple[float, float, float], **
 
 
 def interval(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% interval (Student's t; 0 for a single value)."""
-    mean = statistics.fmean(values)
+    """Mean and the half-width of its 95% interval (Student's t, `zhkd.distill.stats`; 0 for a single value)."""
+    from zhkd.distill.stats import mean_interval
+
     if len(values) < 2:
-        return mean, 0.0
-    t = _T95[len(values) - 2] if len(values) - 1 <= len(_T95) else 1.96
-    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+        return statistics.fmean(values), 0.0
+    found = mean_interval(values)
+    return found.mean, found.half_width
 
 
 def interleave(rounds: int, contenders: dict[str, Callable[[int], dict]]) -> dict[str, list[dict]]:

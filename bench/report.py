@@ -20,7 +20,7 @@ BEGIN = "<!-- bench-report:begin (written by `make bench-report` from bench/resu
 END = "<!-- bench-report:end -->"
 # The order benches appear in; any other result file follows, by name.
 ORDER = ("augment_bench", "label_bench", "reader_bench", "build_bench", "pretrain_bench", "length_bench",
-         "logit_bits_bench", "gpu_label")
+         "logit_bits_bench", "ddp_bench")
 
 
 class ReportError(Exception):

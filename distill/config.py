@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from zhkd.distill.errors import DistillError
 from zhkd.distill.losses import SOFT_LOSSES
 
+PRECISIONS = ("auto", "float32", "bf16")
+
 
 @dataclass
 class TrainConfig:
@@ -25,6 +27,9 @@ class TrainConfig:
     save_every: int = 500  # steps between resumable checkpoints
     log_every: int = 10
     group_by_length: bool = False  # steps of similar-length rows: less padding, but see docs/distill.md
+    # The forward's precision: "bf16" autocast (weights, gradients, optimiser and losses stay float32), or
+    # "float32"; "auto" is bf16 on CUDA, where it is about twice as fast, and float32 on a CPU.
+    precision: str = "auto"
 
     def __post_init__(self):
         # Messages name the command-line options, which carry the fields' names.
@@ -39,6 +44,13 @@ class TrainConfig:
             raise DistillError(f"--warmup is a fraction of the steps, in [0, 1], not {self.warmup}")
         if self.num_workers < 0:
             raise DistillError("--num-workers must not be negative")
+        if self.precision not in PRECISIONS:
+            raise DistillError(f"--precision {self.precision!r}: one of {', '.join(PRECISIONS)}")
+
+    def autocast_dtype(self, device: str) -> str | None:
+        """The autocast dtype on `device`: "bfloat16", or None where the forward runs in float32."""
+        bf16 = self.precision == "bf16" or (self.precision == "auto" and device.startswith("cuda"))
+        return "bfloat16" if bf16 else None
 
     def group_rows(self, world_size: int) -> int:
         """The `group_rows` of the stage's source: one step's rows on all ranks, or 0 for plain shuffling."""

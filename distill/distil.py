@@ -104,6 +104,9 @@ class DistilConfig:
     speedup: float | None = None  # with student "auto": the least speed-up over the teacher
     max_params: float | None = None  # with student "auto": the most parameters
     resume: bool = False
+    # Steps of named stages (e.g. {"pre": 60, "kd": 180}): one budget split across them; a stage not named
+    # runs `training.max_steps` or its epochs.
+    stage_steps: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         from zhkd.distill.students import SHAPES, student_names
@@ -144,6 +147,12 @@ class DistilConfig:
             raise DistillError(f"--layer-map {self.layer_map!r}; one of {', '.join(LAYER_MAPS)}")
         if self.post_lr is not None and self.post_lr <= 0:
             raise DistillError("--post-lr must be positive")
+        for name, steps in self.stage_steps.items():
+            if name not in self.stages:
+                raise DistillError(f"--stage-steps names {name!r}, which is not among the stages run "
+                                   f"({','.join(self.stages)})")
+            if steps < 1:
+                raise DistillError(f"--stage-steps {name}={steps}: expected STAGE=N with N >= 1")
 
 
 def distil(config: DistilConfig) -> RunResult:
@@ -215,13 +224,13 @@ def _distil(config: DistilConfig, rank: int, world: int, device: str) -> RunResu
     from zhkd.distill.predict import read_task_rows
     from zhkd.distill.reader import ShardReader
     from zhkd.distill.selection import dev_report, select_teacher
-    from zhkd.distill.train import run_stages
+    from zhkd.distill.train import run_stages, validate_once
     from zhkd.models import load_model, load_tokenizer, model_labels, tokenizer_fingerprint, weights_fingerprint
-    from zhkd.shards import validate
 
     training = config.training
     soft = any(STAGES[s].reads == SOFT for s in config.stages)
-    manifest = validate(config.data) if soft else None  # refuse a partial or corrupted dataset first
+    # Refuse a partial or corrupted dataset first; one rank verifies the checksums.
+    manifest = validate_once(config.data, rank, world) if soft else None
     if manifest and config.task and config.task != manifest["task"]:
         raise DistillError(f"--task {config.task}, but {config.data} holds a {manifest['task']} dataset")
     task = manifest["task"] if manifest else config.task
@@ -271,5 +280,8 @@ def _distil(config: DistilConfig, rank: int, world: int, device: str) -> RunResu
     collate = {"max_length": training.max_length, "token_types": token_types, "num_labels": len(label_names)}
     plan = Plan(config, reader, Collator(task, tokenizer, stored_ids=stored_ids, **collate) if reader else None,
                 train_rows, Collator(task, tokenizer, **collate), rank, world)
-    summary = run_stages(student, [STAGES[name].make(plan) for name in config.stages], run, resume=config.resume)
+    stages = [STAGES[name].make(plan) for name in config.stages]
+    stages = [replace(stage, train=replace(stage.train, max_steps=config.stage_steps[stage.name]))
+              if stage.name in config.stage_steps else stage for stage in stages]
+    summary = run_stages(student, stages, run, resume=config.resume)
     return RunResult(True, config.output, summary, rank)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zhkd.distill.errors import DistillError
-from zhkd.distill.latency import MIN_RUNS, forward_call, summarise, time_in_rounds
+from zhkd.distill.latency import MIN_RUNS, forward_call, serving_dtype, summarise, time_in_rounds
 from zhkd.distill.metrics import task_scores
 from zhkd.tasks import get_task
 
@@ -143,14 +143,20 @@ def median_token_length(task: str, tokenizer, rows: Sequence[dict], max_length: 
     return max(1, statistics.median_low(len(i) for i in ids))
 
 
-# What a timed model gives the timer: for a device and a batch size, its call and the input length it
-# runs on, or None where it does not run (a classical baseline on a GPU).
-Timer = Callable[[str, int], "tuple[Callable[[], object], int] | None"]
+# What a timed model gives the timer: for a device and a batch size, its call, the input length it runs on
+# and the dtype of its weights (None: not a torch model), or None where it does not run (a classical
+# baseline on a GPU).
+Timer = Callable[[str, int], "tuple[Callable[[], object], int, str | None] | None"]
 
 
 def transformer_timer(model, seq_len: int) -> Timer:
-    """A checkpoint's forward pass over `seq_len` random ids (its speed depends on its shape alone)."""
-    return lambda device, batch: (forward_call(model, seq_len=seq_len, batch_size=batch, device=device), seq_len)
+    """A checkpoint's forward pass over `seq_len` random ids (its speed depends on its shape alone), in the
+    dtype it would serve in on the device (`serving_dtype`: bf16 on a GPU, on a copy)."""
+    def timer(device: str, batch: int):
+        dtype = serving_dtype(device)
+        return forward_call(model, seq_len=seq_len, batch_size=batch, device=device, dtype=dtype), seq_len, dtype
+
+    return timer
 
 
 def time_together(timers: Mapping[str, Timer], settings: LatencySettings, devices: Sequence[str]) -> dict[str, dict]:
@@ -165,10 +171,11 @@ def time_together(timers: Mapping[str, Timer], settings: LatencySettings, device
             if device == "cuda":
                 torch.cuda.synchronize()
             with torch.inference_mode():
-                times = time_in_rounds({name: call for name, (call, _) in prepared.items()}, runs=settings.runs,
+                times = time_in_rounds({name: call for name, (call, _, _) in prepared.items()}, runs=settings.runs,
                                        warmup=settings.warmup, max_seconds=settings.max_seconds)
-            for name, (_, length) in prepared.items():
-                record = summarise(times[name], device=device, seq_len=length, batch_size=batch).to_dict()
+            for name, (_, length, dtype) in prepared.items():
+                record = summarise(times[name], device=device, dtype=dtype, seq_len=length,
+                                   batch_size=batch).to_dict()
                 speed[name].setdefault(device, {})[f"batch_{batch}"] = record
     return speed
 
@@ -287,7 +294,7 @@ def _baseline_entry(task: str, name: str, trained, rows: Sequence[dict], label_n
         if device != "cpu":
             return None
         batch_rows = [timed] * batch
-        return (lambda: trained.model.predict(batch_rows)), length
+        return (lambda: trained.model.predict(batch_rows)), length, None
 
     return entry, timer
 
@@ -444,7 +451,10 @@ def render_markdown(result: dict) -> str:
         for base, present in (("teacher", has_teacher), (result["reference_shape"], reference is not None)):
             if present:
                 header += [f"speed-up vs {base}", f"throughput vs {base}", f"compression vs {base}"]
-        lines += [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        dtypes = sorted({speed["batch_1"]["dtype"] for e in rows
+                         if (speed := e["latency"].get(device)) and speed["batch_1"].get("dtype")})
+        title = f"### {name} ({', '.join(dtypes)} weights)" if dtypes else f"### {name}"
+        lines += [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for entry in rows:
             label = entry["name"] + (" (teacher)" if entry["role"] == "teacher" and entry["name"] != "teacher" else "")
             if entry["role"] == "reference":

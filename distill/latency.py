@@ -5,6 +5,9 @@ rotates by one model each round, so a slow spell on a shared machine (another jo
 clock) falls on all of them alike instead of on whichever was timed during it, and no model always
 runs right after the same other one. Each model's record keeps its median and the spread around it
 (p10, p25, p75, p90, p95), so a reader sees whether a difference is larger than the noise.
+
+A transformer is timed in the dtype it would serve in on the device (`serving_dtype`): bfloat16 on a
+GPU, float32 on a CPU; the record names it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import asdict, dataclass
 @dataclass(frozen=True)
 class Latency:
     device: str
+    dtype: str | None  # the weights' dtype while timed (None: not a torch model, e.g. the classical baseline)
     seq_len: int
     batch_size: int
     p50_ms: float
@@ -47,10 +51,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summarise(times: Sequence[float], *, device: str, seq_len: int, batch_size: int) -> Latency:
+def summarise(times: Sequence[float], *, device: str, dtype: str | None, seq_len: int, batch_size: int) -> Latency:
     """A Latency record from timed passes (seconds)."""
     ms = [t * 1e3 for t in times]
-    return Latency(device, seq_len, batch_size, p50_ms=statistics.median(ms), p10_ms=percentile(ms, 10),
+    return Latency(device, dtype, seq_len, batch_size, p50_ms=statistics.median(ms), p10_ms=percentile(ms, 10),
                    p25_ms=percentile(ms, 25), p75_ms=percentile(ms, 75), p90_ms=percentile(ms, 90),
                    p95_ms=percentile(ms, 95), rows_per_s=batch_size / statistics.mean(times), runs=len(times))
 
@@ -88,12 +92,28 @@ def time_in_rounds(calls: Mapping[str, Callable[[], object]], *, runs: int = 30,
     return times
 
 
-def forward_call(model, *, seq_len: int, batch_size: int, device: str) -> Callable[[], object]:
+def serving_dtype(device: str) -> str:
+    """The dtype a model serves in on `device`: bfloat16 on a GPU (as the teacher labels there), float32
+    on a CPU (where bf16 matrix work is slower on most processors)."""
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def forward_call(model, *, seq_len: int, batch_size: int, device: str,
+                 dtype: str | None = None) -> Callable[[], object]:
     """One forward pass of `model` over fixed random ids (a local generator, never the global RNG), synchronised
     on CUDA so that the clock sees the whole pass. The model is moved to `device` and set to eval; the
-    caller runs the calls under `torch.inference_mode()` (entered once, not timed with every pass)."""
+    caller runs the calls under `torch.inference_mode()` (entered once, not timed with every pass).
+
+    The weights are timed in `dtype` (default: `serving_dtype(device)`); where that is not the model's own,
+    a converted copy is timed, so the caller's model is never rounded."""
+    import copy
+
     import torch
 
+    target = getattr(torch, dtype or serving_dtype(device))
+    weights = next(model.parameters(), None)
+    if weights is not None and weights.dtype != target:
+        model = copy.deepcopy(model).to(dtype=target)
     model.to(device).eval()
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(5, model.config.vocab_size, (batch_size, seq_len), generator=generator).to(device)
@@ -109,16 +129,18 @@ def forward_call(model, *, seq_len: int, batch_size: int, device: str) -> Callab
 
 
 def measure_latency(model, *, seq_len: int = 64, batch_size: int = 1, runs: int = 30, warmup: int = 3,
-                    device: str | None = None, max_seconds: float | None = None) -> Latency:
+                    device: str | None = None, max_seconds: float | None = None, dtype: str | None = None) -> Latency:
     """One model alone: `runs` forward passes (fewer, at least MIN_RUNS, once they took `max_seconds`: a
     BERT-base at batch 32 would otherwise take minutes on a small CPU, for a mean that five passes already
-    pin down). Models that are compared with each other go through `time_in_rounds` together instead."""
+    pin down). Models that are compared with each other go through `time_in_rounds` together instead.
+    Timed in `dtype` (default: the device's `serving_dtype`), on a converted copy where it differs."""
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    call = forward_call(model, seq_len=seq_len, batch_size=batch_size, device=device)
+    dtype = dtype or serving_dtype(device)
+    call = forward_call(model, seq_len=seq_len, batch_size=batch_size, device=device, dtype=dtype)
     if device == "cuda":
         torch.cuda.synchronize()
     with torch.inference_mode():
         times = time_in_rounds({"model": call}, runs=runs, warmup=warmup, max_seconds=max_seconds)["model"]
-    return summarise(times, device=device, seq_len=seq_len, batch_size=batch_size)
+    return summarise(times, device=device, dtype=dtype, seq_len=seq_len, batch_size=batch_size)

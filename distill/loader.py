@@ -1,8 +1,8 @@
-"""Batches for the trainer: one rank's share of an epoch, collated in DataLoader workers, resumable.
+"""Batches for the trainer: one rank's share of each epoch, collated in DataLoader workers, resumable.
 
 A source is an `EpochOrder` that can fetch the rows of a batch step: the `ShardReader` over a
 soft-label dataset, or `RowSource` over gold rows held in memory. Worker k of K collates steps
-k, k+K, ...; the DataLoader hands batches back round-robin, so they arrive in step order whatever
+k, k+K, ... of the stream; the DataLoader hands batches back round-robin, so they arrive in step order whatever
 the worker count. The source's `consumed` advances only as the trainer receives each batch, so its
 `state_dict()` at any step resumes at exactly the next batch.
 """
@@ -42,24 +42,35 @@ class RowSource(EpochOrder):
 
 
 class StepBatches(torch.utils.data.IterableDataset):
-    """Collated batch steps [first_step, end of epoch) of a source; worker k of K takes every K-th."""
+    """`count` collated batch steps of a source from (epoch, first_step) on, crossing into later epochs;
+    worker k of K takes every K-th."""
 
-    def __init__(self, source, collate: Callable, epoch: int, first_step: int, batch_size: int):
-        self.source, self.collate, self.epoch, self.first_step, self.batch_size = (
-            source, collate, epoch, first_step, batch_size)
+    def __init__(self, source, collate: Callable, epoch: int, first_step: int, batch_size: int, count: int):
+        self.source, self.collate, self.epoch, self.first_step, self.batch_size, self.count = (
+            source, collate, epoch, first_step, batch_size, count)
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        for step in range(self.first_step + worker, self.source.steps_per_epoch(self.batch_size), workers):
-            yield self.collate(self.source.batch(self.epoch, step, self.batch_size))
+        per_epoch = self.source.steps_per_epoch(self.batch_size)
+        for k in range(worker, self.count, workers):
+            epoch, step = divmod(self.first_step + k, per_epoch)
+            yield self.collate(self.source.batch(self.epoch + epoch, step, self.batch_size))
 
 
 class BatchLoader:
-    """The rest of the current epoch's batches of `source` for this rank, then the epoch advances."""
+    """This rank's batches of `source` from its saved position on, epoch after epoch.
 
-    def __init__(self, source, batch_size: int, collate: Callable, *, num_workers: int = 0):
-        self.source, self.batch_size, self.collate, self.num_workers = source, batch_size, collate, num_workers
+    One `stream` is one DataLoader: its workers start once and collate every batch of the stream,
+    across epoch boundaries (a stage runs one stream), instead of being started again each epoch. With
+    `pin_memory` (training on CUDA) batches arrive in page-locked memory, so the copy to the device can
+    overlap with compute (`non_blocking=True`).
+    """
+
+    def __init__(self, source, batch_size: int, collate: Callable, *, num_workers: int = 0,
+                 pin_memory: bool = False):
+        self.source, self.batch_size, self.collate = source, batch_size, collate
+        self.num_workers, self.pin_memory = num_workers, pin_memory
 
     def __len__(self) -> int:
         return self.source.steps_per_epoch(self.batch_size)
@@ -70,14 +81,22 @@ class BatchLoader:
         return -(-self.source.consumed // self.batch_size)
 
     def __iter__(self) -> Iterator[dict]:
-        source, size = self.source, self.batch_size
+        """The rest of the current epoch."""
+        return self.stream(len(self) - self.next_step)
+
+    def stream(self, count: int) -> Iterator[dict]:
+        """The next `count` batches. The source's position advances as each batch is handed over, and the
+        epoch at the epoch's last batch (then `source.consumed == 0`), so `source.state_dict()` taken
+        between two batches resumes at exactly the next one."""
+        source, size, per_epoch = self.source, self.batch_size, len(self)
         first = self.next_step
-        batches = StepBatches(source, self.collate, source.epoch, first, size)
+        batches = StepBatches(source, self.collate, source.epoch, first, size, count)
         # A generator of its own: the loader's seed draw must not advance the global RNG (dropout's).
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=self.num_workers,
-                                             generator=torch.Generator())
-        for step, batch in enumerate(loader, start=first):
+                                             pin_memory=self.pin_memory, generator=torch.Generator())
+        for k, batch in enumerate(loader):
+            step = (first + k) % per_epoch
             source.consumed = source.step_range(step, size)[1]
-            if step == len(self) - 1:
+            if step == per_epoch - 1:
                 source.epoch, source.consumed = source.epoch + 1, 0
             yield batch

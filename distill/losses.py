@@ -3,7 +3,9 @@
 Each function returns one loss per position (no reduction) so the trainer can sum over a rank's
 batch and divide by the count over all ranks: the data-parallel gradient then equals the
 single-process one exactly. The temperature and the weights are the trainer's options; the data
-holds raw logits at T=1.
+holds raw logits at T=1. Losses are computed in float32 whatever precision the forward ran in: under
+bf16 autocast the student's logits are upcast, never the teacher's rounded down to bf16 (8 bits of
+mantissa would move a soft target at T=4 by up to a few percent).
 
 Losses are found by name in two tables, keyed by the task's label kind (`zhkd.tasks`): a soft loss
 (`--soft-loss`) and the gold-label loss of each kind. `register_soft_loss` and `register_hard_loss`
@@ -151,8 +153,10 @@ def loss_sums(student: torch.Tensor, labels: torch.Tensor | None, teacher: torch
 
     `student`/`teacher`: [rows, labels] or [rows, tokens, labels]; `mask` ([rows, tokens]) keeps the real
     tokens; `labels`: ids ([rows] or [rows, tokens]), or multi-hot [rows, labels] for the multilabel kind.
-    A term without its target (no teacher logits, no gold label) has count zero.
+    A term without its target (no teacher logits, no gold label) has count zero. Sums and counts are
+    float32, with the student's logits upcast (bf16 under autocast) and the teacher's kept as stored.
     """
+    student = student.float()
     if mask is not None:
         student = student[mask]
         teacher = None if teacher is None else teacher[mask]
@@ -160,23 +164,32 @@ def loss_sums(student: torch.Tensor, labels: torch.Tensor | None, teacher: torch
     zero = student.new_zeros(())
     sums = {"soft_sum": zero, "soft_count": zero, "hard_sum": zero, "hard_count": zero}
     if teacher is not None and config.alpha < 1.0:
-        soft = soft_loss(config.soft, kind)(student, teacher.to(student.dtype), config.temperature)
+        soft = soft_loss(config.soft, kind)(student, teacher.float(), config.temperature)
         sums["soft_sum"], sums["soft_count"] = soft.sum(), student.new_tensor(float(soft.numel()))
     if labels is not None and (config.alpha > 0.0 or teacher is None):
         sums["hard_sum"] = HARD_LOSSES[kind](student, labels).sum()
-        sums["hard_count"] = gold_count(labels).to(student.dtype)
+        sums["hard_count"] = gold_count(labels).float()
     return sums
 
 
-def combine(sums: dict[str, torch.Tensor], counts: dict[str, float], config: LossConfig,
+def _per_position(total: torch.Tensor, count: torch.Tensor | float) -> torch.Tensor:
+    """`total / count`, and zero (graph kept) where nothing was counted: a term with no positions anywhere
+    has a zero sum on every rank, so dividing by max(count, 1) gives it; no branch on the count's value,
+    which would make the host wait for the device every step."""
+    import torch
+
+    return total / torch.as_tensor(count, dtype=total.dtype, device=total.device).clamp(min=1)
+
+
+def combine(sums: dict[str, torch.Tensor], counts: dict[str, torch.Tensor | float], config: LossConfig,
             *, distilling: bool) -> torch.Tensor:
     """The loss to back-propagate: each term's sum over the global count of its positions.
 
-    `counts` are the totals over all ranks; a term with no positions anywhere contributes nothing.
-    Fine-tuning (`distilling=False`) uses the hard term alone.
+    `counts` are the totals over all ranks (0-d tensors on the device, or numbers); a term with no
+    positions anywhere contributes nothing. Fine-tuning (`distilling=False`) uses the hard term alone.
     """
-    soft = sums["soft_sum"] / counts["soft_count"] if counts["soft_count"] else sums["soft_sum"] * 0
-    hard = sums["hard_sum"] / counts["hard_count"] if counts["hard_count"] else sums["hard_sum"] * 0
+    soft = _per_position(sums["soft_sum"], counts["soft_count"])
+    hard = _per_position(sums["hard_sum"], counts["hard_count"])
     if not distilling:
         return hard
     return (1.0 - config.alpha) * soft + config.alpha * hard

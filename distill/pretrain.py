@@ -50,6 +50,7 @@ class PretrainConfig:
     weight_decay: float = 0.01
     mask_prob: float = 0.15
     whole_word: bool = False
+    char_vectors: str | None = None  # word vectors (zhkd.distill.wordvectors) to start the character embeddings
     seed: int = 0
     log_every: int = 10
     save_every: int = 200  # steps between resume checkpoints; 0 saves none
@@ -69,6 +70,8 @@ class PretrainConfig:
             raise DistillError("learning rate must be positive and warm-up ratio in [0, 1)")
         if self.log_every < 1 or self.save_every < 0:
             raise DistillError("--log-every must be at least 1 and --save-every not negative")
+        if self.char_vectors and not Path(self.char_vectors).is_file():
+            raise DistillError(f"--char-vectors: no word-vector file at {self.char_vectors}")
 
 
 # --- input -------------------------------------------------------------------------------------------
@@ -253,12 +256,20 @@ def _mlm_loss(model, ids, attention, corrupted, targets_mask):
     return F.cross_entropy(logits, targets), int((logits.argmax(-1) == targets).sum())
 
 
+def vectors_sha256(config: PretrainConfig) -> str | None:
+    """The content identity of the word-vector file that starts the embeddings (None without one)."""
+    from zhkd.shards import file_sha256
+
+    return file_sha256(Path(config.char_vectors)) if config.char_vectors else None
+
+
 def fingerprint(texts: list[str], config: PretrainConfig) -> str:
-    """What makes a run this run: its settings and its texts (computed before anything is written)."""
+    """What makes a run this run: its settings, its texts and its word vectors (computed before anything is
+    written)."""
     digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode("utf-8") + b"\n")
-    return hashlib.sha256(json.dumps([asdict(config), digest.hexdigest()]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([asdict(config), digest.hexdigest(), vectors_sha256(config)]).encode()).hexdigest()
 
 
 def _save_resume(out_dir: Path, model, optimizer, step: int, digest: str) -> None:
@@ -291,12 +302,44 @@ def _load_resume(checkpoint: Path, model, optimizer) -> None:
     optimizer.load_state_dict({"state": moments, "param_groups": groups})
 
 
+def heldout_accuracy(model, tokenizer, texts: list[str], *, max_length: int = 128, batch_size: int = 32,
+                     mask_prob: float = 0.15, seed: int = 0) -> dict:
+    """Masked-character accuracy on texts the model did not train on, with masks fixed by `seed`.
+
+    The texts are packed as in training and masked as in training, but every draw comes from `seed`, so
+    the figure is the same for the same model on any machine: what a model card can quote.
+    """
+    import torch
+
+    blocks = pack_blocks(encode_texts(tokenizer, texts, whole_word=False), max_length, tokenizer.cls_token_id,
+                         tokenizer.sep_token_id)
+    special = set(tokenizer.all_special_ids)
+    candidates = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+    masked = correct = 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(blocks), batch_size):
+            ids, attention, units = collate(blocks[start : start + batch_size], tokenizer.pad_token_id)
+            generator = torch.Generator().manual_seed(derive_seed(seed, "heldout", start))
+            corrupted, targets = mask_batch(ids, units, mask_id=tokenizer.mask_token_id, candidate_ids=candidates,
+                                            mask_prob=mask_prob, generator=generator)
+            _, right = _mlm_loss(model, *(t.to(device) for t in (ids, attention, corrupted, targets)))
+            masked += int(targets.sum())
+            correct += right
+    model.train(was_training)
+    return {"texts": len(texts), "blocks": len(blocks), "masked": masked, "correct": correct,
+            "accuracy": round(correct / masked, 5) if masked else None, "seed": seed}
+
+
 def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConfig = PretrainConfig(), *,
-                 resume: bool = False, progress: bool = True) -> Path:
+                 resume: bool = False, progress: bool = True, heldout: list[str] | None = None) -> Path:
     """Train a character MLM on `texts` and save it to `out_dir` as a Hugging Face checkpoint.
 
     `out_dir` then holds safetensors weights, config, tokenizer, `log.jsonl` (loss per `log_every`
-    steps) and `summary.json` (settings, data figures, speed), the trainer's layout. Returns `out_dir`.
+    steps) and `summary.json` (settings, data figures, speed, and the masked accuracy on `heldout` texts
+    when given), the trainer's layout. Returns `out_dir`.
     Without `resume` a run starts afresh (overwriting). With it, a run continues from its newest complete
     checkpoint, and returns at once when `out_dir` already holds this very run, complete; a checkpoint or
     run of other texts or settings is refused before anything is written.
@@ -330,7 +373,13 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(config.shape, kind="mlm", vocab_size=len(vocab), pad_token_id=tokenizer.pad_token_id,
-                        seed=config.seed).to(device).train()
+                        seed=config.seed)
+    vectors = None
+    if config.char_vectors:
+        from zhkd.distill.wordvectors import init_embeddings
+
+        vectors = init_embeddings(model, tokenizer, config.char_vectors, seed=config.seed)
+    model = model.to(device).train()
     optimizer = make_optimizer(model, config)
     start = 0
     if latest is not None:
@@ -390,6 +439,9 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
 
     model.eval().to("cpu").save_pretrained(str(out_dir), safe_serialization=True)
     summary = {
+        "char_vectors": vectors and {**vectors, "file_sha256": vectors_sha256(config)},
+        "heldout": heldout_accuracy(model, tokenizer, heldout, max_length=config.max_length,
+                                    mask_prob=config.mask_prob, seed=config.seed) if heldout else None,
         "config": asdict(config),
         "device": device,
         "texts": len(texts),

@@ -2,23 +2,28 @@
 
 A *stage* is a source of batches plus how to learn from them: `pre` and `post` (and `zhkd finetune`)
 fine-tune on gold labels, `kd` distils on the soft-label shards. Stages run in order on one model;
-each ends with a dev score. A step is: collate a batch, forward, sum the losses, all-reduce the
-position counts (so every rank divides by the global count), backward, all-reduce the gradients,
-clip, step AdamW at the learning rate of a warm-up-then-linear-decay schedule. With one process the
-all-reduces are skipped; with `torchrun` every rank takes its own share of each batch step.
+each ends with a dev score. A step is: collate a batch, forward (under bf16 autocast where the
+precision says so: on CUDA by default), sum the losses in float32, all-reduce the position counts (so
+every rank divides by the global count), backward, clip, step AdamW at the learning rate of a
+warm-up-then-linear-decay schedule. With `torchrun` every rank takes its own share of each batch step
+and the model is wrapped in `DistributedDataParallel` (gloo on CPU, NCCL on GPU), which all-reduces
+the gradients in buckets while backward is still running; with one process there is no wrapper and
+no collective. Nothing in a step waits for the device: losses are summed on it and read once per
+`log_every` steps.
 
 Everything that a resumed run needs to continue exactly as an uninterrupted one is checkpointed every
 `save_every` steps and at every stage boundary: weights, optimiser moments, the step (the schedule is a
-function of it), each rank's reader position and random-number state.
+function of it), each rank's reader position and random-number state (CPU and every CUDA device).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,21 +113,57 @@ def barrier(world_size: int) -> None:
 
 def decided_by_rank0(decide, rank: int, world_size: int):
     """`decide()` run on rank 0 only and its result sent to every rank, so all act on one decision
-    (a student chosen by timing would differ between ranks that each measured). Rank 0's refusal is
-    raised on every rank."""
+    (a student chosen by timing would differ between ranks that each measured). Rank 0's refusal (any
+    ZhkdError) is raised on every rank: rank 0 raises its own, the others a DistillError with its message."""
+    from zhkd.errors import ZhkdError
+
     if world_size == 1:
         return decide()
     box: list = [None]
+    refusal = None
     if rank == 0:
         try:
             box[0] = (True, decide())
-        except DistillError as err:
-            box[0] = (False, str(err))
+        except ZhkdError as err:
+            refusal, box[0] = err, (False, str(err))
     torch.distributed.broadcast_object_list(box, src=0)
+    if refusal is not None:
+        raise refusal
     ok, value = box[0]
     if not ok:
         raise DistillError(value)
     return value
+
+
+def validate_once(path: Path, rank: int, world_size: int) -> dict:
+    """The manifest of a dataset that every rank is about to read, its checksums verified by one rank.
+
+    Rank 0 hashes every shard (`zhkd.shards.validate`); the others check the cheap parts (COMPLETED, the
+    manifest, sizes, schemas) and compare a fingerprint of their manifest with rank 0's, so a run hashes
+    the data once, not once per rank, and a rank on another machine with another copy is still refused.
+    Rank 0's refusal is everyone's (`decided_by_rank0`).
+    """
+    import hashlib
+
+    from zhkd.shards import validate
+
+    if world_size == 1:
+        return validate(path)
+
+    def manifest_sha256() -> str:
+        return hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()
+
+    checked: dict = {}
+
+    def on_rank0() -> str:
+        checked["manifest"] = validate(path)
+        return manifest_sha256()
+
+    rank0_sha256 = decided_by_rank0(on_rank0, rank, world_size)
+    manifest = checked["manifest"] if rank == 0 else validate(path, check_checksums=False)
+    if manifest_sha256() != rank0_sha256:
+        raise DistillError(f"{path}: rank {rank}'s manifest differs from rank 0's: the ranks read different data")
+    return manifest
 
 
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
@@ -144,17 +185,31 @@ def make_optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
 
 
 def forward_sums(model, batch: dict, stage: Stage, device: str) -> dict[str, torch.Tensor]:
-    """The summed losses of one batch (see `losses.loss_sums`)."""
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    """The summed losses of one batch (see `losses.loss_sums`); host-to-device copies do not block."""
+    def to_device(name: str) -> torch.Tensor:
+        return batch[name].to(device, non_blocking=True)
+
+    inputs = {k: to_device(k) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
     logits = model(**inputs).logits
-    labels = batch["labels"].to(device) if "labels" in batch else None
-    teacher = batch["teacher_logits"].to(device) if stage.distilling else None
+    labels = to_device("labels") if "labels" in batch else None
+    teacher = to_device("teacher_logits") if stage.distilling else None
     mask = None
     spec = get_task(stage.collate.task)
     if spec.per_token:
-        logits = gather_token_logits(logits, batch["token_starts"].to(device))
-        mask = batch["token_mask"].to(device)
+        logits = gather_token_logits(logits, to_device("token_starts"))
+        mask = to_device("token_mask")
     return loss_sums(logits, labels, teacher, stage.loss, mask, kind=spec.label_kind)
+
+
+def idle_sums(model, device: str) -> dict[str, torch.Tensor]:
+    """Zero sums for a rank with no rows in this step, through a forward of one token.
+
+    DistributedDataParallel reduces gradients during backward, so every rank must run forward and backward
+    in every step; a rank whose share of an epoch's last step is empty adds exact zeros to the sum.
+    """
+    ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+    zero = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float().sum() * 0.0
+    return {"soft_sum": zero, "soft_count": zero.detach(), "hard_sum": zero, "hard_count": zero.detach()}
 
 
 def all_reduce_sum(tensor: torch.Tensor, run: Run) -> torch.Tensor:
@@ -163,19 +218,53 @@ def all_reduce_sum(tensor: torch.Tensor, run: Run) -> torch.Tensor:
     return tensor
 
 
-def reduce_gradients(model, run: Run) -> None:
-    """Sum every gradient over the ranks (losses are already divided by the global counts)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    if run.world_size > 1:
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
-        torch.distributed.all_reduce(flat)
-        offset = 0
-        for p in params:
-            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
-            offset += p.numel()
+def data_parallel(model, run: Run):
+    """What a step runs forward through: `DistributedDataParallel` over the ranks, the model itself alone.
+
+    Wrapping broadcasts rank 0's weights, so every rank starts from the same ones however it built its
+    model. DDP averages the gradients over ranks; the trainer's loss is already a sum over the global
+    count, so `train_stage` multiplies it by the world size to make the reduced gradient the one a
+    single process would get on the whole batch. Buffers (BERT's position ids) are constants: synced
+    when wrapping, not before every forward. Gradients live in DDP's buckets (no second copy).
+    """
+    if run.world_size == 1:
+        return model
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [torch.device(run.device).index] if run.device.startswith("cuda") else None
+    # torch 2.13 renamed the option (broadcast_buffers is deprecated there); older releases know the old name.
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    no_buffer_sync = {"forward_sync_buffers" if renamed else "broadcast_buffers": False}
+    return DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True, **no_buffer_sync)
+
+
+def autocast(config: TrainConfig, device: str):
+    """bf16 autocast for the forward where `config.precision` asks for it on this device, else nothing."""
+    dtype = config.autocast_dtype(device)
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=getattr(torch, dtype))
+
+
+class LossMeter:
+    """Soft and hard loss sums and their position counts since the last log line, kept on the device.
+
+    Reading them is a host sync; it happens once per log interval, not once per step, so the host can
+    queue the next steps while the device works. A log line gives each loss's mean over its interval.
+    """
+
+    def __init__(self, device: str):
+        self.totals = torch.zeros(4, device=device)
+
+    def add(self, totals: torch.Tensor) -> None:
+        self.totals += totals
+
+    def take(self) -> tuple[float | None, float | None]:
+        soft_sum, soft_count, hard_sum, hard_count = self.totals.tolist()
+        self.totals.zero_()
+        return (soft_sum / soft_count if soft_count else None, hard_sum / hard_count if hard_count else None)
 
 
 def evaluate(model, run: Run, stage: str, step: int, config: TrainConfig) -> dict | None:
@@ -197,7 +286,8 @@ def train_stage(model, stage: Stage, run: Run, resume: dict | None = None, done:
     `done` (the results of earlier stages) goes into every checkpoint so a resumed run skips them.
     """
     config, source = stage.train, stage.source
-    loader = BatchLoader(source, config.batch_size, stage.collate, num_workers=config.num_workers)
+    loader = BatchLoader(source, config.batch_size, stage.collate, num_workers=config.num_workers,
+                         pin_memory=run.device.startswith("cuda"))
     if len(loader) == 0:
         raise DistillError(f"stage {stage.name}: no rows to train on")
     total = config.max_steps or config.epochs * len(loader)
@@ -209,46 +299,40 @@ def train_stage(model, stage: Stage, run: Run, resume: dict | None = None, done:
     else:
         step = resume["step"]
         restore_checkpoint(resume["path"], optimizer, source, run)
+    forward = data_parallel(model, run)
     run.log({"event": "stage_start", "stage": stage.name, "step": step, "total_steps": total,
              "steps_per_epoch": len(loader), "rows": source.num_rows, "world_size": run.world_size,
+             "precision": config.autocast_dtype(run.device) or "float32", "device": run.device,
              "train": asdict(config), "loss": asdict(stage.loss) if stage.distilling else None})
     bar = tqdm(total=total, initial=step, desc=stage.name, unit="step", disable=run.rank != 0, dynamic_ncols=True)
-    while step < total:
-        for batch in loader:
-            lr = lr_at(step, total, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if batch["num_rows"]:
-                sums = forward_sums(model, batch, stage, run.device)
-            else:  # this rank has no rows in the epoch's last step: it still takes part in the reductions
-                zero = torch.zeros((), device=run.device)
-                sums = {"soft_sum": zero, "soft_count": zero, "hard_sum": zero, "hard_count": zero}
-            totals = all_reduce_sum(torch.stack([sums[k].detach().float() for k in
-                                                 ("soft_sum", "soft_count", "hard_sum", "hard_count")]), run)
-            counts = {"soft_count": totals[1].item(), "hard_count": totals[3].item()}
-            loss = combine(sums, counts, stage.loss, distilling=stage.distilling)
-            if loss.requires_grad:
-                loss.backward()
-            reduce_gradients(model, run)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            bar.update()
-            soft = totals[0].item() / counts["soft_count"] if counts["soft_count"] else None
-            hard = totals[2].item() / counts["hard_count"] if counts["hard_count"] else None
-            if step % config.log_every == 0 or step == total:
-                run.log({"event": "step", "stage": stage.name, "step": step, "epoch": source.epoch, "lr": lr,
-                         "soft": soft, "hard": hard})
-                bar.set_postfix(soft=soft, hard=hard)
-            if step % config.save_every == 0 and step < total:
-                save_checkpoint(model, run, {"stage": stage.name, "step": step, "done": done or {}}, optimizer,
-                                source)
-            if step >= total:
-                break
-        else:
-            if step < total:
-                evaluate(model, run, stage.name, step, config)
+    meter = LossMeter(run.device)
+    for batch in loader.stream(total - step):
+        lr = lr_at(step, total, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(config, run.device):
+            sums = forward_sums(forward, batch, stage, run.device) if batch["num_rows"] else \
+                idle_sums(forward, run.device)
+        totals = all_reduce_sum(torch.stack([sums[k].detach() for k in
+                                             ("soft_sum", "soft_count", "hard_sum", "hard_count")]), run)
+        loss = combine(sums, {"soft_count": totals[1], "hard_count": totals[3]}, stage.loss,
+                       distilling=stage.distilling)
+        (loss * run.world_size).backward()  # DDP averages over the ranks; see data_parallel
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        meter.add(totals)
+        step += 1
+        bar.update()
+        if step % config.log_every == 0 or step == total:
+            soft, hard = meter.take()
+            run.log({"event": "step", "stage": stage.name, "step": step, "epoch": source.epoch, "lr": lr,
+                     "soft": soft, "hard": hard})
+            bar.set_postfix(soft=soft, hard=hard)
+        if step % config.save_every == 0 and step < total:
+            save_checkpoint(model, run, {"stage": stage.name, "step": step, "done": done or {}}, optimizer, source)
+        if source.consumed == 0 and step < total:  # the batch ended an epoch
+            evaluate(model, run, stage.name, step, config)
     bar.close()
     report = evaluate(model, run, stage.name, step, config)
     return {"steps": step, "dev": report}
@@ -281,7 +365,7 @@ def save_checkpoint(model, run: Run, position: dict, optimizer=None, source=None
     tmp = checkpoints.pending()
     if source is not None:
         (tmp / f"reader-rank{run.rank}.json").write_text(json.dumps(source.state_dict()), encoding="utf-8")
-    save_file({"cpu": torch.get_rng_state()}, str(tmp / f"rng-rank{run.rank}.safetensors"))
+    save_file(rng_tensors(), str(tmp / f"rng-rank{run.rank}.safetensors"))
     barrier(run.world_size)
     if run.rank == 0:
         save_model(model, run.tokenizer, tmp)
@@ -306,7 +390,41 @@ def restore_checkpoint(checkpoint: Path, optimizer, source, run: Run) -> None:
     optimizer.load_state_dict({"state": state, "param_groups": groups})
     source.load_state_dict(json.loads((checkpoint / f"reader-rank{run.rank}.json").read_text("utf-8")))
     with safe_open(str(checkpoint / f"rng-rank{run.rank}.safetensors"), framework="pt") as f:
-        torch.set_rng_state(f.get_tensor("cpu"))
+        restore_rng({name: f.get_tensor(name) for name in f.keys()}, run)  # noqa: SIM118 (not a mapping)
+
+
+# --- random state in checkpoints: the CPU generator and every CUDA device's ---------------------------------
+# Dropout on a GPU draws from the CUDA generator, so a resumed GPU run equals an uninterrupted one only with
+# it restored too. Saved as named tensors (safetensors): "cpu", and "cuda.0", "cuda.1", ... per device.
+
+def cuda_devices(run: Run) -> list[int]:
+    """The CUDA devices whose random state a run touches (torch.manual_seed seeds them all)."""
+    return list(range(torch.cuda.device_count())) if run.device.startswith("cuda") else []
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda.{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
+    return tensors
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], run: Run) -> None:
+    """Set the saved random state. CUDA states that this machine cannot take (no CUDA, another device
+    count) are left, and the log and rank 0's stderr say so: dropout then differs from the interrupted run."""
+    torch.set_rng_state(tensors["cpu"])
+    cuda = [tensors[f"cuda.{i}"] for i in range(sum(name.startswith("cuda.") for name in tensors))]
+    if not cuda:
+        return
+    if torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
+        return
+    here = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    message = (f"the checkpoint holds the random state of {len(cuda)} CUDA device(s), this machine has {here}: "
+               "dropout will differ from the uninterrupted run")
+    run.log({"event": "warning", "message": message})
+    if run.rank == 0:
+        print(f"zhkd: warning: {message}", file=sys.stderr)
 
 
 def latest_checkpoint(out_dir: Path) -> tuple[Path, dict] | None:
@@ -336,11 +454,8 @@ def run_stages(model, stages: list[Stage], run: Run, *, resume: bool = False) ->
         if unexpected:
             raise DistillError(f"cannot resume: the checkpoint holds weights this model lacks ({unexpected[0]}, ...)")
         run.log({"event": "resume", **{k: v for k, v in state.items() if k != "path"}})
-    model.to(run.device)
-    if run.world_size > 1:  # every rank starts from rank 0's weights, however each built its model
-        for tensor in model.state_dict().values():
-            torch.distributed.broadcast(tensor, 0)
-    with torch.random.fork_rng(devices=[]):
+    model.to(run.device)  # every rank starts from rank 0's weights: data_parallel broadcasts them
+    with torch.random.fork_rng(devices=cuda_devices(run)):
         for stage in stages:
             if stage.name in done:
                 continue

@@ -112,11 +112,20 @@ def test_the_logit_bits_bench_counts_rows_on_both_settings(tmp_path):
     assert result["results"]["threads_1_vs_2"]["rows"] == 2
 
 
-def test_the_gpu_label_bench_smoke_runs_on_cpu(tmp_path):
-    result = run_bench("gpu_label.py", tmp_path / "gpu.json", "--rows", "40", "--shape", "mini",
-                       "--pipeline-rows", "20", "--pipeline-batch", "8", "--batch-tokens", "2048",
-                       "--max-batch-rows", "64")
-    assert result["zhkd"]["rows"] == 40 and result["on_gpu"] in (True, False)
+def test_the_ddp_bench_times_every_mode_on_two_ranks(tmp_path):
+    out = tmp_path / "ddp.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(BENCH / "ddp_bench.py"), "--shape", "mini", "--batch-size", "4", "--seq-len", "16",
+                           "--steps", "2", "--rounds", "2", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text("utf-8"))
+    assert result["meta"]["bench"] == "ddp_bench" and result["world_size"] == 2
+    assert result["meta"]["command"].startswith("python -m torch.distributed.run --standalone --nproc_per_node 2 "
+                                                "bench/ddp_bench.py")
+    assert all(len(m["runs"]) == 2 and m["steps_per_s"] > 0 for m in result["modes"].values())
+    assert [row["ratio"] > 0 for row in result["summary"]] == [True, True]
 
 
 def fake_result(bench: str, ratio: float | None, target: float | None) -> dict:

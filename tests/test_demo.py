@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import json
+import statistics
+from pathlib import Path
 
 import pytest
 from conftest import run_zhkd
 
-from zhkd.demo import ABLATION
+from zhkd.demo import SCALES
 from zhkd.demo_readme import BEGIN, END, publish
+from zhkd.demo_report import ABLATION, COMPARISONS, FULL_RECIPE, split_steps, student_name
+from zhkd.distill.stats import mean_interval, paired_difference, verdict
+
+TINY = SCALES["tiny"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    result = run_zhkd("demo", "--scale", "tiny", "--output", out, timeout=900)
+    install = out.parent / "install.json"  # beside the demo's directory: its rerun hands it again, as make does
+    install.write_text('{"seconds": 95, "finished": "2026-01-01T00:00:00Z"}')
+    result = run_zhkd("demo", "--scale", "tiny", "--output", out, "--install-record", install, timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
     return out, result
 
 
-def test_report_has_every_ablation_row_for_both_tasks(demo):
+def test_report_has_every_ablation_row_and_seed_for_both_tasks(demo):
     out, result = demo
     report = json.loads((out / "report.json").read_text("utf-8"))
     markdown = (out / "report.md").read_text("utf-8")
     assert [t["task"] for t in report["tasks"]] == ["classification", "ner"]
-    expected = {row.name for row in ABLATION} | {"teacher"}
+    seeds = list(range(TINY.seeds))
+    expected = {student_name(row.name, seed) for row in ABLATION for seed in seeds} | {"teacher"}
     for task in report["tasks"]:
         evaluation = task["evaluation"]
         assert {e["name"] for e in evaluation["models"]} == expected
@@ -38,35 +47,112 @@ def test_report_has_every_ablation_row_for_both_tasks(demo):
     assert "Summary against the paper" in markdown and "teacher" in result.stdout
 
 
-def test_speedup_and_compression_come_from_measured_values(demo):
+def test_every_ablation_row_took_the_same_number_of_optimiser_steps(demo):
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    for task in report["tasks"]:
+        counts = set()
+        for row in task["ablation"]["rows"]:
+            for seed, path in task["students"][row["name"]].items():
+                log = [json.loads(line) for line in (Path(path) / "log.jsonl").read_text("utf-8").splitlines()]
+                steps = sum(e["steps"] for e in log if e["event"] == "stage_end")  # read from the student's own log
+                counts.add(steps)
+                assert row["logged_steps"][task["ablation"]["seeds"].index(int(seed))] == steps
+            assert row["logged_steps"] == [TINY.student_steps] * TINY.seeds
+            assert sum(row["stage_steps"].values()) == row["total_steps"] == TINY.student_steps
+        assert counts == {TINY.student_steps}
+    prepost = next(r for r in report["tasks"][0]["ablation"]["rows"] if r["name"] == FULL_RECIPE)
+    assert set(prepost["stage_steps"]) == {"pre", "kd", "post"}  # the budget split across its stages
+
+
+def test_report_carries_seeds_per_seed_scores_and_intervals_recomputable_from_them(demo):
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    for task in report["tasks"]:
+        table = task["ablation"]
+        models = {e["name"]: e for e in task["evaluation"]["models"]}
+        assert table["seed_count"] == TINY.seeds == len(table["seeds"])
+        by_name = {}
+        for row in table["rows"]:
+            scores = [models[student_name(row["name"], s)]["score"] for s in table["seeds"]]
+            assert row["scores"] == scores
+            interval = mean_interval(scores)
+            assert row["score"]["mean"] == pytest.approx(interval.mean)
+            assert row["score"]["half_width"] == pytest.approx(interval.half_width)
+            assert row["score"]["n"] == TINY.seeds and row["score"]["confidence"] == 0.95
+            by_name[row["name"]] = scores
+        assert [(c["a"], c["b"]) for c in table["comparisons"]] == list(COMPARISONS)
+        for comparison in table["comparisons"]:
+            difference = paired_difference(by_name[comparison["a"]], by_name[comparison["b"]])
+            assert comparison["difference"]["mean"] == pytest.approx(difference.mean)
+            assert comparison["verdict"] == verdict(difference)
+
+
+def test_summary_figures_are_ratios_of_recorded_values(demo):
     out, _ = demo
     report = json.loads((out / "report.json").read_text("utf-8"))
     for task, summary in zip(report["tasks"], report["summary"], strict=True):
         models = {e["name"]: e for e in task["evaluation"]["models"]}
         teacher, reference = models["teacher"], task["evaluation"]["reference"]
-        student = models[ABLATION[-1].name]
-        p50 = {name: e["latency"]["cpu"]["batch_1"]["p50_ms"] for name, e in models.items()}
-        assert summary["speedup_vs_teacher"] == pytest.approx(p50["teacher"] / p50[student["name"]], rel=1e-6)
+        students = [models[student_name(FULL_RECIPE, s)] for s in task["ablation"]["seeds"]]
+        p50 = statistics.median(e["latency"]["cpu"]["batch_1"]["p50_ms"] for e in students)
+        assert summary["speedup_vs_teacher"] == pytest.approx(teacher["latency"]["cpu"]["batch_1"]["p50_ms"] / p50)
         assert summary["speedup_vs_bert_base"] == pytest.approx(
-            reference["latency"]["cpu"]["batch_1"]["p50_ms"] / p50[student["name"]], rel=1e-6)
-        assert summary["compression_vs_teacher"] == pytest.approx(teacher["parameters"] / student["parameters"])
-        assert summary["compression_vs_bert_base"] == pytest.approx(reference["parameters"] / student["parameters"])
+            reference["latency"]["cpu"]["batch_1"]["p50_ms"] / p50)
+        assert summary["compression_vs_teacher"] == pytest.approx(teacher["parameters"] / students[0]["parameters"])
+        assert summary["compression_vs_bert_base"] == pytest.approx(reference["parameters"] / students[0]["parameters"])
+        assert summary["student_score"] == pytest.approx(statistics.fmean(e["score"] for e in students))
+        assert summary["student_scores"] == [e["score"] for e in students]
+        assert summary["teacher_score"] == teacher["score"] and summary["seeds"] == TINY.seeds
         if teacher["score"]:
-            assert summary["pct_of_teacher"] == pytest.approx(100 * student["score"] / teacher["score"])
+            assert summary["pct_of_teacher"] == pytest.approx(100 * summary["student_score"] / teacher["score"])
         else:  # a tiny teacher can score 0 (NER F1): no percentage rather than a division by zero
             assert summary["pct_of_teacher"] is None
-        chosen = task["student_selection"]["chosen"]
-        assert next(c for c in task["student_selection"]["candidates"] if c["shape"] == chosen)["meets"]
+        selection = task["student_selection"]
+        chosen = next(c for c in selection["candidates"] if c["shape"] == selection["chosen"])
+        if selection["target_met"]:
+            assert chosen["meets"]
+        else:  # nothing met the target on this machine: the fastest is kept
+            assert chosen["speedup"] == max(c["speedup"] for c in selection["candidates"])
+
+
+def test_report_says_the_teacher_is_not_bert_base_beside_the_papers_ratios(demo):
+    out, _ = demo
+    markdown = (out / "report.md").read_text("utf-8")
+    assert "The teacher here is not BERT-base" in markdown and "6.7x / 13.6x" in markdown
+
+
+@pytest.mark.parametrize(("total", "stages", "expected"), [
+    (120, ["pre"], {"pre": 120}),
+    (120, ["pre", "kd", "post"], {"pre": 30, "kd": 60, "post": 30}),
+    (10, ["pre", "kd", "post"], {"pre": 2, "kd": 6, "post": 2}),
+    (7, ["pre", "kd"], {"pre": 2, "kd": 5}),
+])
+def test_a_students_budget_is_split_across_its_stages_without_losing_a_step(total, stages, expected):
+    parts = split_steps(total, stages, {"pre": 0.25, "kd": 0.5, "post": 0.25})
+    assert parts == expected and sum(parts.values()) == total
+
+
+def test_a_speed_target_no_shape_meets_keeps_the_fastest_and_says_so(tiny_classifier):
+    from dataclasses import replace
+
+    from zhkd.demo import choose_student
+
+    selection = choose_student(tiny_classifier, "classification", replace(TINY, target_speedup=1e6, eval_runs=1))
+    assert selection["target_met"] is False
+    assert selection["chosen"] == max(selection["candidates"], key=lambda c: c["speedup"])["shape"]
+    assert not any(c["meets"] for c in selection["candidates"])
 
 
 def test_a_rerun_continues_the_demo_and_keeps_what_the_user_added(demo):
     out, _ = demo
     (out / "my-notes.txt").write_text("mine")
     (out / "classification" / "notes.txt").write_text("mine too")
-    student = out / "classification" / "students" / ABLATION[-1].name / "model.safetensors"
+    student = out / "classification" / "students" / student_name(ABLATION[-1].name, 0) / "model.safetensors"
     weights = student.read_bytes()
     first = json.loads((out / "report.json").read_text("utf-8"))
-    result = run_zhkd("demo", "--scale", "tiny", "--output", out, timeout=900)
+    result = run_zhkd("demo", "--scale", "tiny", "--output", out, "--install-record", out.parent / "install.json",
+                      timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "already complete" in result.stderr and "already built" in result.stderr  # no step ran again
     assert student.read_bytes() == weights
@@ -86,6 +172,14 @@ def test_bad_teacher_argument_is_one_line_error(tmp_path):
     assert "TASK=PATH" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_broken_install_record_is_one_line_error_and_nothing_is_made(tmp_path):
+    record = tmp_path / "install.json"
+    record.write_text('{"seconds": 80}')
+    result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path / "out", "--install-record", record)
+    assert result.returncode == 2 and "not an install record" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_refuses_to_overwrite_a_directory_it_did_not_make(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     result = run_zhkd("demo", "--scale", "tiny", "--output", tmp_path)
@@ -94,7 +188,7 @@ def test_refuses_to_overwrite_a_directory_it_did_not_make(tmp_path):
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
-def test_readme_table_is_copied_from_the_report(demo, tmp_path):
+def test_readme_account_is_copied_from_the_report(demo, tmp_path):
     out, _ = demo
     readme = tmp_path / "README.md"
     readme.write_text(f"# zhkd\n\n{BEGIN}\nold table\n{END}\n\n## Layout\n", encoding="utf-8")
@@ -103,12 +197,45 @@ def test_readme_table_is_copied_from_the_report(demo, tmp_path):
     report = json.loads((out / "report.json").read_text("utf-8"))
     assert "old table" not in once and once.startswith("# zhkd\n") and once.endswith(f"{END}\n\n## Layout\n")
     assert report["command"] in once and report["date"] in once and report["machine"]["cpu"] in once
+    assert f"{report['total_seconds'] / 60:.1f} minutes" in once
+    # the install record handed to the demo: 95 s, finished long before the run
+    assert report["install"]["seconds"] == 95 and "installed earlier, in 1.6 minutes" in once
     for row in report["summary"]:
-        assert f"| {row['task']} ({row['metric']}) | {row['teacher_score']:.4f} |" in once
+        assert f"| {row['task']} ({row['metric']}) | — | {row['teacher_score']:.4f} |" in once  # no baseline yet
+        verb = "reaches" if row["speedup_vs_teacher"] >= 6.7 else "falls short of"
+        assert f"{verb} its 6.7x speed-up over the teacher" in once
     for row in ABLATION:  # the ablation of both tasks
         assert once.count(f"| {row.title} |") == 2
+    for task in report["tasks"]:  # the reading: one generated sentence per comparison, its verdict from the data
+        titles = {r.name: r.title for r in ABLATION}
+        for comparison in task["ablation"]["comparisons"]:
+            a, b = titles[comparison["a"]], titles[comparison["b"]]
+            expected = {"gain": f"{a} beats {b} (", "loss": f"{a} trails {b} (",
+                        "none": f"{a} against {b}: no measurable difference ("}[comparison["verdict"]]
+            assert expected in once
     publish(out / "report.json", readme)
     assert readme.read_text("utf-8") == once  # publishing again changes nothing
+
+
+def test_a_classical_baseline_in_the_evaluation_gets_a_row_and_a_sentence(demo, tmp_path):
+    """The hook for `zhkd evaluate --baseline`: an entry with role "baseline" is shown and read."""
+    from zhkd.demo_report import ablation, reading, summary_row
+
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    task = report["tasks"][0]
+    evaluation = task["evaluation"]
+    teacher = next(e for e in evaluation["models"] if e["name"] == "teacher")
+    evaluation["models"].append({**teacher, "name": "tfidf-lr", "role": "baseline", "score": 0.5,
+                                 "scores": {m: 0.5 for m in evaluation["metrics"]}})
+    students = {row: {int(s): p for s, p in seeds.items()} for row, seeds in task["students"].items()}
+    task["ablation"] = ablation(evaluation, students, {r["name"]: r["stage_steps"] for r in task["ablation"]["rows"]},
+                                task["ablation"]["seeds"])
+    assert task["ablation"]["baseline"]["score"] == 0.5 and summary_row(task)["baseline_score"] == 0.5
+    assert "the classical baseline on the same rows 0.5000" in reading(task)
+    from zhkd.demo_report import ablation_table
+
+    assert "| classical baseline (tfidf-lr) | 0.5000 |" in ablation_table(task)
 
 
 def test_readme_without_markers_is_refused(demo, tmp_path):

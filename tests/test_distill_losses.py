@@ -98,3 +98,26 @@ def test_a_registered_soft_loss_is_chosen_by_name_and_label_kind():
         losses.SOFT_SUMMARIES.pop("half-mse")
     with pytest.raises(DistillError, match="one of kl, ce, mse"):
         LossConfig(soft="half-mse")
+
+
+def test_bf16_student_logits_are_upcast_and_the_teacher_is_never_rounded():
+    student, teacher = logits(32, 5, seed=8).to(torch.bfloat16), logits(32, 5, seed=9)
+    config = LossConfig(temperature=4.0, alpha=0.5)
+    labels = torch.arange(32) % 5
+    sums = loss_sums(student, labels, teacher, config)
+    assert all(value.dtype == torch.float32 for value in sums.values())
+    assert torch.equal(sums["soft_sum"], kd_kl(student.float(), teacher, 4.0).sum())
+    # Rounding the teacher's logits to the student's dtype (what a cast would do) gives another loss.
+    rounded = kd_kl(student.float(), teacher.to(torch.bfloat16).float(), 4.0).sum()
+    assert not torch.allclose(sums["soft_sum"], rounded, rtol=1e-5, atol=0)
+
+
+def test_combine_takes_device_counts_and_a_term_counted_nowhere_adds_nothing():
+    student, teacher = logits(4, 3, seed=10).requires_grad_(), logits(4, 3, seed=11)
+    config = LossConfig(temperature=2.0, alpha=0.5)
+    sums = loss_sums(student, None, teacher, config)  # no gold labels: the hard term counts nothing
+    counts = {"soft_count": torch.tensor(8.0), "hard_count": torch.tensor(0.0)}
+    loss = combine(sums, counts, config, distilling=True)
+    assert torch.allclose(loss, 0.5 * kd_kl(student, teacher, 2.0).sum() / 8)
+    loss.backward()
+    assert torch.isfinite(student.grad).all()

@@ -111,6 +111,44 @@ def test_batch_loader_state_resumes_at_the_next_batch(dataset):
     assert len(taken) == len(full) and all(torch.equal(a, b) for a, b in zip(taken, full, strict=True))
 
 
+class _WithPid:
+    """A collate that says which process collated the batch."""
+
+    def __init__(self, collate):
+        self.collate = collate
+
+    def __call__(self, rows):
+        import os
+
+        return {**self.collate(rows), "pid": os.getpid()}
+
+
+def test_one_stream_crosses_epochs_with_the_same_workers_and_resumes(dataset):
+    collate = Collator("classification", tokenizer=_PadOnly(), stored_ids=True, token_types=False)
+    serial_reader = ShardReader(dataset, seed=4)
+    per_epoch = len(BatchLoader(serial_reader, 16, collate))
+    serial = [b["input_ids"] for b in BatchLoader(serial_reader, 16, collate)]
+    serial += [b["input_ids"] for b in BatchLoader(serial_reader, 16, collate)]
+    serial += [b["input_ids"] for b in islice(BatchLoader(serial_reader, 16, collate), 5)]
+    reader = ShardReader(dataset, seed=4)
+    loader = BatchLoader(reader, 16, _WithPid(collate), num_workers=2)
+    epoch_ends, batches = [], []
+    for batch in loader.stream(2 * per_epoch + 5):
+        batches.append(batch)
+        epoch_ends.append(reader.consumed == 0)
+    assert len(batches) == len(serial) and all(torch.equal(a["input_ids"], b) for a, b in zip(batches, serial,
+                                                                                                  strict=True))
+    # Two worker processes collated all 2.4 epochs: started once, not once per epoch.
+    assert len({b["pid"] for b in batches}) == 2
+    assert [i for i, end in enumerate(epoch_ends) if end] == [per_epoch - 1, 2 * per_epoch - 1]
+    assert (reader.epoch, reader.consumed) == (serial_reader.epoch, serial_reader.consumed) == (2, 5 * 16)
+    # A stream started from the saved position goes on with the next batch.
+    resumed = ShardReader(dataset, seed=4)
+    resumed.load_state_dict(reader.state_dict())
+    assert torch.equal(next(iter(BatchLoader(resumed, 16, collate).stream(1)))["input_ids"],
+                       next(iter(BatchLoader(serial_reader, 16, collate)))["input_ids"])
+
+
 def test_row_source_has_the_same_order_semantics():
     rows = [{"id": i} for i in range(50)]
     ids = [[r["id"] for r in RowSource(rows, seed=9, rank=k, world_size=2).batch(0, 0, 100)] for k in range(2)]

@@ -62,6 +62,33 @@ def test_init_from_a_wider_teacher_leaves_the_student_random():
     assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
 
 
+def test_a_narrower_student_is_cut_out_of_its_teacher():
+    teacher = build_model(Shape("t", 4, 64, 2, 128), kind="sequence", vocab_size=100, labels=SENTIMENT_LABELS, seed=1)
+    student = build_model(Shape("s", 2, 32, 1, 64), kind="sequence", vocab_size=100, labels=SENTIMENT_LABELS, seed=2)
+    important = list(range(10, 42))  # the 32 dimensions every LayerNorm weighs most
+    with torch.no_grad():
+        for name, module in teacher.named_modules():
+            if name.endswith("LayerNorm"):
+                module.weight[important] += 1.0
+        # head 1 of teacher layer 3 carries more into the residual stream than head 0
+        teacher.bert.encoder.layer[3].attention.output.dense.weight[:, 32:] *= 3
+    report = init_from_teacher(student, teacher)
+    assert report["method"] == "subclone" and report["hidden_dims"] == important
+    assert report["layers"] == {0: 1, 1: 3} and report["heads"][1] == [1]
+    t, s = teacher.state_dict(), student.state_dict()
+    dims = torch.tensor(important)
+    words = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(s[words], t[words][:, dims])
+    query = "attention.self.query.weight"
+    expected = t[f"bert.encoder.layer.3.{query}"][32:][:, dims] * 2 ** 0.5  # input halved: scaled by sqrt(64/32)
+    assert torch.allclose(s[f"bert.encoder.layer.1.{query}"], expected)
+    ln = "output.LayerNorm.weight"
+    assert torch.equal(s[f"bert.encoder.layer.0.{ln}"], t[f"bert.encoder.layer.1.{ln}"][dims])
+    assert torch.allclose(s["classifier.weight"], t["classifier.weight"][:, dims] * 2 ** 0.5)
+    student.eval()
+    assert student(input_ids=torch.tensor([[2, 7, 9, 3]])).logits.isfinite().all()
+
+
 FAKE_MS = {(2, 32): 100.0, (3, 768): 30.0, (4, 312): 10.0, (4, 256): 8.0, (2, 128): 2.0}  # (layers, hidden) -> ms
 
 

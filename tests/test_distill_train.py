@@ -15,6 +15,7 @@ from zhkd.distill import train as train_module
 from zhkd.distill.checkpoints import DIR as CHECKPOINTS
 from zhkd.distill.collate import Collator
 from zhkd.distill.config import LossConfig, TrainConfig
+from zhkd.distill.errors import DistillError
 from zhkd.distill.predict import predict_logits, read_task_rows
 from zhkd.distill.reader import ShardReader
 from zhkd.distill.selection import dev_report, select_teacher
@@ -123,6 +124,19 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     assert main([*distill_args(soft_labels, teacher, splits, tmp_path / "cut"), "--resume"]) == 0  # complete: no-op
 
 
+def test_stage_steps_split_one_budget_across_the_stages(tmp_path, soft_labels, splits, teacher, capsys):
+    args = distill_args(soft_labels, teacher, splits, tmp_path / "split")
+    args[args.index("--stages") + 1] = "pre,kd,post"
+    assert main([*args, "--stage-steps", "pre=2,kd=5,post=1", "--save-every", "100"]) == 0
+    ends = {e["stage"]: e["steps"] for e in read_log(tmp_path / "split") if e["event"] == "stage_end"}
+    assert ends == {"pre": 2, "kd": 5, "post": 1}  # --max-steps 6 applies to no stage named here
+    for bad, message in (("post=3", "not among the stages"), ("pre=0", "STAGE=N"), ("pre=2,pre=3", "twice")):
+        plain = distill_args(soft_labels, teacher, splits, tmp_path / f"bad-{len(message)}")
+        assert main([*plain, "--stage-steps", bad]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / f"bad-{len(message)}").exists()  # refused before anything is written
+
+
 def test_distill_refuses_a_dataset_with_other_labels(tmp_path, soft_labels, splits, tiny_tagger, capsys):
     assert main(distill_args(soft_labels, tiny_tagger, splits, tmp_path / "out")) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -197,3 +211,68 @@ def test_a_failed_load_still_shows_transformers_report_that_explains_it(tiny_cla
     with pytest.raises(RuntimeError, match="above report"):
         load_model("sequence", tiny_classifier, num_labels=3)
     assert "LOAD REPORT" in caplog.text and "classifier.weight" in caplog.text
+
+
+def test_bf16_autocast_trains_float32_weights_and_the_log_says_so(tmp_path, soft_labels, splits, teacher):
+    out = tmp_path / "bf16"
+    assert main([*distill_args(soft_labels, teacher, splits, out), "--precision", "bf16"]) == 0
+    events = read_log(out)
+    assert [e["precision"] for e in events if e["event"] == "stage_start"] == ["bfloat16", "bfloat16"]
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps and all(e["soft"] is None or 0 <= e["soft"] < 1e3 for e in steps)
+    assert all(v.dtype == torch.float32 for v in load_file(str(out / "model.safetensors")).values())
+    with pytest.raises(DistillError, match="precision 'fp8'"):
+        TrainConfig(precision="fp8")
+
+
+def test_a_stage_reads_the_device_once_per_log_line_not_every_step(tmp_path, monkeypatch, soft_labels, teacher):
+    import sys
+
+    reads = []
+
+    def spy_on(name):
+        real = getattr(torch.Tensor, name)
+
+        def spy(self, *args, **kwargs):
+            if sys._getframe(1).f_code.co_filename.endswith(("distill/train.py", "distill/losses.py")):
+                reads.append(name)
+            return real(self, *args, **kwargs)
+        return spy
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):  # each makes the host wait
+        monkeypatch.setattr(torch.Tensor, name, spy_on(name))
+    tokenizer = load_tokenizer(teacher)
+    student = build_model("mini", kind="sequence", vocab_size=len(tokenizer), labels=SENTIMENT_LABELS, seed=1)
+    stage = Stage("kd", ShardReader(soft_labels, seed=0), Collator("classification", tokenizer, max_length=48,
+                                                                   stored_ids=True),
+                  TrainConfig(max_steps=12, batch_size=16, log_every=6), distilling=True)
+    run_stages(student, [stage], Run(tmp_path, "classification", SENTIMENT_LABELS, tokenizer, None,
+                                     JsonlLog(tmp_path / "log.jsonl")))
+    monkeypatch.undo()
+    assert reads == ["tolist", "tolist"]  # the two log lines; the 12 steps themselves never wait
+    logged = [e for e in read_log(tmp_path) if e["event"] == "step"]
+    assert [e["step"] for e in logged] == [6, 12] and all(e["soft"] > 0 for e in logged)
+
+
+def test_checkpoints_keep_every_cuda_devices_random_state(tmp_path, monkeypatch):
+    from safetensors.torch import load_file as load_tensors
+
+    devices = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5, 6], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: devices)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    cpu = torch.get_rng_state()
+    save_file(train_module.rng_tensors(), str(tmp_path / "rng.safetensors"))
+    saved = load_tensors(str(tmp_path / "rng.safetensors"))
+    assert sorted(saved) == ["cpu", "cuda.0", "cuda.1"]
+    torch.rand(5)  # the CPU generator moves on
+    run = Run(tmp_path, "classification", SENTIMENT_LABELS, None, None, JsonlLog(tmp_path / "log.jsonl"))
+    train_module.restore_rng(saved, run)
+    assert torch.equal(torch.get_rng_state(), cpu) and [t.tolist() for t in restored] == [[1, 2, 3], [4, 5, 6]]
+    # One device cannot take two devices' state: the run goes on, and its log says dropout will differ.
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    restored.clear()
+    train_module.restore_rng(saved, run)
+    assert restored == [] and "dropout will differ" in read_log(tmp_path)[-1]["message"]

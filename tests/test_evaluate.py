@@ -93,6 +93,7 @@ def check_report(result: dict, out: Path, *, metrics: tuple[str, ...]) -> None:
             assert ratios["compression"] == pytest.approx(base["parameters"] / entry["parameters"])
             for device, speed in entry["latency"].items():
                 assert speed["batch_1"]["seq_len"] == settings["seq_len"]
+                assert speed["batch_1"]["dtype"] == ("bfloat16" if device == "cuda" else "float32")
                 assert speed["batch_1"]["batch_size"] == 1 and speed[throughput]["batch_size"] == 2
                 assert speed["batch_1"]["p50_ms"] > 0 and speed["batch_1"]["p95_ms"] >= speed["batch_1"]["p50_ms"]
                 base_speed = base["latency"][device]
@@ -104,6 +105,7 @@ def check_report(result: dict, out: Path, *, metrics: tuple[str, ...]) -> None:
     markdown = (out / "evaluation.md").read_text("utf-8")
     assert all(f"| {e['name']}" in markdown for e in result["models"])
     assert f"speed-up vs {result['reference_shape']}" in markdown and "% of teacher" in markdown
+    assert "### CPU (float32 weights)" in markdown
     assert (out / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -222,3 +224,20 @@ def test_a_time_budget_cuts_runs_but_never_below_the_minimum():
     assert measure_latency(model, runs=12, warmup=0, device="cpu").runs == 12
     capped = measure_latency(model, runs=12, warmup=0, device="cpu", max_seconds=1e-6)
     assert capped.runs == MIN_RUNS and capped.p50_ms >= 2.0 and capped.rows_per_s <= 500
+
+
+def test_latency_is_timed_in_the_asked_dtype_on_a_copy(tiny_classifier):
+    import torch
+
+    from zhkd.distill.latency import measure_latency, serving_dtype
+    from zhkd.models import load_model
+
+    assert serving_dtype("cuda:0") == "bfloat16" and serving_dtype("cpu") == "float32"
+    model = load_model("sequence", tiny_classifier)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    timed = measure_latency(model, seq_len=8, runs=5, warmup=0, device="cpu", dtype="bfloat16")
+    assert timed.dtype == "bfloat16" and timed.runs == 5
+    # The caller's model was neither rounded to bf16 nor converted.
+    after = model.state_dict()
+    assert all(after[k].dtype == torch.float32 and torch.equal(after[k], before[k]) for k in before)
+    assert measure_latency(model, seq_len=8, runs=5, warmup=0, device="cpu").dtype == "float32"

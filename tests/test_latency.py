@@ -80,7 +80,7 @@ def test_a_time_budget_stops_every_model_after_the_same_round():
 
 def test_the_record_keeps_the_median_and_its_spread():
     times = [t / 1000 for t in range(1, 12)]  # 1 .. 11 ms
-    record = summarise(times, device="cpu", seq_len=8, batch_size=2)
+    record = summarise(times, device="cpu", dtype="float32", seq_len=8, batch_size=2)
     assert record.p50_ms == pytest.approx(6.0)
     assert (record.p10_ms, record.p25_ms, record.p75_ms, record.p90_ms) == pytest.approx((2.0, 3.5, 8.5, 10.0))
     assert record.p95_ms == pytest.approx(10.5)

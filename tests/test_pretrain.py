@@ -226,3 +226,46 @@ def test_cli_pretrains_from_the_bundled_files_and_refuses_bad_input(tmp_path):
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
         assert refused.stderr.strip().splitlines()[-1].startswith("zhkd pretrain: error:")
         assert message in refused.stderr
+
+
+def test_heldout_accuracy_is_fixed_by_its_seed_and_rises_with_training(tmp_path, corpus, trained):
+    from zhkd.distill.pretrain import heldout_accuracy
+    from zhkd.distill.students import build_model
+    from zhkd.models import load_model, load_tokenizer
+
+    heldout = [r["text"] for r in islice(load_corpus("chnsenti", "test"), 60)]
+    model, tokenizer = load_model("mlm", trained), load_tokenizer(trained)
+    first = heldout_accuracy(model, tokenizer, heldout, max_length=64, seed=3)
+    assert heldout_accuracy(model, tokenizer, heldout, max_length=64, seed=3) == first  # same masks, same figure
+    assert first["masked"] > 100 and 0 <= first["accuracy"] <= 1 and first["texts"] == 60
+    untrained = build_model("mini", kind="mlm", vocab_size=len(tokenizer), pad_token_id=0, seed=0)
+    assert heldout_accuracy(untrained, tokenizer, heldout, max_length=64, seed=3)["accuracy"] < first["accuracy"]
+
+
+def test_cli_starts_from_word_vectors_and_reports_heldout_accuracy(tmp_path):
+    import gzip
+    import pickle
+
+    from zhkd.distill.wordvectors import convert
+    from zhkd.models import load_model, load_tokenizer
+
+    source = tmp_path / "test.model"
+    with gzip.open(source, "wb") as f:
+        pickle.dump((["的 " + " ".join(["0.5"] * 8), "好 " + " ".join(["-0.5", "0.5"] * 4)], {}, {}), f)
+    convert(source, tmp_path / "vec.safetensors")
+    out = tmp_path / "mlm"
+    result = run_zhkd("pretrain", "--input", corpus_path("chnsenti", "dev"), "--output", out, "--shape", "mini",
+                      "--max-steps", "2", "--batch-size", "8", "--max-length", "32", "--vocab-size", "600",
+                      "--char-vectors", tmp_path / "vec.safetensors", "--heldout", corpus_path("chnsenti", "test"),
+                      env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert summary["char_vectors"]["initialised"] == 2 and len(summary["char_vectors"]["file_sha256"]) == 64
+    assert summary["heldout"]["texts"] == 1736 and f"held-out masked accuracy {summary['heldout']['accuracy']}" \
+        in result.stdout
+
+    model, vocab = load_model("mlm", out), load_tokenizer(out).get_vocab()
+    assert {"的", "好"} <= set(vocab) and model.get_input_embeddings().weight.shape[0] == 600
+    missing = run_zhkd("pretrain", "--input", corpus_path("chnsenti", "dev"), "--output", tmp_path / "never",
+                       "--shape", "mini", "--max-steps", "1", "--char-vectors", tmp_path / "none.safetensors")
+    assert missing.returncode == 2 and "no word-vector file" in missing.stderr

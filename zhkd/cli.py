@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.metadata
 import sys
+from collections.abc import Callable
 
 COMMANDS = {
     "corpora": ("zhkd.commands.corpora", "rebuild or check the bundled corpora"),
@@ -30,6 +31,16 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from zhkd.errors import ZhkdError
 
     return (ZhkdError, FileNotFoundError)
+
+
+def reporting_errors(prog: str, action: Callable[[], int | None]) -> int:
+    """`action()`'s exit status; a user's mistake is one line, `PROG: error: ...`, and exit status 2. The
+    one home of that rule for the `zhkd` command and the package's `python -m` tools."""
+    try:
+        return action() or 0
+    except user_error_types() as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
@@ -55,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return importlib.import_module(args.module).run(args) or 0
-    except user_error_types() as err:
-        print(f"zhkd {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return reporting_errors(f"zhkd {args.command}", lambda: importlib.import_module(args.module).run(args))
     except KeyboardInterrupt:
         print(f"zhkd {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,7 +1,9 @@
-"""Copy a demo run's summary into the README, so the table a reader sees is the one a run produced.
+"""Copy a demo run's account into the README, so everything a reader sees about a run is what it produced.
 
-`python -m pipelines.demo_readme demo-out/report.json README.md` (or `make readme`) replaces the text
-between the README's two markers with the run's command, date, machine, settings and summary table.
+`python -m zhkd.demo_readme demo-out/report.json README.md` (or `make readme`) replaces the text
+between the README's two markers with the run's command, date, machine, time (and install time, when
+`make` recorded one), settings, summary table, the note on the teacher, the generated reading of the
+tables and each task's ablation: all rendered from report.json, none of it typed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from zhkd.demo import ablation_table, summary_table
+from zhkd.demo_report import ablation_table, reading, run_line, summary_table, teacher_note
 from zhkd.pipelines.errors import PipelineError
 
 BEGIN = "<!-- demo-report:begin (written by `make readme` from demo-out/report.json; do not edit) -->"
@@ -18,19 +20,17 @@ END = "<!-- demo-report:end -->"
 
 
 def section(report: dict) -> str:
-    m, s = report["machine"], report["settings"]
-    examples = f"{s['train']:,}" if s["train"] else "all"
     return "\n".join([
-        f"Produced by `{report['command']}` on {report['date']}, {m['cpu']} ({m['cpus']} CPUs), torch {m['torch']}, "
-        f"in {report['total_seconds'] / 60:.1f} minutes ({report['scale']} scale: {examples} training examples per "
-        f"task, {s['mlm_steps']} MLM steps, teacher shape `{s['mlm_shape']}`, {s['num_aug']} augmented copies per "
-        f"example, {s['student_steps']} steps per student stage).",
-        "",
-        summary_table(report["summary"]),
+        run_line(report), "",
+        summary_table(report["summary"]), "",
+        teacher_note(report["summary"]), "",
+        "How to read it (generated from the run's figures: a gain is claimed only where the 95% interval of the "
+        "paired difference over seeds excludes zero):", "",
+        *(line for task in report["tasks"] for line in (reading(task), "")),
         *(line for task in report["tasks"] for line in (
-            "", f"Ablation, {task['title']}, on {task['evaluation']['test']['rows']:,} test rows:", "",
-            ablation_table(task))),
-    ])
+            f"Ablation, {task['title']}, on {task['evaluation']['test']['rows']:,} test rows "
+            f"({task['ablation']['seed_count']} seeds per row):", "", ablation_table(task), "")),
+    ]).rstrip("\n")
 
 
 def publish(report_path: Path, readme_path: Path) -> None:
@@ -41,23 +41,28 @@ def publish(report_path: Path, readme_path: Path) -> None:
     text = readme_path.read_text("utf-8")
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
         raise PipelineError(f"{readme_path}: needs exactly one pair of demo-report markers, in order")
+    try:
+        body = section(report)
+    except (KeyError, TypeError, IndexError) as e:  # a report of an older zhkd, or edited by hand
+        raise PipelineError(f"{report_path}: not a demo report this zhkd can read (missing or odd {e})") from None
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
-    readme_path.write_text(f"{head}{BEGIN}\n{section(report)}\n{END}{tail}", encoding="utf-8")
+    readme_path.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m pipelines.demo_readme REPORT_JSON README", file=sys.stderr)
+        print("usage: python -m zhkd.demo_readme REPORT_JSON README", file=sys.stderr)
         return 2
-    try:
+    from zhkd.cli import reporting_errors
+
+    def publish_and_say() -> int:
         publish(Path(args[0]), Path(args[1]))
-    except PipelineError as e:
-        print(f"demo_readme: error: {e}", file=sys.stderr)
-        return 2
-    print(f"{args[1]}: demo table from {args[0]}")
-    return 0
+        print(f"{args[1]}: demo table from {args[0]}")
+        return 0
+
+    return reporting_errors("demo_readme", publish_and_say)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,26 @@ from pathlib import Path
 
 from zhkd.commands.training_options import add_training_arguments, stage_line, train_config
 from zhkd.distill.config import LossConfig
+from zhkd.distill.errors import DistillError
 from zhkd.distill.losses import SOFT_LOSSES, SOFT_SUMMARIES
 from zhkd.tasks import task_names
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _stage_steps(value: str | None) -> dict[str, int]:
+    """`pre=60,kd=180` as {stage: steps}; `DistilConfig` checks that the stages run and the counts."""
+    steps: dict[str, int] = {}
+    for item in _csv(value):
+        name, sep, count = (part.strip() for part in item.partition("="))
+        if not sep or not count.isdigit():
+            raise DistillError(f"--stage-steps {value!r}: expected STAGE=N with N >= 1, e.g. pre=60,kd=180")
+        if name in steps:
+            raise DistillError(f"--stage-steps names {name!r} twice")
+        steps[name] = int(count)
+    return steps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soft-loss", choices=tuple(SOFT_LOSSES), default=d.soft,
                         help="; ".join(f"{name}: {SOFT_SUMMARIES[name]}" for name in SOFT_LOSSES)
                         + f" (default {d.soft})")
+    parser.add_argument("--stage-steps", metavar="STAGE=N,...",
+                        help="steps of each named stage, e.g. pre=60,kd=180,post=60: a total split across the "
+                             "stages (a stage not named runs --max-steps or --epochs)")
     parser.add_argument("--post-lr", type=float, help="learning rate of the post stage (default --lr / 10)")
     parser.add_argument("--layer-map", choices=LAYER_MAPS, default="uniform",
                         help="which teacher layers start a catalogue student (default uniform; none: random)")
@@ -66,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         stages=_csv(args.stages) if args.stages is not None else None, task=args.task, train=args.train,
         dev=args.dev, loss=LossConfig(temperature=args.temperature, alpha=args.alpha, soft=args.soft_loss),
         training=train_config(args), post_lr=args.post_lr, layer_map=args.layer_map, speedup=args.speedup,
-        max_params=args.max_params, resume=args.resume,
+        max_params=args.max_params, resume=args.resume, stage_steps=_stage_steps(args.stage_steps),
     )
     result = distil(config)
     if not result.ran:

@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-prob", type=float, default=defaults.mask_prob, help="(default: %(default)s)")
     parser.add_argument("--whole-word", action="store_true",
                         help="mask whole jieba words instead of single characters")
+    parser.add_argument("--char-vectors",
+                        help="start the character embeddings from these word vectors (.safetensors written by "
+                             "python -m zhkd.distill.wordvectors)")
+    parser.add_argument("--heldout",
+                        help="comma-separated files of texts not trained on: their masked accuracy (fixed masks) "
+                             "goes into summary.json")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
     parser.add_argument("--log-every", type=int, default=defaults.log_every, help="(default: %(default)s)")
     parser.add_argument("--save-every", type=int, default=defaults.save_every,
@@ -52,15 +58,17 @@ def run(args: argparse.Namespace) -> int:
     from zhkd.outputs import claim_run, refuse_inputs
 
     paths = [p.strip() for p in args.input.split(",") if p.strip()]
+    heldout_paths = [p.strip() for p in (args.heldout or "").split(",") if p.strip()]
     if not paths:
         raise DistillError("--input names no file")
     config = PretrainConfig(
         shape=args.shape, vocab_size=args.vocab_size, min_count=args.min_count, max_length=args.max_length,
         batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
         warmup=args.warmup, mask_prob=args.mask_prob, whole_word=args.whole_word, seed=args.seed,
+        char_vectors=args.char_vectors,
         log_every=args.log_every, save_every=args.save_every, device=args.device,
     )
-    refuse_inputs(args.output, paths, directory=True)
+    refuse_inputs(args.output, [*paths, *heldout_paths, args.char_vectors], directory=True)
     counts: dict[str, int] = {}
     texts = list(read_texts(paths, counts))  # every input read (and refused, if it must be) before any write
     if not texts:
@@ -68,14 +76,18 @@ def run(args: argparse.Namespace) -> int:
     if counts["dropped"]:
         print(f"pretrain: {counts['dropped']} JSONL rows had no text, text_pair or tokens and were skipped",
               file=sys.stderr)
-    claim = claim_run(args.output, "pretrain", {"fingerprint": fingerprint(texts, config)}, resume=args.resume)
+    heldout = list(read_texts(heldout_paths)) if heldout_paths else None
+    settings = {"fingerprint": fingerprint(texts, config), "heldout": heldout and fingerprint(heldout, config)}
+    claim = claim_run(args.output, "pretrain", settings, resume=args.resume)
     if claim is None:
         print(f"{args.output}: already complete", file=sys.stderr)
     else:
         with claim:
-            pretrain_mlm(texts, args.output, config, resume=args.resume)
+            pretrain_mlm(texts, args.output, config, resume=args.resume, heldout=heldout)
     summary = json.loads((args.output / SUMMARY_FILE).read_text(encoding="utf-8"))
+    held = summary.get("heldout")
     print(f"pre-trained a {config.shape} MLM on {summary['texts']:,} texts ({summary['blocks']:,} blocks, "
           f"vocabulary {summary['vocab_size']:,}): {summary['steps']} steps in {summary['seconds']:.0f} s "
-          f"({summary['steps_per_s']} steps/s) -> {args.output}")
+          f"({summary['steps_per_s']} steps/s)"
+          + (f", held-out masked accuracy {held['accuracy']}" if held else "") + f" -> {args.output}")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from zhkd.distill.config import TrainConfig
+from zhkd.distill.config import PRECISIONS, TrainConfig
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                             "padding, same rows per epoch (default off: see docs/distill.md)")
     group.add_argument("--num-workers", type=int, default=d.num_workers,
                        help="DataLoader worker processes collating batches (default 0: in the main process)")
+    group.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                       help="the forward's precision: bf16 autocast or float32; auto (default) is bf16 on CUDA, "
+                            "float32 on a CPU. Losses, weights and optimiser stay float32")
     group.add_argument("--save-every", type=int, default=d.save_every,
                        help=f"steps between resumable checkpoints (default {d.save_every})")
     group.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
@@ -37,7 +40,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     """The options as a TrainConfig, which checks them."""
     return TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                        seed=args.seed, max_length=args.max_length, warmup=args.warmup, num_workers=args.num_workers,
-                       save_every=args.save_every, group_by_length=args.group_by_length)
+                       save_every=args.save_every, group_by_length=args.group_by_length, precision=args.precision)
 
 
 def stage_line(name: str, result: dict) -> str:
