@@ -289,6 +289,8 @@ def summarise(result: dict) -> list[dict]:
     summary, base = [], result.get("baseline", {}).get("dev_accuracy")
     result["per_variant"] = {}
     for name, runs in result["runs"].items():
+        if not runs:  # a variant whose first run had not finished when its process was stopped
+            continue
         mean, half = interval([r["dev_accuracy"] for r in runs])
         result["per_variant"][name] = {"mean": mean, "interval": half, "seeds": len(runs)}
         if base:
