@@ -177,3 +177,45 @@ def test_the_committed_bench_readme_is_the_rendering_of_the_committed_results():
     text = (BENCH / "README.md").read_text("utf-8")
     body = report.render(report.load_results(BENCH / "results"))
     assert f"{report.BEGIN}\n{body}\n{report.END}" in text
+
+
+def test_the_teacher_bench_scores_the_word_model_and_the_baseline_on_the_same_dev_rows(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    words = ["好", "不", "错", "差", "酒", "店", "不错", "酒店", "服务", "很"]
+    vectors = tmp_path / "vectors.safetensors"
+    save_file({"vectors": np.random.default_rng(0).standard_normal((len(words), 8)).astype(np.float32)},
+              str(vectors), metadata={"words": json.dumps(words, ensure_ascii=False), "source": "test"})
+    result = run_bench("teacher_bench.py", tmp_path / "teacher.json", "--vectors", str(vectors), "--train-limit", "40",
+                       "--dev-limit", "30", "--epochs", "1", "--seeds", "0,1", "--threads", "1",
+                       "--variants", "meanvec-logreg,word-bert-1x200")
+    assert result["train_rows"] == 40 and result["dev_rows"] == 30
+    runs = result["runs"]["word-bert-1x200"]
+    assert [r["seed"] for r in runs] == [0, 1] and all(0 <= r["dev_accuracy"] <= 1 for r in runs)
+    assert runs[0]["initialised_rows"] > 0  # the vectors' words and their ## pieces started from the vectors
+    assert result["per_variant"]["word-bert-1x200"]["seeds"] == 2
+    assert result["gate"]["threshold"] == pytest.approx(result["baseline"]["dev_accuracy"] + 0.02)
+
+
+def test_teacher_bench_runs_of_one_seed_combine_and_a_repeated_seed_is_refused(tmp_path):
+    import teacher_bench
+
+    def part(seed, accuracy):
+        return {"meta": {"bench": "teacher_bench", "command": "c", "date": f"2026-12-0{seed + 1} 00:00 UTC",
+                         "load_average_before": [1, 1, 1], "load_average_after": [1, 1, 1],
+                         "seconds": 2.0}, "summary": [], "corpus": "chnsenti", "train_rows": 9,
+                "dev_rows": 5, "labels": ["negative", "positive"], "vectors": {}, "settings": {"lr": 1},
+                "seeds": [seed], "baseline": {"dev_accuracy": 0.8},
+                "runs": {"word-bert-1x200": [{"seed": seed, "dev_accuracy": accuracy}]}}
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(part(0, 0.80)), "utf-8")
+    b.write_text(json.dumps(part(1, 0.83)), "utf-8")
+    assert teacher_bench.combine([a, b], tmp_path / "c.json") == 0
+    combined = json.loads((tmp_path / "c.json").read_text("utf-8"))
+    assert combined["seeds"] == [0, 1]
+    assert combined["per_variant"]["word-bert-1x200"]["mean"] == pytest.approx(0.815)
+    assert combined["gate"]["met_by"] == [] and combined["summary"][0]["peer"] == "0.8000"
+    with pytest.raises(SystemExit, match="a seed appears in two files"):
+        teacher_bench.combine([a, a], tmp_path / "d.json")
