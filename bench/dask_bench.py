@@ -9,9 +9,10 @@ and each size runs `--rounds` rounds; the median wall time counts.
 Reported: wall time, source examples/s, written rows/s; 2 workers vs 1 at the largest size (target
 >= 1.6x); the smallest to the largest size per worker count (target: time ratio at most 1.2x the size
 ratio); and whether every run wrote the same shards (sha256 of the shard digests). Results:
-bench/results/dask_bench.json.
+bench/results/dask_bench.json, rewritten after every run (a 100k build takes minutes on 2 cores, so a
+stopped series still leaves what it measured).
 
-    python bench/dask_bench.py [--sizes 10000,100000] [--workers 1,2] [--rounds 1] [--work DIR]
+    python bench/dask_bench.py [--sizes 10000,100000] [--workers 1,2] [--rounds 1] [--work DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from build_bench import tiny_teacher, write_source  # bench/ is on the path when a bench script runs
+from benchlib import interval, meta, summary_row, write_result  # bench/ is on the path when a bench script runs
+from build_bench import tiny_teacher, write_source
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -66,16 +67,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--num-aug", type=int, default=4)
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one, removed)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"result file (default {RESULTS})")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
-    scaled = tuple(sizes) != SPEC_SIZES
-    if scaled:
+    if tuple(sizes) != SPEC_SIZES:
         print(f"NOTE: sizes {sizes} instead of the issue's {list(SPEC_SIZES)}; the targets are checked on these",
               flush=True)
+    started, load_before = time.time(), os.getloadavg()
     work = args.work or Path(tempfile.mkdtemp(prefix="zhkd-dask-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs: list[dict] = []
     try:
         teacher = tiny_teacher(work / "teacher")
         for size in sizes:
@@ -93,40 +95,55 @@ def main() -> None:
                         print(f"{size:>7,} examples, {w} worker(s), round {round_ + 1}: {run['wall_s']:7.1f} s, "
                               f"{size / run['wall_s']:7.1f} examples/s, {run['written'] / run['wall_s']:7.1f} "
                               f"written rows/s (load {run['load_before']:.1f} -> {run['load_after']:.1f})", flush=True)
+                    write_result(args.out, result_of(runs, sizes, workers, args, started, load_before))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+    for row in result_of(runs, sizes, workers, args, started, load_before)["summary"]:
+        verdict = "" if row["ratio"] is None else f": {row['ratio']:.2f}x (target >= {row['target']})"
+        print(f"{row['comparison']}: {row['ours']} against {row['peer']}{verdict}. {row['note']}")
+
+
+def result_of(runs: list[dict], sizes: list[int], workers: list[int], args, started: float, load_before) -> dict:
+    """The runs so far as a bench result: 2 workers against 1 at the largest size (per round, with its
+    interval), throughput at the largest size over the smallest per worker count, identical shards."""
+    def walls(size: int, w: int) -> dict[int, float]:
+        return {r["round"]: r["wall_s"] for r in runs if r["size"] == size and r["workers"] == w and "failed" not in r}
 
     def wall(size: int, w: int) -> float | None:
-        times = [r["wall_s"] for r in runs if r["size"] == size and r["workers"] == w and "failed" not in r]
+        times = list(walls(size, w).values())
         return statistics.median(times) if times else None
 
     table = [{"size": s, "workers": w, "median_wall_s": wall(s, w),
               "examples_per_s": s / wall(s, w) if wall(s, w) else None} for s in sizes for w in workers]
-    digests = {r["shards_sha256"] for r in runs if "failed" not in r and r["size"] == max(sizes)}
-    result = {"bench": "dask_bench", "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "runner": "DaskRunner",
-              "num_aug": args.num_aug, "sizes": sizes, "scaled_down": scaled, "rounds": args.rounds,
-              "table": table, "runs": runs,
-              "identical_shards_across_workers": all(
-                  len({r["shards_sha256"] for r in runs if r["size"] == s and "failed" not in r}) == 1 for s in sizes)}
+    identical = all(len({r["shards_sha256"] for r in runs if r["size"] == s and "failed" not in r}) <= 1
+                    for s in sizes)
+    failed = [r for r in runs if "failed" in r]
+    summary = []
     largest, smallest = max(sizes), min(sizes)
-    if 1 in workers and 2 in workers and wall(largest, 1) and wall(largest, 2):
-        speedup = wall(largest, 1) / wall(largest, 2)
-        result.update(speedup_2_vs_1=speedup, speedup_target=SPEEDUP_TARGET, speedup_met=speedup >= SPEEDUP_TARGET)
-        print(f"2 workers vs 1 at {largest:,}: {speedup:.2f}x (target >= {SPEEDUP_TARGET}x: "
-              f"{'met' if speedup >= SPEEDUP_TARGET else 'missed'})")
-    result["linearity"] = {}
+    one, two = walls(largest, 1), walls(largest, 2)
+    paired = [one[r] / two[r] for r in sorted(one.keys() & two.keys())]
+    if paired:
+        mean, half = interval(paired)
+        summary.append(summary_row(
+            f"zhkd build on Dask, {largest:,} examples (N={args.num_aug}): 2 local workers vs 1",
+            f"{statistics.median(two.values()):.0f} s with 2", f"{statistics.median(one.values()):.0f} s with 1",
+            "wall time", mean, interval=half, target=SPEEDUP_TARGET,
+            note=f"{len(paired)} round(s), worker counts interleaved; cluster start-up included"))
     for w in workers:
         if largest > smallest and wall(largest, w) and wall(smallest, w):
-            ratio = (wall(largest, w) / wall(smallest, w)) / (largest / smallest)
-            result["linearity"][str(w)] = {"time_ratio_over_size_ratio": ratio, "met": ratio <= LINEARITY_TARGET}
-            print(f"{smallest:,} -> {largest:,}, {w} worker(s): {ratio:.2f} of linear (target at most "
-                  f"{LINEARITY_TARGET}: {'met' if ratio <= LINEARITY_TARGET else 'missed'})")
-    print(f"shards identical across worker counts: {result['identical_shards_across_workers']} "
-          f"({len(digests)} digest(s) at {largest:,})")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+            scaling = (largest / wall(largest, w)) / (smallest / wall(smallest, w))
+            summary.append(summary_row(
+                f"zhkd build on Dask, {smallest:,} -> {largest:,} examples, {w} worker(s)",
+                f"{largest / wall(largest, w):.0f} examples/s at {largest:,}",
+                f"{smallest / wall(smallest, w):.0f} examples/s at {smallest:,}", "examples/s", scaling,
+                target=round(1 / LINEARITY_TARGET, 3), note="time may grow at most 1.2x faster than the size"))
+    summary.append(summary_row(
+        "shards identical across worker counts", "yes" if identical else "NO", f"{len(runs) - len(failed)} runs",
+        "sha256", None, note=f"{len(failed)} failed run(s)" if failed else ""))
+    return {"runner": "DaskRunner", "num_aug": args.num_aug, "sizes": sizes, "rounds": args.rounds, "table": table,
+            "runs": runs, "identical_shards_across_workers": identical, "summary": summary,
+            "meta": meta("dask_bench", started, load_before, device="cpu")}
 
 
 if __name__ == "__main__":

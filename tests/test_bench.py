@@ -82,6 +82,15 @@ def test_the_build_bench_runs_both_worker_counts_on_one_source(tmp_path):
     assert result["failed"] is None
 
 
+def test_the_row_loss_bench_counts_every_row_it_expected_in_each_run(tmp_path):
+    result = run_bench("row_loss_bench.py", tmp_path / "row_loss.json", "--size", "20", "--runs", "2",
+                       "--num-aug", "1")
+    assert [r["published"] for r in result["runs"]] == [True, True]
+    assert all(r["expected"] == r["written"] > 20 for r in result["runs"]) and result["rows_lost_total"] == 0
+    (row,) = result["summary"]
+    assert row["ratio"] == 1.0 and "2 of 2 builds" in row["comparison"]
+
+
 def test_a_failed_build_is_never_called_identical():
     import build_bench
 

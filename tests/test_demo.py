@@ -33,7 +33,7 @@ def test_report_has_every_ablation_row_and_seed_for_both_tasks(demo):
     markdown = (out / "report.md").read_text("utf-8")
     assert [t["task"] for t in report["tasks"]] == ["classification", "ner"]
     seeds = list(range(TINY.seeds))
-    expected = {student_name(row.name, seed) for row in ABLATION for seed in seeds} | {"teacher"}
+    expected = {student_name(row.name, seed) for row in ABLATION for seed in seeds} | {"teacher", "baseline"}
     for task in report["tasks"]:
         evaluation = task["evaluation"]
         assert {e["name"] for e in evaluation["models"]} == expected
@@ -201,7 +201,7 @@ def test_readme_account_is_copied_from_the_report(demo, tmp_path):
     # the install record handed to the demo: 95 s, finished long before the run
     assert report["install"]["seconds"] == 95 and "installed earlier, in 1.6 minutes" in once
     for row in report["summary"]:
-        assert f"| {row['task']} ({row['metric']}) | — | {row['teacher_score']:.4f} |" in once  # no baseline yet
+        assert f"| {row['task']} ({row['metric']}) | {row['baseline_score']:.4f} | {row['teacher_score']:.4f} |" in once
         verb = "reaches" if row["speedup_vs_teacher"] >= 6.7 else "falls short of"
         assert f"{verb} its 6.7x speed-up over the teacher" in once
     for row in ABLATION:  # the ablation of both tasks
@@ -217,25 +217,21 @@ def test_readme_account_is_copied_from_the_report(demo, tmp_path):
     assert readme.read_text("utf-8") == once  # publishing again changes nothing
 
 
-def test_a_classical_baseline_in_the_evaluation_gets_a_row_and_a_sentence(demo, tmp_path):
-    """The hook for `zhkd evaluate --baseline`: an entry with role "baseline" is shown and read."""
-    from zhkd.demo_report import ablation, reading, summary_row
+def test_the_classical_baseline_trained_on_the_same_rows_gets_a_row_and_a_sentence(demo):
+    """`zhkd evaluate --baseline` in the demo: trained on the demo's train rows, scored on its test rows."""
+    from zhkd.demo_report import ablation_table, reading, summary_row
 
     out, _ = demo
     report = json.loads((out / "report.json").read_text("utf-8"))
-    task = report["tasks"][0]
-    evaluation = task["evaluation"]
-    teacher = next(e for e in evaluation["models"] if e["name"] == "teacher")
-    evaluation["models"].append({**teacher, "name": "tfidf-lr", "role": "baseline", "score": 0.5,
-                                 "scores": {m: 0.5 for m in evaluation["metrics"]}})
-    students = {row: {int(s): p for s, p in seeds.items()} for row, seeds in task["students"].items()}
-    task["ablation"] = ablation(evaluation, students, {r["name"]: r["stage_steps"] for r in task["ablation"]["rows"]},
-                                task["ablation"]["seeds"])
-    assert task["ablation"]["baseline"]["score"] == 0.5 and summary_row(task)["baseline_score"] == 0.5
-    assert "the classical baseline on the same rows 0.5000" in reading(task)
-    from zhkd.demo_report import ablation_table
-
-    assert "| classical baseline (tfidf-lr) | 0.5000 |" in ablation_table(task)
+    for task in report["tasks"]:
+        baseline = next(e for e in task["evaluation"]["models"] if e.get("role") == "baseline")
+        trained_on = len(Path(task["data"]["train"]).read_text("utf-8").splitlines())
+        assert task["evaluation"]["baseline"]["train_rows"] == trained_on == TINY.train
+        assert task["ablation"]["baseline"]["score"] == baseline["score"] == summary_row(task)["baseline_score"]
+        assert f"the classical baseline on the same rows {baseline['score']:.4f}" in reading(task)
+        (row,) = [line for line in ablation_table(task).splitlines()
+                  if line.startswith(f"| classical baseline ({baseline['name']}) |")]
+        assert f"| {baseline['score']:.4f} |" in row
 
 
 def test_readme_without_markers_is_refused(demo, tmp_path):

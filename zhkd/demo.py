@@ -272,7 +272,9 @@ def run_task(spec: DemoTask, scale: Scale, out: Path, data: dict[str, Path], mlm
     else:
         steps.run(f"{spec.task}: evaluate", "evaluate", "--task", spec.task, "--test", data["test"],
                   "--teacher", f"teacher={teacher}", "--output", evaluation_dir, "--runs", scale.eval_runs,
-                  "--throughput-batch", scale.throughput_batch, "--devices", "cpu", *models)
+                  "--throughput-batch", scale.throughput_batch, "--devices", "cpu", *models,
+                  # the model a practitioner tries first, on the same rows: teacher and students are set against it
+                  "--baseline", "--train", data["train"], "--dev", data["dev"])
     evaluation = json.loads((evaluation_dir / "evaluation.json").read_text("utf-8"))
     return {"task": spec.task, "title": spec.title, "corpus": spec.corpus, "teacher": str(teacher),
             "student_selection": selection,
