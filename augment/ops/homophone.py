@@ -24,8 +24,7 @@ def word_slots(word: str, toned: bool) -> tuple[tuple[int, tuple[str, ...], tupl
     any other is read as a word (`word_readings`)."""
     table = char_homophones(toned)
     if default_read(word, table):
-        return tuple((j, chars, cum[:-1], cum[-1]) for j, (chars, cum) in enumerate(map(table.__getitem__, word))
-                     if chars)
+        return tuple((j, *entry) for j, entry in enumerate(map(table.__getitem__, word)) if entry[0])
     slots = []
     for j, reading in enumerate(word_readings(word, toned)):
         chars, cum = homophones(word[j], reading, toned)
