@@ -23,6 +23,7 @@ from zhkd.tasks import get_task
 
 AUGMENT_VERSION = 4   # bump when an operator's output for the same config and seed changes
 CHAIN_CONVERT = 0.1
+_UNSEEN = object()   # a (chain, side) whose attempts are not made yet
 
 # Primary operators and their weights per task (family names expand into equal shares).
 RECIPES: dict[str, dict[str, float]] = {
@@ -175,47 +176,34 @@ class Policy:
         for k, (chain, side) in enumerate(draws):
             if len(out) >= wanted:
                 break
-            if side == "text":   # every attempt of a single-text task
-                attempt = attempts.get((chain, "text"), attempts)
-                if attempt is attempts:
-                    attempt = attempts[chain, "text"] = self._attempts(example.id, chain, "text", main, as_text)
-                new_main = None if attempt is None else attempt(k)
-                if new_main is None:
-                    continue
-                new_pair = None
+            new_main = new_pair = None
+            for which, seg in (("text", main), ("text_pair", pair)):
+                if side in (which, "both"):
+                    attempt = attempts.get((chain, which), _UNSEEN)
+                    if attempt is _UNSEEN:
+                        attempt = attempts[chain, which] = self._attempts(example.id, chain, which, seg, as_text)
+                    changed = None if attempt is None else attempt(k)
+                    if changed is None:
+                        break
+                    if which == "text":
+                        new_main = changed
+                    else:
+                        new_pair = changed
             else:
-                new_main = new_pair = None
-                for which, seg in (("text", main), ("text_pair", pair)):
-                    if side in (which, "both"):
-                        attempt = attempts.get((chain, which), attempts)
-                        if attempt is attempts:
-                            attempt = attempts[chain, which] = self._attempts(example.id, chain, which, seg, as_text)
-                        changed = None if attempt is None else attempt(k)
-                        if changed is None:
-                            break
-                        if which == "text":
-                            new_main = changed
-                        else:
-                            new_pair = changed
+                if as_text:
+                    text = original.text if new_main is None else new_main
+                    pair_text = text_pair if new_pair is None else new_pair
                 else:
-                    changed = True
-                if changed is None:
+                    text, pair_text = new_main.text, None   # NER: no pair, the text side always changes
+                if (text, pair_text) in seen or not text.strip():
                     continue
-            if as_text:
-                text = original.text if new_main is None else new_main
-                pair_text = text_pair if new_pair is None else new_pair
-            else:
-                text, pair_text = new_main.text, None   # NER: no pair, the text side always changes
-            if (text, pair_text) in seen or not text.strip():
-                continue
-            seen.add((text, pair_text))
-            ops = tuple(f"{s}@{side}" for s in chain) if self.has_pair else chain
-            tokens = tags = None
-            if self.per_token:
-                tokens, tags = tokens_and_tags(new_main, char_level)
-            out.append(Variant(ids(ops, k), example.id, text, pair_text, label, tokens, tags, ops, False))
+                seen.add((text, pair_text))
+                ops = tuple(f"{s}@{side}" for s in chain) if self.has_pair else chain
+                tokens = tags = None
+                if self.per_token:
+                    tokens, tags = tokens_and_tags(new_main, char_level)
+                out.append(Variant(ids(ops, k), example.id, text, pair_text, label, tokens, tags, ops, False))
         return out
-
 
     def _solo(self, example: Example, main: Segmented, out: list[Variant], wanted: int,
               ids: VariantIds) -> list[Variant]:

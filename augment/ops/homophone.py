@@ -18,10 +18,9 @@ from zhkd.augment.segment import Segmented
 @cache
 def word_slots(word: str, toned: bool) -> tuple[tuple[int, tuple[str, ...], tuple[float, ...], float], ...]:
     """(character index, homophones, their cumulative weights but the last, the total) for each
-    character of the word that has
-    homophones: computed once per word and process, so a sentence's slots are a few look-ups. A word
-    read by its characters' default readings (`default_read`) takes them from the table made at load;
-    any other is read as a word (`word_readings`)."""
+    character of the word that has homophones: computed once per word and process, so a sentence's
+    slots are a few look-ups. A word read by its characters' default readings (`default_read`) takes
+    them from the table made at load; any other is read as a word (`word_readings`)."""
     table = char_homophones(toned)
     if default_read(word, table):
         return tuple((j, *entry) for j, entry in enumerate(map(table.__getitem__, word)) if entry[0])
