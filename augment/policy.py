@@ -21,8 +21,9 @@ from zhkd.augment.rng import KeyedRandom, KeyedSeries, derive_rng
 from zhkd.augment.segment import Segmented, segmenter, tokens_and_tags
 from zhkd.tasks import get_task
 
-AUGMENT_VERSION = 3   # bump when an operator's output for the same config and seed changes
+AUGMENT_VERSION = 4   # bump when an operator's output for the same config and seed changes
 CHAIN_CONVERT = 0.1
+_UNSEEN = object()   # a (chain, side) whose attempts are not made yet
 
 # Primary operators and their weights per task (family names expand into equal shares).
 RECIPES: dict[str, dict[str, float]] = {
@@ -132,17 +133,26 @@ class Policy:
         return seg.segment(example.text), pair
 
     def _run(self, chain: tuple[str, ...], seg: Segmented, rng: KeyedRandom, as_text: bool):
-        """The chain applied to a sentence: the new Segmented, or with `as_text` only its text (a last
-        operator that has `apply_text` makes the text without building the words); None if unchanged."""
-        last = chain[-1]
+        """The chain applied to a sentence: the new Segmented, or with `as_text` its text; None if unchanged."""
         for spec in chain:
-            op = self.operators[spec]
-            if as_text and spec == last and hasattr(op, "apply_text"):
-                return op.apply_text(seg, rng)
-            seg = op.apply(seg, rng)
+            seg = self.operators[spec].apply(seg, rng)
             if seg is None:
                 return None
         return seg.text if as_text else seg
+
+    def _attempts(self, example_id: str, chain: tuple[str, ...], which: str, seg: Segmented, as_text: bool):
+        """Attempt k of a chain on one side of an example, as a function of k: its generator is
+        derive_rng(seed, example id, chain + (side,), k), with the part of the key the attempts share
+        hashed once (`KeyedSeries`). A single operator with a `text_maker` makes the text from the draws
+        without building the words (only NER outputs need the words: its tokens and tags). None when the
+        chain can never change this side."""
+        stream = KeyedSeries(self.seed, example_id, chain + (which,))
+        op = self.operators[chain[0]]
+        if as_text and len(chain) == 1 and hasattr(op, "text_maker"):
+            make = op.text_maker(seg)
+            return None if make is None else lambda k: make(stream(k))
+        run = self._run
+        return lambda k: run(chain, seg, stream(k), as_text)
 
     def _generate(self, example: Example, segs: tuple[Segmented, Segmented | None],
                   draws: Iterable[Draw]) -> list[Variant]:
@@ -151,27 +161,28 @@ class Policy:
         seen = {(original.text, original.text_pair)}
         out = [original]
         char_level = example.tokens is not None and all(len(t) == 1 for t in example.tokens)
-        as_text = not self.per_token   # only NER outputs need the words (its tokens and tags)
-        # derive_rng(seed, example id, chain + (side,), k) and variant_id(example id, ops, k), with the
-        # part of each key shared by the example's attempts hashed once
-        series: dict[tuple[tuple[str, ...], str], KeyedSeries] = {}
-        ids = VariantIds(example.id)
+        as_text = not self.per_token
+        attempts: dict[tuple[tuple[str, ...], str], object] = {}   # (chain, side) -> k -> change, or None
+        ids = VariantIds(example.id)   # variant_id(example id, ops, k), the shared part hashed once
         wanted = self.num_aug + 1
         if self.solo and hasattr(self.operators[self.solo], "capacity"):
             # Stop once every distinct output the sentence allows is found: later attempts could only repeat.
             capacity = self.operators[self.solo].capacity(main)
             if capacity is not None:
                 wanted = min(wanted, capacity + 1)
+        label, text_pair = example.label, original.text_pair
+        if self.solo and as_text:
+            return self._solo(example, main, out, wanted, ids)
         for k, (chain, side) in enumerate(draws):
             if len(out) >= wanted:
                 break
             new_main = new_pair = None
             for which, seg in (("text", main), ("text_pair", pair)):
                 if side in (which, "both"):
-                    stream = series.get((chain, which))
-                    if stream is None:
-                        stream = series[chain, which] = KeyedSeries(self.seed, example.id, chain + (which,))
-                    changed = self._run(chain, seg, stream(k), as_text)
+                    attempt = attempts.get((chain, which), _UNSEEN)
+                    if attempt is _UNSEEN:
+                        attempt = attempts[chain, which] = self._attempts(example.id, chain, which, seg, as_text)
+                    changed = None if attempt is None else attempt(k)
                     if changed is None:
                         break
                     if which == "text":
@@ -181,18 +192,38 @@ class Policy:
             else:
                 if as_text:
                     text = original.text if new_main is None else new_main
-                    text_pair = original.text_pair if new_pair is None else new_pair
+                    pair_text = text_pair if new_pair is None else new_pair
                 else:
-                    text, text_pair = new_main.text, None   # NER: no pair, the text side always changes
-                if (text, text_pair) in seen or not text.strip():
+                    text, pair_text = new_main.text, None   # NER: no pair, the text side always changes
+                if (text, pair_text) in seen or not text.strip():
                     continue
-                seen.add((text, text_pair))
+                seen.add((text, pair_text))
                 ops = tuple(f"{s}@{side}" for s in chain) if self.has_pair else chain
                 tokens = tags = None
                 if self.per_token:
                     tokens, tags = tokens_and_tags(new_main, char_level)
-                out.append(Variant(ids(ops, k), example.id, text, text_pair, example.label,
-                                   tokens, tags, ops, False))
+                out.append(Variant(ids(ops, k), example.id, text, pair_text, label, tokens, tags, ops, False))
+        return out
+
+    def _solo(self, example: Example, main: Segmented, out: list[Variant], wanted: int,
+              ids: VariantIds) -> list[Variant]:
+        """`_generate`'s loop for a single-operator policy on a text task (every attempt the same chain on
+        the same side, texts only): the same variants, with the attempt's draws made straight from the
+        operator's text maker."""
+        chain = (self.solo,)
+        attempt = self._attempts(example.id, chain, "text", main, True)
+        if attempt is None:
+            return out
+        seen = {example.text}
+        source_id, label = example.id, example.label
+        for k in range(self.attempts):
+            if len(out) >= wanted:
+                break
+            text = attempt(k)
+            if text is None or text in seen or not text.strip():
+                continue
+            seen.add(text)
+            out.append(Variant(ids(chain, k), source_id, text, None, label, None, None, chain, False))
         return out
 
 

@@ -7,7 +7,9 @@ stream depends only on the key: not on the process, the platform, `PYTHONHASHSEE
 `random` state, which it never touches.
 
 `KeyedRandom` offers the part of the `random.Random` interface the operators use (`random`,
-`randrange`, `randint`, `choice`, `choices`, `sample`), and `pick` for a draw by cumulative weights.
+`randrange`, `randint`, `choice`, `choices`, `sample`), `pick` for a draw by cumulative weights, and
+the two draws the per-output path of the character and word operators rests on: `picks` (distinct
+slots, each with a weighted candidate, one draw per change) and `pairs` (swap pairs, one draw each).
 An integer below n is taken from the top 53 bits of a word as floor(x * n / 2^53): the bias is below
 n / 2^53, far under anything a sentence's few dozen slots could show.
 """
@@ -73,6 +75,44 @@ class KeyedRandom:
         i = bisect_right(cum_weights, x)
         return items[i if i < len(items) else -1]   # x rounds up to the total only in the last bit
 
+    def picks(self, tables: Sequence[tuple[object, Sequence, Sequence[float], float]], count: int) -> list[tuple]:
+        """`count` (payload, item) from distinct tables `(payload, items, bounds, total)` (bounds: the
+        items' cumulative weights without the last, which is the total), in draw order, one uniform draw
+        each: its integer part (times the number of tables) picks the table, the rest an item by weight.
+        A draw whose table is taken already is drawn again, which leaves every untaken table equally
+        likely (as `sample` of the tables would). `count` <= len(tables).
+
+        (x = u·n with u < 1 stays below n in floating point, so the table index is in range; without the
+        total among the bounds, an item index is too, however the product with it rounds.)"""
+        scale = _SCALE * len(tables)
+        pool = self._pool
+        if count == 1:
+            x = ((pool.pop() if pool else self._word()) >> 11) * scale
+            s = int(x)
+            payload, items, bounds, total = tables[s]
+            return [(payload, items[bisect_right(bounds, (x - s) * total)])]
+        chosen: dict[int, tuple] = {}
+        while count:
+            x = ((pool.pop() if pool else self._word()) >> 11) * scale
+            s = int(x)
+            if s not in chosen:
+                payload, items, bounds, total = tables[s]
+                chosen[s] = (payload, items[bisect_right(bounds, (x - s) * total)])
+                count -= 1
+        return list(chosen.values())
+
+    def pairs(self, n: int, count: int) -> list[tuple[int, int]]:
+        """`count` ordered pairs (a, b) of distinct integers below n (n >= 2), each uniform over the
+        n·(n-1) such pairs and drawn from one 64-bit word: floor(w·n·(n-1) / 2^64) numbers the pair
+        (bias below n² / 2^64)."""
+        span, last = n * (n - 1), n - 1
+        pool = self._pool
+        out = []
+        for _ in range(count):
+            a, b = divmod(((pool.pop() if pool else self._word()) * span) >> 64, last)
+            out.append((a, b + 1 if b >= a else b))
+        return out
+
     def randint(self, a: int, b: int) -> int:
         """An integer in [a, b]."""
         return a + self.randrange(b - a + 1)
@@ -133,4 +173,11 @@ class KeyedSeries:
         tail = b"%d" % k
         state = self._state.copy()
         state.update(tail)
-        return KeyedRandom(self._prefix + tail, state.digest())
+        rng = _new(KeyedRandom)   # what KeyedRandom(key, first) makes, without its call (one per attempt)
+        rng._key = self._prefix + tail
+        rng._block = 0
+        rng._pool = list(_WORDS.unpack(state.digest()))
+        return rng
+
+
+_new = object.__new__

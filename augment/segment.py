@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 from zhkd.augment.charset import MASK_TOKEN
 from zhkd.augment.errors import AugmentError
@@ -129,8 +129,10 @@ class Segmenter:
         return Segmented(tuple(words), tuple(pos), tuple(ents))
 
 
+@lru_cache(maxsize=1 << 16)
 def _unknown_tag(word: str) -> str:
-    """The tag of a word outside the dictionary: a number, a Latin word, or "x" (unknown: possibly a name)."""
+    """The tag of a word outside the dictionary: a number, a Latin word, or "x" (unknown: possibly a name).
+    Remembered per word: punctuation is outside the dictionary, and every sentence has some."""
     if _NUMBER.fullmatch(word):
         return "m"
     if _LATIN.fullmatch(word):

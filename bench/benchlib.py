@@ -7,8 +7,9 @@ a ratio is reported with its per-round 95% interval. Every result file carries t
 it, the date, the machine and its load, and `bench/report.py` renders `bench/README.md` from the files.
 
 The result of a bench is a JSON object with `meta` (from `meta()`) and `summary`: a list of rows
-`{"comparison", "ours", "peer", "unit", "ratio", "interval", "target", "met", "note"}` (ratio = ours /
-peer, higher is better for zhkd), the rows the report shows.
+`{"comparison", "ours", "peer", "unit", "ratio", "interval", "target", "met", "verdict", "note"}` (ratio =
+ours / peer, higher is better for zhkd), the rows the report shows. A target is met only when the whole
+interval clears it (see `verdict`).
 """
 
 from __future__ import annotations
@@ -110,13 +111,28 @@ def rate_ratio(ours: list[dict], peer: list[dict], count: str) -> dict:
             "round_ratio_mean": mean, "round_ratio_interval": half, "rounds": len(per_round)}
 
 
+def verdict(ratio: float | None, interval: float | None, target: float | None) -> str | None:
+    """"met" when the ratio's 95% interval lies at or above the target, "missed" when it lies below, and
+    "no measurable difference" when it straddles the target: a ratio alone is one draw of a noisy
+    measurement, and a claim holds only when it survives the rounds. None when there is no target."""
+    if target is None or ratio is None:
+        return None
+    half = interval or 0.0
+    if ratio - half >= target:
+        return "met"
+    if ratio + half < target:
+        return "missed"
+    return "no measurable difference"
+
+
 def summary_row(comparison: str, ours: str, peer: str, unit: str, ratio: float | None, *,
                 interval: float | None = None, target: float | None = None, note: str = "") -> dict:
     """One row of the rendered table; `ratio` None for a measurement that is not a ratio (its figures are
-    in `ours` and `peer`)."""
+    in `ours` and `peer`). `met` is True only for the verdict "met" (None without a target)."""
+    decided = verdict(ratio, interval, target)
     return {"comparison": comparison, "ours": ours, "peer": peer, "unit": unit, "ratio": ratio,
-            "interval": interval, "target": target,
-            "met": None if target is None or ratio is None else ratio >= target, "note": note}
+            "interval": interval, "target": target, "met": None if decided is None else decided == "met",
+            "verdict": decided, "note": note}
 
 
 def write_result(path: Path, result: dict) -> Path:

@@ -115,6 +115,23 @@ def test_word_readings_are_pypinyins_on_the_corpus_words(corpus_texts, toned):
             assert word_readings(word, toned) == tuple(expected), word
 
 
+@pytest.mark.parametrize("toned", [False, True])
+def test_homophone_slots_from_the_load_time_table_are_those_of_the_word_readings(corpus_texts, toned):
+    from zhkd.augment.ops.homophone import word_slots
+    from zhkd.augment.pinyin import char_homophones, default_read, homophones
+
+    table, by_table = char_homophones(toned), 0
+    for word in sorted({w for text in corpus_texts[:400] for w in segmenter().words(text)}):
+        expected = []
+        for j, reading in enumerate(word_readings(word, toned)):
+            chars, cum = homophones(word[j], reading, toned)
+            if chars:
+                expected.append((j, chars, cum[:-1], cum[-1]))
+        assert word_slots(word, toned) == tuple(expected), word
+        by_table += default_read(word, table)
+    assert by_table > 1000   # most words take the table's path
+
+
 def test_synonym_sets_keep_every_filter(corpus_texts):
     seg = segmenter()
     freq = dictionary_freq()

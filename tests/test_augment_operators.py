@@ -153,7 +153,8 @@ def test_an_operators_text_path_gives_the_text_of_its_words_path(spec, segs):
     for n, seg in enumerate(segs):
         for k in range(3):
             words = op.apply(seg, derive_rng(0, f"r{n}", (spec,), k))
-            text = op.apply_text(seg, derive_rng(0, f"r{n}", (spec,), k))
+            make = op.text_maker(seg)
+            text = None if make is None else make(derive_rng(0, f"r{n}", (spec,), k))
             assert text == (None if words is None else words.text), seg.text
             produced += text is not None
     assert produced > len(segs)
@@ -162,15 +163,15 @@ def test_an_operators_text_path_gives_the_text_of_its_words_path(spec, segs):
 def test_slot_draws_are_distinct_uniform_over_slots_and_weighted_within():
     from collections import Counter
 
-    from zhkd.augment.ops.base import Slots, draw_slots
+    from zhkd.augment.ops.synonym import merged_sets
     from zhkd.augment.rng import KeyedRandom
 
-    plan = Slots([((0,), (("ab", (1.0, 4.0)),)), ((1,), (("c", (2.0,)), ("de", (1.0, 4.0)))), ((2,), (("f", (5.0,)),))],
-                 2)
+    two_sets = merged_sets(((("c",), (2.0,)), (("d", "e"), (1.0, 4.0))))
+    tables = [((0,), ("a", "b"), (1.0,), 4.0), ((1,), *two_sets), ((2,), ("f",), (), 5.0)]
     slots, picks = Counter(), Counter()
     rng = KeyedRandom(b"slots")
     for _ in range(30_000):
-        drawn = draw_slots(plan, rng)
+        drawn = rng.picks(tables, 2)
         assert len({payload for payload, _ in drawn}) == 2
         slots.update(payload for payload, _ in drawn)
         picks.update(cand for _, cand in drawn)
@@ -178,3 +179,42 @@ def test_slot_draws_are_distinct_uniform_over_slots_and_weighted_within():
     assert 0.22 < picks["a"] / (picks["a"] + picks["b"]) < 0.28           # weights 1 and 3
     assert 0.47 < picks["c"] / slots[(1,)] < 0.53                         # two sets, equal shares
     assert 0.22 < picks["d"] / (picks["d"] + picks["e"]) < 0.28
+    assert two_sets == (("c", "d", "e"), (1.0, 1.25), 2.0)
+    single = Counter(cand for _ in range(20_000) for _, cand in rng.picks(tables, 1))
+    assert abs(single["f"] / 20_000 - 1 / 3) < 0.02
+
+
+def test_swap_pairs_are_distinct_and_uniform_over_ordered_pairs():
+    from collections import Counter
+
+    from zhkd.augment.rng import KeyedRandom
+
+    rng = KeyedRandom(b"pairs")
+    counts = Counter(pair for _ in range(12_000) for pair in rng.pairs(4, 3))
+    assert set(counts) == {(a, b) for a in range(4) for b in range(4) if a != b}
+    assert all(abs(n / 3_000 - 1) < 0.1 for n in counts.values())   # 36,000 draws over 12 pairs
+    assert KeyedRandom(b"pairs").pairs(4, 3) == KeyedRandom(b"pairs").pairs(4, 3)
+
+
+def test_a_sentence_that_cannot_change_gets_no_attempts():
+    from zhkd.augment.example import Example
+    from zhkd.augment.ops.homophone import Homophone
+    from zhkd.augment.policy import make_policy
+
+    seg = segmenter().segment("2024，OK！")
+    assert Homophone().text_maker(seg) is None and build("synonym").text_maker(seg) is None
+    policy = make_policy("classification", num_aug=3, ops=["homophone"], seed=0)
+    assert [v.text for v in policy.variants(Example("x", "2024，OK！"))] == ["2024，OK！"]
+
+
+@pytest.mark.parametrize("spec", ["homophone", "synonym", "eda:swap", "eda:delete"])
+def test_a_single_operator_policy_gives_the_variants_of_the_general_loop(spec, segs):
+    from zhkd.augment.example import Example
+    from zhkd.augment.policy import make_policy
+
+    examples = [Example(f"r{n}", seg.text) for n, seg in enumerate(segs[:40])]
+    solo = make_policy("classification", num_aug=6, ops=[spec], seed=3)
+    general = make_policy("classification", num_aug=6, ops=[spec], seed=3)
+    general.solo = None   # the loop every other policy takes (same draws: one operator, no conversion)
+    assert solo.solo == spec
+    assert solo.variants_batch(examples) == general.variants_batch(examples)

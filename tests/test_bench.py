@@ -137,13 +137,13 @@ def test_the_ddp_bench_times_every_mode_on_two_ranks(tmp_path):
     assert [row["ratio"] > 0 for row in result["summary"]] == [True, True]
 
 
-def fake_result(bench: str, ratio: float | None, target: float | None) -> dict:
+def fake_result(bench: str, ratio: float | None, target: float | None, interval: float = 0.25) -> dict:
     return {"meta": {"bench": bench, "command": f"python bench/{bench}.py --rows 5", "commit": "abc1234",
                      "date": "2026-11-30 12:00 UTC", "seconds": 12.0,
                      "machine": {"cpu": "Test CPU", "cpus": 2, "python": "3.11.7", "platform": "Linux"},
                      "load_average_before": [1.5, 1.0, 1.0], "load_average_after": [2.0, 1.0, 1.0]},
             "summary": [{"comparison": f"{bench} thing", "ours": "10 rows/s", "peer": "5 rows/s", "unit": "rows/s",
-                         "ratio": ratio, "interval": 0.25, "target": target,
+                         "ratio": ratio, "interval": interval, "target": target,
                          "met": None if target is None or ratio is None else ratio >= target, "note": "a note"}]}
 
 
@@ -164,6 +164,32 @@ def test_the_report_renders_every_ratio_between_the_markers(tmp_path):
     assert "| — | — |" in text   # a measurement that is not a ratio
     assert report.main(["--results", str(results), "--readme", str(readme)]) == 0
     assert readme.read_text("utf-8") == text   # rendering twice changes nothing
+
+
+def test_a_target_is_met_only_when_the_whole_interval_clears_it(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    # The stored "met" says True for all three (ratio >= target); the report judges by the interval.
+    (results / "a.json").write_text(json.dumps(fake_result("a", 1.19, 1.0, interval=0.34)), "utf-8")
+    (results / "b.json").write_text(json.dumps(fake_result("b", 1.40, 1.0, interval=0.35)), "utf-8")
+    (results / "c.json").write_text(json.dumps(fake_result("c", 0.84, 1.0, interval=0.11)), "utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.BEGIN}\n{report.END}\n", "utf-8")
+    assert report.main(["--results", str(results), "--readme", str(readme)]) == 0
+    text = readme.read_text("utf-8")
+    assert "| 1.19x ± 0.34 | ≥ 1x: no measurable difference |" in text
+    assert "| 1.40x ± 0.35 | ≥ 1x: met |" in text and "| 0.84x ± 0.11 | ≥ 1x: **missed** |" in text
+
+
+def test_summary_rows_record_the_interval_verdict():
+    import benchlib
+
+    straddling = benchlib.summary_row("x", "1", "1", "rows/s", 1.19, interval=0.34, target=1.0)
+    assert straddling["verdict"] == "no measurable difference" and straddling["met"] is False
+    assert benchlib.summary_row("x", "1", "1", "rows/s", 1.2, interval=0.1, target=1.0)["met"] is True
+    assert benchlib.summary_row("x", "1", "1", "rows/s", 0.8, interval=0.1, target=1.0)["verdict"] == "missed"
+    assert benchlib.summary_row("x", "1", "1", "rows/s", 1.2, target=1.0)["verdict"] == "met"   # no interval
+    assert benchlib.summary_row("x", "1", "1", "rows/s", 1.2)["met"] is None
 
 
 def test_report_errors_are_one_line_and_exit_2(tmp_path, capsys):

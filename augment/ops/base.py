@@ -4,11 +4,15 @@ An operator is a small object holding configuration only (cheap to pickle); `app
 `Segmented` into another, drawing every random choice from the rng it is given, and returns None
 when it cannot change the sentence (nothing eligible, or a rate of 0). Heavy state (lexicon indexes,
 converters, models) lives in per-process caches outside the operator.
+
+An operator may also offer `text_maker(seg)`: a function of the rng giving `apply(seg, rng).text`
+from the same draws (None where `apply` gives None) without building a `Segmented`, made once per
+sentence so the per-output path is the draws and a splice; or None when `apply` can never change
+this sentence, which spares the policy every attempt at it.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import NamedTuple, Protocol
 
 from zhkd.augment.charset import is_cjk
@@ -72,39 +76,27 @@ def check_rate(name: str, p: float) -> float:
 
 
 class Slots(NamedTuple):
-    """A sentence's replaceable units, made once per sentence: `slots[s]` is (what the operator needs to
-    make the change, the unit's candidate sets as (candidates, cumulative weights)), and `count` how many
-    distinct slots a variant changes."""
+    """A sentence's replaceable units, made once per sentence: `slots[s]` is (payload: what the operator
+    needs to make the change, starting with the unit's (start, end) in the text; its candidates; their
+    cumulative weights without the last; that last, the total), and `count` how many distinct slots a
+    variant changes (`KeyedRandom.picks`)."""
 
-    slots: list[tuple[tuple, tuple[tuple[tuple, tuple[float, ...]], ...]]]
+    slots: list[tuple[tuple, tuple, tuple[float, ...], float]]
     count: int
 
     def capacity(self) -> int:
-        return sum(len(cands) for _, sets in self.slots for cands, _ in sets)
+        return sum(len(cands) for _, cands, _, _ in self.slots)
 
 
-def draw_slots(plan: Slots, rng: KeyedRandom) -> list[tuple[tuple, object]]:
-    """`plan.count` (payload, candidate) of distinct slots, in draw order, one uniform draw each: its
-    integer part (times the slot count) picks the slot, the rest an equal share of the slot's sets and a
-    candidate by weight. A draw whose slot is taken already is drawn again, which leaves every untaken
-    slot equally likely (as `rng.sample` of the slots would)."""
-    slots, count = plan
-    n = len(slots)
-    chosen: dict[int, tuple[tuple, object]] = {}
-    while len(chosen) < count:
-        x = rng.random() * n
-        s = int(x)
-        if s in chosen or s >= n:
-            continue
-        payload, sets = slots[s]
-        x -= s
-        if len(sets) > 1:
-            x *= len(sets)
-            m = int(x)
-            x -= m
-            cands, cum = sets[m]
-        else:
-            cands, cum = sets[0]
-        i = bisect_right(cum, x * cum[-1])
-        chosen[s] = (payload, cands[i if i < len(cands) else -1])
-    return list(chosen.values())
+def splice(text: str, picked: list[tuple[tuple, str]]) -> str:
+    """The text with each picked slot's span (its payload's first two numbers) replaced by its candidate;
+    the spans are distinct slots' and do not overlap."""
+    if len(picked) == 1:
+        (span, new), = picked
+        return text[:span[0]] + new + text[span[1]:]
+    pieces, at = [], 0
+    for span, new in sorted(picked):
+        pieces += (text[at:span[0]], new)
+        at = span[1]
+    pieces.append(text[at:])
+    return "".join(pieces)

@@ -40,30 +40,36 @@ class Eda:
             return None
         # A moved word can land beside a space the input had: never leave a new space between CJK
         # characters. (A sentence without a space cannot gain one: words are moved, dropped or synonyms.)
-        gaps = seg.remember("cjk_gaps", lambda s: cjk_gaps(s.text) if " " in s.text else None)
+        gaps = seg.remember("cjk_gaps", _cjk_gaps)
         if gaps is not None and cjk_gaps(out.text) > gaps:
             return None
         return out
 
-    def apply_text(self, seg: Segmented, rng: KeyedRandom) -> str | None:
-        """`apply(seg, rng).text`, from the same draws; a swap moves only the words, not a Segmented."""
+    def text_maker(self, seg: Segmented):
+        """`apply(seg, rng).text` as a function of the rng, from the same draws; a swap moves only the
+        words (no Segmented), its pairs drawn one word each (`KeyedRandom.pairs`)."""
+        if self.p == 0:
+            return None
         if self.mode != "swap":
-            out = self.apply(seg, rng)
-            return None if out is None else out.text
+            apply = self.apply
+            return lambda rng: None if (out := apply(seg, rng)) is None else out.text
         slots, count = seg.remember(f"swap:{self.p}", self._swap_plan)
         if not count:
             return None
-        words = list(seg.words)
-        for _ in range(count):
-            a, b = rng.sample(slots, 2)
-            words[a], words[b] = words[b], words[a]
-        if tuple(words) == seg.words:
-            return None
-        text = "".join(words)
-        gaps = seg.remember("cjk_gaps", lambda s: cjk_gaps(s.text) if " " in s.text else None)
-        if gaps is not None and cjk_gaps(text) > gaps:
-            return None
-        return text
+        source, n, pairs = seg.words, len(slots), KeyedRandom.pairs
+        gaps = seg.remember("cjk_gaps", _cjk_gaps)
+
+        def swap(rng: KeyedRandom) -> str | None:
+            words = list(source)
+            for a, b in pairs(rng, n, count):
+                a, b = slots[a], slots[b]
+                words[a], words[b] = words[b], words[a]
+            if tuple(words) == source:
+                return None
+            text = "".join(words)
+            return None if gaps is not None and cjk_gaps(text) > gaps else text
+
+        return swap
 
     def _swap_plan(self, seg: Segmented) -> tuple[list[int], int]:
         """The movable words, and how many swaps a variant makes (0 when fewer than two distinct words)."""
@@ -77,8 +83,8 @@ class Eda:
         if not count:
             return None
         words, pos, ents = list(seg.words), list(seg.pos), list(seg.ents)
-        for _ in range(count):
-            a, b = rng.sample(slots, 2)
+        for a, b in rng.pairs(len(slots), count):
+            a, b = slots[a], slots[b]
             words[a], words[b] = words[b], words[a]
             pos[a], pos[b] = pos[b], pos[a]
             ents[a], ents[b] = ents[b], ents[a]
@@ -120,6 +126,12 @@ class Eda:
 def cjk_gaps(text: str) -> int:
     """How many runs of spaces sit between two CJK characters."""
     return len(_CJK_GAP.findall(text)) if " " in text else 0
+
+
+def _cjk_gaps(seg: Segmented) -> int | None:
+    """The input's runs of spaces between CJK characters (None: it has no space, so none can appear)."""
+    text = seg.text
+    return cjk_gaps(text) if " " in text else None
 
 
 def _gaps(seg: Segmented) -> list[int]:

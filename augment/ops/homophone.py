@@ -7,22 +7,28 @@ numbers and words holding a negator are left alone, and no negator is ever intro
 from __future__ import annotations
 
 from functools import cache
+from itertools import accumulate
 
-from zhkd.augment.ops.base import Slots, check_rate, content_words, count_for, draw_slots
-from zhkd.augment.pinyin import homophone_tables, homophones, word_readings
+from zhkd.augment.ops.base import Slots, check_rate, content_words, count_for, splice
+from zhkd.augment.pinyin import char_homophones, default_read, homophones, word_readings
 from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
 
 @cache
-def word_slots(word: str, toned: bool) -> tuple[tuple[int, tuple[str, ...], tuple[float, ...]], ...]:
-    """(character index, homophones, their cumulative weights) for each character of the word that has
-    homophones: computed once per word and process, so a sentence's slots are a few look-ups."""
+def word_slots(word: str, toned: bool) -> tuple[tuple[int, tuple[str, ...], tuple[float, ...], float], ...]:
+    """(character index, homophones, their cumulative weights but the last, the total) for each
+    character of the word that has homophones: computed once per word and process, so a sentence's
+    slots are a few look-ups. A word read by its characters' default readings (`default_read`) takes
+    them from the table made at load; any other is read as a word (`word_readings`)."""
+    table = char_homophones(toned)
+    if default_read(word, table):
+        return tuple((j, *entry) for j, entry in enumerate(map(table.__getitem__, word)) if entry[0])
     slots = []
     for j, reading in enumerate(word_readings(word, toned)):
         chars, cum = homophones(word[j], reading, toned)
         if chars:
-            slots.append((j, chars, cum))
+            slots.append((j, chars, cum[:-1], cum[-1]))
     return tuple(slots)
 
 
@@ -36,19 +42,15 @@ class Homophone:
         self.key = f"homophone:{p}:{toned}"
 
     def load(self) -> None:
-        homophone_tables(self.toned)
+        char_homophones(self.toned)
 
     def slots(self, seg: Segmented) -> Slots:
-        """Every replaceable character (payload: word index, character index, offset in the text) with
-        its homophones, and how many of them a variant changes."""
+        """Every replaceable character (payload: its start and end in the text, word index, index in
+        the word) with its homophones, and how many of them a variant changes."""
         words, toned = seg.words, self.toned
-        slots, start, starts = [], 0, []
-        for word in words:
-            starts.append(start)
-            start += len(word)
-        for i in content_words(seg):
-            for j, chars, cum in word_slots(words[i], toned):
-                slots.append(((i, j, starts[i] + j), ((chars, cum),)))
+        starts = [0, *accumulate(map(len, words))]
+        slots = [((starts[i] + j, starts[i] + j + 1, i, j), chars, bounds, total)
+                 for i in content_words(seg) for j, chars, bounds, total in word_slots(words[i], toned)]
         return Slots(slots, count_for(self.p, len(slots)))
 
     def capacity(self, seg: Segmented) -> int | None:
@@ -57,29 +59,25 @@ class Homophone:
         return plan.capacity() if plan.count <= 1 else None
 
     def apply(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
-        plan = seg.remember(self.key, self.slots)
-        if not plan.count:
+        slots, count = seg.remember(self.key, self.slots)
+        if not count:
             return None
         words = list(seg.words)
-        for (i, j, _), char in draw_slots(plan, rng):   # one character for one: positions never shift
+        for (_, _, i, j), char in rng.picks(slots, count):   # one character for one: positions never shift
             word = words[i]
             words[i] = word[:j] + char + word[j + 1:]
         return Segmented(tuple(words), seg.pos, seg.ents)
 
-    def apply_text(self, seg: Segmented, rng: KeyedRandom) -> str | None:
-        """`apply(seg, rng).text`, from the same draws, without building the words: one slice per change."""
-        plan = seg.remember(self.key, self.slots)
-        if not plan.count:
+    def text_maker(self, seg: Segmented):
+        """`apply(seg, rng).text` as a function of the rng, from the same draws: one slice per change."""
+        slots, count = seg.remember(self.key, self.slots)
+        if not count:
             return None
-        text = seg.remember("text", _text)
-        if plan.count == 1:
-            ((_, _, at), char), = draw_slots(plan, rng)
-            return text[:at] + char + text[at + 1:]
-        out = list(text)
-        for (_, _, at), char in draw_slots(plan, rng):
-            out[at] = char
-        return "".join(out)
-
-
-def _text(seg: Segmented) -> str:
-    return seg.text
+        text = seg.text
+        picks = KeyedRandom.picks
+        if count == 1:
+            def one(rng: KeyedRandom) -> str:
+                ((at, _, _, _), char), = picks(rng, slots, 1)
+                return text[:at] + char + text[at + 1:]
+            return one
+        return lambda rng: splice(text, picks(rng, slots, count))
