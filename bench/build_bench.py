@@ -61,11 +61,16 @@ def tiny_teacher(out_dir: Path) -> Path:
     return make_teacher(Shape("tiny-32x2", 2, 32, 2, 64), out_dir, texts)
 
 
-def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int) -> dict:
+def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int,
+              runner_args: list[str] | None = None) -> dict:
+    """One `zhkd build` as a user types it, timed; `runner_args` default to Beam's in-process engine with
+    `workers` local processes (dask_bench passes its own)."""
     zhkd = Path(sys.executable).with_name("zhkd")
     command = [str(zhkd), "build", "--task", "classification", "--input", str(source), "--teacher", str(teacher),
                "--output", str(out), "--num-aug", str(num_aug), "--num-shards", "8", "--truncate"]
-    if workers > 1:
+    if runner_args is not None:
+        command += runner_args
+    elif workers > 1:
         command += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()

@@ -18,19 +18,15 @@ stopped series still leaves what it measured).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchlib import interval, meta, summary_row, write_result  # bench/ is on the path when a bench script runs
-from build_bench import tiny_teacher, write_source
+from build_bench import run_build, tiny_teacher, write_source
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -41,23 +37,8 @@ SPEC_SIZES = (10_000, 100_000)
 SPEEDUP_TARGET, LINEARITY_TARGET = 1.6, 1.2
 
 
-def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int) -> dict:
-    zhkd = Path(sys.executable).with_name("zhkd")
-    command = [str(zhkd), "build", "--task", "classification", "--input", str(source), "--teacher", str(teacher),
-               "--output", str(out), "--num-aug", str(num_aug), "--num-shards", "8", "--truncate",
-               "--runner", "DaskRunner", "--dask-workers", str(workers)]
-    load_before = os.getloadavg()[0]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:  # recorded, not fatal: the other runs still say something
-        error = (done.stderr.strip().splitlines() or ["?"])[-1]
-        print(f"build failed ({' '.join(command)}): {error}", flush=True)
-        return {"workers": workers, "wall_s": wall, "failed": error}
-    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
-    digest = hashlib.sha256("".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()
-    return {"workers": workers, "wall_s": wall, "load_before": load_before, "load_after": os.getloadavg()[0],
-            "written": manifest["total_rows"], "shards_sha256": digest}
+def dask_args(workers: int) -> list[str]:
+    return ["--runner", "DaskRunner", "--dask-workers", str(workers)]
 
 
 def main() -> None:
@@ -88,7 +69,8 @@ def main() -> None:
                 for w in order:
                     out = work / f"out-{size}-{w}"
                     shutil.rmtree(out, ignore_errors=True)
-                    run = {"size": size, "round": round_, **run_build(source, teacher, out, w, args.num_aug)}
+                    run = {"size": size, "round": round_,
+                           **run_build(source, teacher, out, w, args.num_aug, dask_args(w))}
                     runs.append(run)
                     shutil.rmtree(out, ignore_errors=True)
                     if "failed" not in run:
