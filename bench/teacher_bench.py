@@ -64,9 +64,9 @@ VARIANTS: dict[str, dict] = {
 
 
 def load_rows(split: str, limit: int = 0) -> list[dict]:
-    from zhkd.demo import _sample
+    from zhkd.demo import sample_rows
 
-    return _sample(CORPUS, split, limit)
+    return sample_rows(CORPUS, split, limit)
 
 
 def baseline_dev(train: list[dict], dev: list[dict], labels: list[str], folder: Path) -> dict:
