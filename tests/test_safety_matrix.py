@@ -84,6 +84,35 @@ def bad_file(path: Path, case: str, rows: list[dict]) -> Path:
     return path
 
 
+def input_file(case: str, user: Path, path: Path, rows: list[dict]) -> Path:
+    """The input a cell hands over: `rows` at `path` (with the case's bad line when it names one), an
+    empty file, or a path that does not exist."""
+    if case in BAD:
+        bad_file(path, case, rows)
+    else:
+        write_jsonl(path, rows)
+    if case == "missing":
+        return user / "absent.jsonl"
+    if case == "empty":
+        path.write_bytes(b"")
+    return path
+
+
+def output_path(case: str, user: Path, out: Path, source: Path) -> Path:
+    """The output a cell names: `out`, or what the case puts in its place (the input itself, a file of the
+    user's, or a directory of the user's at `out`)."""
+    if case == "input_is_output":
+        return source
+    if case == "output_is_file":
+        notes = user / "notes.txt"
+        notes.write_text("mine")
+        return notes
+    if case == "foreign_dir":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    return out
+
+
 def last_error(capsys, command: str) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err, err[-3000:]
@@ -228,19 +257,8 @@ def build_cell(case, user, ctx, capsys):
         assert letter["reason"] == REASON[case] and letter["source"] == "rows.jsonl"
         assert "\ufffd" not in letter["raw"] and len(letter["raw"]) < 1000  # an over-long line is not kept whole
         return "dead letter"
-    write_jsonl(source, good_rows(8))
-    if case == "missing":
-        source = user / "absent.jsonl"
-    elif case == "empty":
-        source.write_bytes(b"")
-    elif case == "input_is_output":
-        out = source
-    elif case == "output_is_file":
-        out = user / "notes.txt"
-        out.write_text("mine")
-    elif case == "foreign_dir":
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
+    source = input_file(case, user, source, good_rows(8))
+    out = output_path(case, user, out, source)
     argv = [str(a) for a in build_argv(source, teacher, out)]
     yield
     if case == "kill9":
@@ -294,22 +312,8 @@ def pretrain_argv(source, out, *extra) -> list:
 def pretrain_cell(case, user, ctx, capsys):
     source = user / "rows.jsonl"
     out = user / "mlm"
-    if case in BAD:
-        bad_file(source, case, good_rows(6))
-    else:
-        write_jsonl(source, good_rows(6))
-    if case == "missing":
-        source = user / "absent.jsonl"
-    elif case == "empty":
-        source.write_bytes(b"")
-    elif case == "input_is_output":
-        out = source
-    elif case == "output_is_file":
-        out = user / "notes.txt"
-        out.write_text("mine")
-    elif case == "foreign_dir":
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
+    source = input_file(case, user, source, good_rows(6))
+    out = output_path(case, user, out, source)
     argv = [str(a) for a in pretrain_argv(source, out)]
     yield
     if case == "kill9":
@@ -338,24 +342,10 @@ def training_cell(command, case, user, ctx, capsys):
     """finetune and distill: bad gold rows in --train, and the output cases on --output."""
     train = user / "train.jsonl"
     out = user / "model"
-    if case in BAD:
-        bad_file(train, case, good_rows(12))
-    else:
-        write_jsonl(train, good_rows(12))
+    train = input_file(case, user, train, good_rows(12))
     data = user / "data"
     shutil.copytree(ctx["dataset"], data)
-    if case == "missing":
-        train = user / "absent.jsonl"
-    elif case == "empty":
-        train.write_bytes(b"")
-    elif case == "input_is_output":
-        out = train if command == "finetune" else data
-    elif case == "output_is_file":
-        out = user / "notes.txt"
-        out.write_text("mine")
-    elif case == "foreign_dir":
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
+    out = output_path(case, user, out, train if command == "finetune" else data)
 
     def argv(output):
         common = ["--output", output, "--max-steps", "4", "--batch-size", "4", "--max-length", "32",
@@ -389,22 +379,8 @@ def training_cell(command, case, user, ctx, capsys):
 def evaluate_cell(case, user, ctx, capsys):
     test = user / "test.jsonl"
     out = user / "evaluation"
-    if case in BAD:
-        bad_file(test, case, good_rows(8))
-    else:
-        write_jsonl(test, good_rows(8))
-    if case == "missing":
-        test = user / "absent.jsonl"
-    elif case == "empty":
-        test.write_bytes(b"")
-    elif case == "input_is_output":
-        out = test
-    elif case == "output_is_file":
-        out = user / "notes.txt"
-        out.write_text("mine")
-    elif case == "foreign_dir":
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
+    test = input_file(case, user, test, good_rows(8))
+    out = output_path(case, user, out, test)
 
     def argv(output):
         return [str(a) for a in ["evaluate", "--task", "classification", "--model", ctx["classifier"], "--test", test,
@@ -443,14 +419,7 @@ def demo_cell(case, user, ctx, capsys):
     elif case == "empty":
         mlm = user / "empty"
         mlm.mkdir()
-    elif case == "input_is_output":
-        out = mlm
-    elif case == "output_is_file":
-        out = user / "notes.txt"
-        out.write_text("mine")
-    elif case == "foreign_dir":
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
+    out = output_path(case, user, out, mlm)
     yield
     assert main(["demo", "--scale", "tiny", "--mlm", str(mlm), "--output", str(out)]) == 2
     expected = {"missing": "absent: not a checkpoint directory", "empty": "empty: not a checkpoint directory",
