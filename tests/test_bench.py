@@ -56,13 +56,20 @@ def test_the_augment_bench_gives_both_sides_the_same_rows(tmp_path):
 
 def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
     result = run_bench("label_bench.py", tmp_path / "label.json", "--rows", "8", "--shape", "mini", "--rounds", "2",
-                       "--sweep-rows", "4", "--sweep-rounds", "1", "--batch-sizes", "1,2", "--threads", "1")
+                       "--sweep-rows", "4", "--sweep-rounds", "1", "--batch-sizes", "1,2", "--threads", "1",
+                       "--budgets", "64,768")
     (figures,) = result["by_threads"].values()
     sides = figures["contenders"]
     assert sides["zhkd"]["rows"] == sides["pipeline"]["rows"] == sides["pipeline_sorted"]["rows"] == 8
     assert figures["pipeline_best_batch_size"] in (1, 2) and set(figures["pipeline_sweep_rows_per_s"]) == {"1", "2"}
     assert result["failed"] is None and max(figures["max_abs_logit_diff"].values()) <= 1e-5
-    assert [row["target"] for row in result["summary"]] == [1.3, None]
+    assert [row["target"] for row in result["summary"]] == [1.3, None, None]
+    assert set(figures["zhkd_budget_sweep_rows_per_s"]) == {"64", "768"}
+    ceiling = figures["ceiling"]
+    assert ceiling["matmul_peak_gflops"] > 0 and ceiling["row_gflop"] > 0
+    # the most possible is the machine's rate over the pipeline's: no labeller of the same work can beat it
+    assert ceiling["most_possible_vs_pipeline"] == pytest.approx(
+        ceiling["matmul_peak_gflops"] / ceiling["achieved_gflops"]["pipeline"])
 
 
 def test_the_reader_bench_reads_the_same_rows_with_both_readers(tmp_path):
