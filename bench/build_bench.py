@@ -74,8 +74,12 @@ def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int
         command += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        cpu = cpu_by_role(process)
+        wall = time.perf_counter() - start
+        stderr.seek(0)
+        done = subprocess.CompletedProcess(command, process.returncode, "", stderr.read())
     if done.returncode != 0:  # recorded, not fatal: the other runs still say something
         error = (done.stderr.strip().splitlines() or ["?"])[-1]
         print(f"build failed ({' '.join(command)}): {error}", flush=True)
@@ -84,8 +88,35 @@ def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int
     digest = hashlib.sha256("".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()
     # The 1-minute load average before and after: other work on a shared machine shows up here.
     return {"workers": workers, "wall_s": wall, "load_before": load_before, "load_after": os.getloadavg()[0],
-            "written": manifest["total_rows"], "shards_sha256": digest,
+            "cpu_s_by_role": cpu, "written": manifest["total_rows"], "shards_sha256": digest,
             "rows_in": manifest["counts"]["rows_in"], "written_rows_per_s": manifest["total_rows"] / wall}
+
+
+def cpu_by_role(process: subprocess.Popen, every: float = 0.25) -> dict[str, float]:
+    """CPU seconds (user + system) of a build and every process it starts, summed by role, until it exits:
+    `driver` is the `zhkd build` process itself (Beam's translation, and on Dask the local cluster's
+    scheduler and nannies, which run in it), `workers` every process below it. Sampled every `every`
+    seconds, so a process's last fraction of a sample before it exits is not counted."""
+    import psutil
+
+    seen: dict[int, tuple[str, float]] = {}
+    root = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            members = [(root, "driver")] + [(child, "workers") for child in root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for member, role in members:
+            try:
+                times = member.cpu_times()
+                seen[member.pid] = (role, times.user + times.system)
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(every)
+    totals: dict[str, float] = {"driver": 0.0, "workers": 0.0}
+    for role, seconds in seen.values():
+        totals[role] += seconds
+    return {role: round(seconds, 1) for role, seconds in totals.items()}
 
 
 def identical_shards(runs: list[dict], sizes: list[int]) -> dict[str, bool | None]:

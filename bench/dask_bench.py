@@ -120,12 +120,41 @@ def result_of(runs: list[dict], sizes: list[int], workers: list[int], args, star
                 f"{largest / wall(largest, w):.0f} examples/s at {largest:,}",
                 f"{smallest / wall(smallest, w):.0f} examples/s at {smallest:,}", "examples/s", scaling,
                 target=round(1 / LINEARITY_TARGET, 3), note="time may grow at most 1.2x faster than the size"))
+    ceiling = two_core_ceiling(runs, largest)
+    if ceiling:
+        summary.append(summary_row(
+            f"zhkd build on Dask, {largest:,} examples: the most 2 workers could gain on this machine's cores",
+            f"driver {ceiling['driver_cpu_s']:.0f} CPU s, workers {ceiling['workers_cpu_s']:.0f} CPU s (2 workers)",
+            f"{ceiling['cores']} cores", "speed-up", ceiling["bound"],
+            note=ceiling["note"]))
     summary.append(summary_row(
         "shards identical across worker counts", "yes" if identical else "NO", f"{len(runs) - len(failed)} runs",
         "sha256", None, note=f"{len(failed)} failed run(s)" if failed else ""))
     return {"runner": "DaskRunner", "num_aug": args.num_aug, "sizes": sizes, "rounds": args.rounds, "table": table,
             "runs": runs, "identical_shards_across_workers": identical, "summary": summary,
             "meta": meta("dask_bench", started, load_before, device="cpu")}
+
+
+def two_core_ceiling(runs: list[dict], size: int) -> dict | None:
+    """The speed-up 2 workers could reach over 1 here if every process's CPU time stayed what it was: with 1
+    worker the run takes at least its busiest of driver and worker (each can have a core); with 2 the
+    driver's and both workers' CPU time share the machine's cores. The median run of each count counts."""
+    def median_cpu(w: int) -> dict | None:
+        cpus = [r["cpu_s_by_role"] for r in runs if r["size"] == size and r["workers"] == w
+                and "failed" not in r and "cpu_s_by_role" in r]
+        if not cpus:
+            return None
+        return {role: statistics.median(c[role] for c in cpus) for role in ("driver", "workers")}
+
+    one, two, cores = median_cpu(1), median_cpu(2), os.cpu_count() or 1
+    if not one or not two:
+        return None
+    fastest_one = max(one["driver"], one["workers"])
+    fastest_two = max(two["driver"], two["workers"] / 2, (two["driver"] + two["workers"]) / cores)
+    return {"driver_cpu_s": two["driver"], "workers_cpu_s": two["workers"], "cores": cores,
+            "bound": fastest_one / fastest_two,
+            "note": (f"1 worker: driver {one['driver']:.0f} + worker {one['workers']:.0f} CPU s; a run cannot "
+                     f"be shorter than its busiest process, nor than all its CPU time spread over {cores} cores")}
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ each worker, and all cores, what `pipeline()` takes). The logits of both pipelin
 zhkd's within 1e-5 on every row, else the run fails (exit 1, recorded). Target (issue 14): zhkd >= 1.3x
 the pipeline as called. Results: bench/results/label_bench.json.
 
+Two figures set the comparison in context, per thread count:
+- zhkd's budget sweep: the handler at each of --budgets padded tokens per batch, on the sweep rows, in
+  interleaved rounds (the build's CPU default, `BATCH_BUDGETS["cpu"]`, was chosen from it);
+- the ceiling: both sides do the same arithmetic, the model's matrix products, whose floating-point
+  operations per row are counted from the model's shape and each row's token count (padding not
+  counted). Dividing by the seconds gives each side's useful GFLOP/s; the machine's float32 matrix
+  product rate at that thread count (`torch.mm` of a 2,048 x 768 by 768 x 3,072 product, the best of
+  several) bounds any labeller of this model. Its ratio to the pipeline's achieved rate is the most any
+  labeller could beat the pipeline by on this CPU without skipping work.
+
     python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads 1,2]
 """
 
@@ -72,6 +82,12 @@ class ZhkdLabeller:
         self.model = self.handler.load_model()
         self.batch_tokens, self.max_rows = batch_tokens, max_rows
 
+    def lengths(self, texts: list[str]) -> list[int]:
+        """Each row's token count, as the teacher sees it."""
+        rows = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
+        self.tokenizer.encode(rows)
+        return [len(r["input_ids"]) for r in rows]
+
     def __call__(self, texts: list[str]):
         import numpy as np
 
@@ -108,6 +124,55 @@ class PipelineLabeller:
         return logits
 
 
+def budget_sweep(teacher: Path, texts: list[str], budgets: list[int], args, threads: int) -> dict[int, float]:
+    """zhkd's rows/s at each token budget, on the same rows, in interleaved rounds."""
+    parts = blocks_of(texts, args.sweep_rounds)
+    labellers = {b: ZhkdLabeller(teacher, b, args.max_batch_rows, threads) for b in budgets}
+
+    def at(budget: int):
+        return lambda r: (labellers[budget](parts[r]), {"rows": len(parts[r])})[1]
+
+    timed = interleave(len(parts), {b: at(b) for b in budgets})
+    rates = {b: sum(r["rows"] for r in timed[b]) / sum(r["seconds"] for r in timed[b]) for b in budgets}
+    print(f"{threads} thread(s), zhkd budget sweep: " + ", ".join(f"{b}: {v:.1f} rows/s" for b, v in rates.items()),
+          file=sys.stderr, flush=True)
+    return rates
+
+
+def row_flops(config, lengths: list[int]) -> float:
+    """Floating-point operations of a BERT encoder over rows of these token counts, padding not counted:
+    per token and layer the four attention projections and the feed-forward pair (2 x multiply-adds),
+    per row and layer the attention scores and their weighted sum (2 x 2 x length^2 x hidden)."""
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * (4 * hidden * hidden + 2 * hidden * inner) * layers
+    return float(sum(per_token * n + 4 * n * n * hidden * layers for n in lengths))
+
+
+def matmul_gflops(threads: int, repeats: int = 20) -> float:
+    """This CPU's float32 matrix product rate at `threads` torch threads: the best of `repeats` products of
+    the feed-forward's shape over 2,048 tokens (bert-base), after a warm-up."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 768), torch.randn(768, 3072)
+    for _ in range(3):
+        torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * 2048 * 768 * 3072 / best / 1e9
+
+
+def ceiling(flops: float, sides: dict, threads: int) -> dict:
+    """Each side's useful GFLOP/s and the most any labeller could beat the pipeline by on this CPU."""
+    peak = matmul_gflops(threads)
+    achieved = {name: flops / side["seconds"] / 1e9 for name, side in sides.items()}
+    return {"row_gflop": flops / 1e9, "matmul_peak_gflops": peak, "achieved_gflops": achieved,
+            "most_possible_vs_pipeline": peak / achieved["pipeline"]}
+
+
 def blocks_of(items: list, count: int) -> list[list]:
     size = -(-len(items) // count)
     return [items[at:at + size] for at in range(0, len(items), size)]
@@ -140,7 +205,10 @@ def main() -> int:
     parser.add_argument("--threads", default=f"1,{torch.get_num_threads()}",
                         help="torch thread counts to compare at, comma-separated (both sides alike): 1 is what "
                              "`zhkd build` gives each worker by default, all cores what pipeline() takes")
-    parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
+    parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
+                        help="zhkd's padded tokens per batch in the comparison (default: the build's on CPU)")
+    parser.add_argument("--budgets", default="256,512,768,1024,2048",
+                        help="zhkd's budgets to sweep on the sweep rows, comma-separated")
     parser.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS)
     parser.add_argument("--out", type=Path, default=RESULTS / "label_bench.json")
     args = parser.parse_args()
@@ -179,6 +247,8 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
     pipe = PipelineLabeller(teacher)
     ours(warm)
     pipe(warm, 1)
+    budgets = budget_sweep(teacher, texts[: args.sweep_rows], [int(b) for b in args.budgets.split(",")],
+                           args, threads)
     swept = sweep(pipe, texts[: args.sweep_rows], batch_sizes, args.sweep_rounds)
     best = max(swept, key=swept.get)
     print(f"{threads} thread(s), pipeline batch sweep: " + ", ".join(f"{b}: {v:.1f} rows/s" for b, v in swept.items())
@@ -199,8 +269,11 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
     sides = {name: {"rows": sum(r["rows"] for r in rounds), "seconds": sum(r["seconds"] for r in rounds),
                     "rows_per_s": sum(r["rows"] for r in rounds) / sum(r["seconds"] for r in rounds)}
              for name, rounds in timed.items()}
+    flops = row_flops(ours.model.model.config, ours.lengths(texts))
     figures = {
+        "zhkd_budget_sweep_rows_per_s": {str(b): v for b, v in budgets.items()},
         "pipeline_sweep_rows_per_s": {str(b): v for b, v in swept.items()}, "pipeline_best_batch_size": best,
+        "ceiling": ceiling(flops, sides, threads),
         "contenders": sides, "vs_pipeline": rate_ratio(timed["zhkd"], timed["pipeline"], "rows"),
         "vs_pipeline_sorted": rate_ratio(timed["zhkd"], timed["pipeline_sorted"], "rows"),
         "max_abs_logit_diff": {name: float(np.abs(logits["zhkd"] - logits[name]).max())
@@ -217,6 +290,7 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
 def summary_rows(figures: dict, threads: int, args) -> list[dict]:
     sides, best, diffs = figures["contenders"], figures["pipeline_best_batch_size"], figures["max_abs_logit_diff"]
     as_called, sorted_ = figures["vs_pipeline"], figures["vs_pipeline_sorted"]
+    top, budgets = figures["ceiling"], figures["zhkd_budget_sweep_rows_per_s"]
     where = f"label on CPU ({args.shape}, {threads} torch thread{'s' if threads > 1 else ''} both)"
     return [
         summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows as given",
@@ -229,6 +303,13 @@ def summary_rows(figures: dict, threads: int, args) -> list[dict]:
                     f"{sides['zhkd']['rows_per_s']:.1f} rows/s", f"{sides['pipeline_sorted']['rows_per_s']:.1f} rows/s",
                     "rows/s", sorted_["ratio"], interval=sorted_["round_ratio_interval"],
                     note=f"max logit difference {diffs['pipeline_sorted']:.1e}"),
+        summary_row(f"{where}: the most any labeller could reach vs pipeline(batch_size={best})",
+                    f"{top['matmul_peak_gflops']:.0f} GFLOP/s (float32 matrix products)",
+                    f"{top['achieved_gflops']['pipeline']:.0f} GFLOP/s useful", "GFLOP/s",
+                    top["most_possible_vs_pipeline"],
+                    note=(f"zhkd reached {top['achieved_gflops']['zhkd']:.0f} GFLOP/s useful; "
+                          f"{top['row_gflop']:.0f} GFLOP of matrix products over the {args.rows} rows; zhkd's "
+                          "budget sweep " + ", ".join(f"{b}: {v:.1f}" for b, v in budgets.items()) + " rows/s")),
     ]
 
 if __name__ == "__main__":

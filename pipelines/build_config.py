@@ -15,9 +15,11 @@ from zhkd.pipelines.errors import PipelineError
 from zhkd.rows import Fields
 from zhkd.tasks import get_task
 
-# Teacher batches by device. CPU: 2,048 padded tokens keep activations in cache (bert-base here: 12.1
-# rows/s at 2,048, 9.3 at 8,192, 12.7 at 512). A GPU wants far larger batches to fill its cores.
-BATCH_BUDGETS = {"cpu": (2048, 256), "cuda": (65536, 1024)}  # device -> (padded tokens, rows) per batch
+# Teacher batches by device. CPU: 768 padded tokens keep a layer's activations in the core's cache; the
+# fastest budget of bench/label_bench.py's sweep for bert-base, and for the `small` and `mini` shapes
+# too (budgets 256 to 2,048; results in bench/results/label_bench.json). A GPU wants far larger
+# batches to fill its cores.
+BATCH_BUDGETS = {"cpu": (768, 256), "cuda": (65536, 1024)}  # device -> (padded tokens, rows) per batch
 DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS = BATCH_BUDGETS["cpu"]
 DTYPES = {"cpu": "float32", "cuda": "bfloat16"}  # bf16 where a GPU runs it; on CPU it is slower and less exact
 DEVICES = ("auto", "cpu", "cuda")

@@ -56,13 +56,20 @@ def test_the_augment_bench_gives_both_sides_the_same_rows(tmp_path):
 
 def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
     result = run_bench("label_bench.py", tmp_path / "label.json", "--rows", "8", "--shape", "mini", "--rounds", "2",
-                       "--sweep-rows", "4", "--sweep-rounds", "1", "--batch-sizes", "1,2", "--threads", "1")
+                       "--sweep-rows", "4", "--sweep-rounds", "1", "--batch-sizes", "1,2", "--threads", "1",
+                       "--budgets", "64,768")
     (figures,) = result["by_threads"].values()
     sides = figures["contenders"]
     assert sides["zhkd"]["rows"] == sides["pipeline"]["rows"] == sides["pipeline_sorted"]["rows"] == 8
     assert figures["pipeline_best_batch_size"] in (1, 2) and set(figures["pipeline_sweep_rows_per_s"]) == {"1", "2"}
     assert result["failed"] is None and max(figures["max_abs_logit_diff"].values()) <= 1e-5
-    assert [row["target"] for row in result["summary"]] == [1.3, None]
+    assert [row["target"] for row in result["summary"]] == [1.3, None, None]
+    assert set(figures["zhkd_budget_sweep_rows_per_s"]) == {"64", "768"}
+    ceiling = figures["ceiling"]
+    assert ceiling["matmul_peak_gflops"] > 0 and ceiling["row_gflop"] > 0
+    # the most possible is the machine's rate over the pipeline's: no labeller of the same work can beat it
+    assert ceiling["most_possible_vs_pipeline"] == pytest.approx(
+        ceiling["matmul_peak_gflops"] / ceiling["achieved_gflops"]["pipeline"])
 
 
 def test_the_reader_bench_reads_the_same_rows_with_both_readers(tmp_path):
@@ -79,6 +86,9 @@ def test_the_build_bench_runs_both_worker_counts_on_one_source(tmp_path):
     runs = result["runs"]
     assert sorted(r["workers"] for r in runs) == [1, 2] and all("failed" not in r for r in runs)
     assert len({r["rows_in"] for r in runs}) == 1 and result["identical_shards_by_size"] == {"12": True}
+    by_workers = {r["workers"]: r["cpu_s_by_role"] for r in runs}
+    # in-process, the driver does all the work; with 2 local workers, processes below it do some
+    assert by_workers[1]["driver"] > 0 and by_workers[1]["workers"] == 0 and by_workers[2]["workers"] > 0
     assert result["failed"] is None
 
 

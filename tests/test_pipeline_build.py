@@ -216,7 +216,7 @@ def test_the_manifest_records_the_device_and_dtype_that_ran(reference):
     teacher, config = manifest["teacher"], manifest["config"]
     assert config["device"] == teacher["device"] == "cpu" and teacher["dtype"] == "float32"
     assert teacher["ran"] == {"cpu/float32": manifest["counts"]["labelled"]}
-    assert teacher["batch_budget"] == {"tokens": 2048, "rows": 256} == {"tokens": config["batch_tokens"],
+    assert teacher["batch_budget"] == {"tokens": 768, "rows": 256} == {"tokens": config["batch_tokens"],
                                                                         "rows": config["max_batch_rows"]}
     assert "precision" not in teacher  # no longer a statement of what would run
 
@@ -227,7 +227,7 @@ def test_the_device_settles_the_batch_budget_before_hashing():
     config = BuildConfig(task="classification", inputs=("x",), output="o", teacher="t")
     on_gpu, on_cpu = resolve_device(config, cuda_available=True), resolve_device(config, cuda_available=False)
     assert (on_gpu.device, on_gpu.batch_tokens, on_gpu.max_batch_rows) == ("cuda", 65536, 1024)
-    assert (on_cpu.device, on_cpu.batch_tokens, on_cpu.max_batch_rows) == ("cpu", 2048, 256)
+    assert (on_cpu.device, on_cpu.batch_tokens, on_cpu.max_batch_rows) == ("cpu", 768, 256)
     assert on_gpu.hashed() != on_cpu.hashed()
     named = resolve_device(BuildConfig(task="classification", inputs=("x",), output="o", teacher="t",
                                        device="cpu", batch_tokens=512), cuda_available=True)
