@@ -7,7 +7,10 @@ costs (loading, start-up) and per-unit costs are separated:
 
 - MLM pre-training steps (the scale's `mlm_shape`, packed blocks of 128);
 - teacher fine-tuning steps and student steps (gold `pre` and distilling `kd`), per task, on the demo's
-  own sampled rows (NER grouped by length, as the demo does), plus the fixed cost of one run;
+  own sampled rows (NER grouped by length, as the demo does), plus the fixed cost of one run; the steps
+  of every other teacher candidate (`zhkd.demo.TEACHER_CANDIDATES`: `mini` from scratch) alike;
+- the teacher's choice (`zhkd select-teacher` over the candidates, with the classical baseline fitted on
+  the train rows), priced in proportion to the train and dev rows it reads;
 - soft-label builds, per source row, with and without augmentation (num_aug 2, the mlm operator on);
 - scoring per test row and timing per model in `zhkd evaluate`;
 - the student selection.
@@ -77,7 +80,7 @@ def random_checkpoint(out: Path, shape: str, kind: str, tokenizer_dir: Path, lab
 
 
 def measure(tmp: Path, scale_name: str, sizes: dict) -> dict:
-    from zhkd.demo import DEMO_TASKS, SCALES, choose_student, sample_rows, write_jsonl
+    from zhkd.demo import DEMO_TASKS, SCALES, TEACHER_CANDIDATES, choose_student, sample_rows, write_jsonl
     from zhkd.distill.predict import read_task_rows
     from zhkd.models import char_vocab, save_char_tokenizer
     from zhkd.tasks import get_task
@@ -113,6 +116,19 @@ def measure(tmp: Path, scale_name: str, sizes: dict) -> dict:
         task_costs["teacher_step"] = line(*[(n, zhkd_cpu(
             "finetune", "--task", task, "--train", train, "--init", mlm, "--output", tmp / f"{task}-ft{n}",
             "--max-steps", n, *common)) for n in (a, b)])
+        others = [c for c in TEACHER_CANDIDATES if None not in c.init]  # the one from the MLM is `teacher_step`
+        task_costs["candidate_steps"] = {c.name: line(*[(n, zhkd_cpu(
+            "finetune", "--task", task, "--train", train, *c.init, "--output", tmp / f"{task}-{c.name}{n}",
+            "--max-steps", n, *common)) for n in (a, b)]) for c in others}
+        dev = write_jsonl(sample_rows(spec.corpus, "dev", scale.dev), tmp / f"{task}.dev.jsonl")
+        candidates = [f"{c.name}={tmp / (f'{task}-{c.name}{b}' if c in others else f'{task}-ft{b}')}"
+                      for c in TEACHER_CANDIDATES]
+        task_costs["teacher_choice"] = {
+            "train_rows": 2000, "dev_rows": len(dev.read_text("utf-8").splitlines()),
+            "cpu_s": zhkd_cpu("select-teacher", "--task", task, *(a for c in candidates for a in ("--candidate", c)),
+                              "--dev", dev, "--baseline-train", train, "--margin", spec.teacher_margin,
+                              "--batch-size", scale.batch_size, "--max-length", scale.max_length,
+                              "--output", tmp / f"{task}-choice.json")}
         build = ["build", "--task", task, "--teacher", teacher, "--mlm-model", mlm, "--truncate", "--max-chars",
                  scale.max_length - 2, "--max-length", scale.max_length, "--num-shards", 4]
         for aug in (scale.num_aug, 0):
@@ -168,12 +184,20 @@ def project(costs: dict) -> dict:
         parts = {"pretrain": costs["pretrain_step"]["fixed_s"] + scale.mlm_steps * costs["pretrain_step"]["per_unit_s"]}
         for spec in DEMO_TASKS:
             c, n = costs["tasks"][spec.task], sizes[spec.task]
+            if "teacher_choice" not in c:
+                raise SystemExit("the recorded costs predate the demo's teacher candidates: measure again")
             train = scale.train or n["train"]
+            dev = scale.dev or n["dev"]
             test = scale.test or n["test"]
             epochs = scale.ner_teacher_epochs if spec.task == "ner" else scale.teacher_epochs
             teacher_steps = epochs * math.ceil(train / scale.batch_size)
             parts[f"{spec.task}: teacher"] = c["teacher_step"]["fixed_s"] + teacher_steps * c["teacher_step"][
                 "per_unit_s"]
+            parts[f"{spec.task}: other teacher candidates"] = sum(
+                step["fixed_s"] + teacher_steps * step["per_unit_s"] for step in c["candidate_steps"].values())
+            choice = c["teacher_choice"]  # scoring dev rows, fitting the baseline on train rows: ~ rows read
+            parts[f"{spec.task}: teacher choice"] = choice["cpu_s"] * (train + dev) / (choice["train_rows"]
+                                                                                     + choice["dev_rows"])
             parts[f"{spec.task}: builds"] = sum(c[f"build_row_aug{aug}"]["fixed_s"] + train * c[
                 f"build_row_aug{aug}"]["per_unit_s"] for aug in (scale.num_aug, 0))
             parts[f"{spec.task}: selection"] = c["selection_s"]

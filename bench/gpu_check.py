@@ -194,7 +194,7 @@ def finetune(args, figures: Figures) -> None:
     mlm, teacher = args.work / "demo" / "mlm", args.work / "demo" / "teacher"
     pretrain_s = zhkd("pretrain", "--input", data["train"], "--output", mlm, "--shape", scale.mlm_shape,
                       "--max-steps", args.mlm_steps, "--max-length", scale.max_length)
-    # The demo's teacher command (zhkd/demo.py run_task), capped at --steps.
+    # The demo's from-mlm teacher candidate (zhkd/demo.py choose_teacher), capped at --steps.
     seconds = zhkd("finetune", "--task", spec.task, "--train", data["train"], "--dev", data["dev"], "--init", mlm,
                    "--output", teacher, "--epochs", scale.teacher_epochs, "--lr", scale.teacher_lr,
                    "--batch-size", scale.batch_size, "--max-length", scale.max_length, "--seed", 0,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import run_zhkd
 
-from zhkd.demo import SCALES
+from zhkd.demo import DEMO_TASKS, SCALES, TEACHER_CANDIDATES
 from zhkd.demo_readme import BEGIN, END, publish
 from zhkd.demo_report import ABLATION, COMPARISONS, FULL_RECIPE, split_steps, student_name
 from zhkd.distill.stats import mean_interval, paired_difference, verdict
@@ -116,6 +116,92 @@ def test_summary_figures_are_ratios_of_recorded_values(demo):
             assert chosen["speedup"] == max(c["speedup"] for c in selection["candidates"])
 
 
+def _teacher_arguments(command: str) -> list[str]:
+    """The teacher paths a recorded `zhkd` command hands on (`--teacher P`, or evaluate's `--teacher NAME=P`)."""
+    argv = command.split()
+    return [argv[i + 1].split("=", 1)[-1] for i, arg in enumerate(argv) if arg == "--teacher"]
+
+
+def test_the_teacher_is_chosen_among_two_candidates_and_every_later_step_uses_it(demo):
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    names = [step["step"] for step in report["steps"]]
+    for task, spec in zip(report["tasks"], DEMO_TASKS, strict=True):
+        task_dir = out / task["task"]
+        choice = task["teacher_choice"]
+        assert choice == json.loads((task_dir / "teacher_choice.json").read_text("utf-8"))
+        assert [(c["name"], c["path"]) for c in choice["candidates"]] == [
+            (c.name, str(task_dir / c.directory)) for c in TEACHER_CANDIDATES]
+        assert choice["dev"]["rows"] == TINY.dev and choice["baseline"]["margin"] == spec.teacher_margin
+        chosen = choice["chosen"]["path"]
+        assert chosen in {c["path"] for c in choice["candidates"]} and task["teacher"] == chosen
+        # every candidate was trained, then chosen between, before anything used the teacher
+        order = [names.index(f"{task['task']}: teacher candidate {c.name}") for c in TEACHER_CANDIDATES]
+        choose = names.index(f"{task['task']}: choose the teacher")
+        assert max(order) < choose < names.index(f"{task['task']}: soft labels with augmentation")
+        later = [s for s in report["steps"][choose + 1:] if s["step"].startswith(f"{task['task']}: ")
+                 and s["command"]]
+        handed = [path for s in later for path in _teacher_arguments(s["command"])]
+        assert len(handed) == 2 + len(ABLATION) * TINY.seeds + 1  # two builds, every student, the evaluation
+        assert set(handed) == {chosen}
+        for dataset in ("soft-aug", "soft-noaug"):
+            manifest = json.loads((task_dir / dataset / "manifest.json").read_text("utf-8"))
+            assert manifest["teacher"]["name"] == chosen
+        for by_seed in task["students"].values():
+            for path in by_seed.values():
+                log = [json.loads(line) for line in (Path(path) / "log.jsonl").read_text("utf-8").splitlines()]
+                assert next(e for e in log if e["event"] == "distill")["teacher"] == chosen
+
+
+def test_the_report_shows_the_teacher_choice_as_select_teacher_recorded_it(demo, tmp_path):
+    from zhkd.demo_report import teacher_choice_sentence
+
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    markdown = (out / "report.md").read_text("utf-8")
+    sections = markdown.split("### Teacher selection")[1:]
+    assert len(sections) == len(report["tasks"])
+    for task, section in zip(report["tasks"], sections, strict=True):
+        choice = task["teacher_choice"]
+        section = section.split("### Student selection")[0]  # the teacher's section comes first
+        assert choice["strategy"] in section and choice["baseline"]["source"] in section
+        for candidate in choice["candidates"]:
+            mark = "yes" if candidate["name"] == choice["chosen"]["name"] else ""
+            assert f"| {candidate['name']} | {candidate['score']:.4f} | {candidate['ece']:.4f} | {mark} |" in section
+        for reason in choice["reasons"]:
+            assert f"\n- {reason}\n" in section
+        sentence = teacher_choice_sentence(choice)
+        verdict = "beats" if choice["baseline"]["beaten"] else "does not beat"
+        assert f"chose the teacher {choice['chosen']['name']} " in sentence and f"on dev it {verdict} the" in sentence
+        assert sentence in markdown  # in the reading, which the README copies
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BEGIN}\n{END}\n", encoding="utf-8")
+    publish(out / "report.json", readme)
+    assert all(teacher_choice_sentence(t["teacher_choice"]) in readme.read_text("utf-8") for t in report["tasks"])
+
+
+def test_a_given_teacher_is_used_as_is_no_candidate_is_trained_and_the_report_says_so(demo, tmp_path,
+                                                                                      tiny_classifier):
+    from zhkd.demo import Steps, choose_teacher, render_report
+
+    steps = Steps(tmp_path / "steps.jsonl")
+    task_dir = tmp_path / "classification"
+    data = {split: tmp_path / f"{split}.jsonl" for split in ("train", "dev")}  # never read: nothing is trained
+    teacher, choice = choose_teacher(DEMO_TASKS[0], TINY, task_dir, data, tmp_path / "mlm", steps,
+                                     str(tiny_classifier), 0, [])
+    assert (teacher, choice) == (str(tiny_classifier), None)
+    assert steps.records == [] and not task_dir.exists() and not (tmp_path / "steps.jsonl").exists()
+    # the report of a demo whose sentiment teacher was given: that task's section says so, the other's is kept
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    report["tasks"][0]["teacher_choice"] = None
+    markdown = render_report(report)
+    given, chosen = markdown.split("### Teacher selection")[1:]
+    assert "The teacher was given (`zhkd demo --teacher`): no candidates were trained" in given
+    assert "**Sentiment (chnsenti).** The teacher was given (`zhkd demo --teacher`), not chosen" in markdown
+    assert all(f"- {reason}" in chosen for reason in report["tasks"][1]["teacher_choice"]["reasons"])
+
+
 def test_report_says_the_teacher_is_not_bert_base_beside_the_papers_ratios(demo):
     out, _ = demo
     markdown = (out / "report.md").read_text("utf-8")
@@ -150,12 +236,17 @@ def test_a_rerun_continues_the_demo_and_keeps_what_the_user_added(demo):
     (out / "classification" / "notes.txt").write_text("mine too")
     student = out / "classification" / "students" / student_name(ABLATION[-1].name, 0) / "model.safetensors"
     weights = student.read_bytes()
+    kept = {path: path.read_bytes() for task in ("classification", "ner")
+            for path in [out / task / "teacher_choice.json",
+                         *(out / task / c.directory / "model.safetensors" for c in TEACHER_CANDIDATES)]}
     first = json.loads((out / "report.json").read_text("utf-8"))
     result = run_zhkd("demo", "--scale", "tiny", "--output", out, "--install-record", out.parent / "install.json",
                       timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "already complete" in result.stderr and "already built" in result.stderr  # no step ran again
+    assert result.stderr.count("already chosen") == 2  # neither task's teacher chosen again
     assert student.read_bytes() == weights
+    assert all(path.read_bytes() == data for path, data in kept.items())  # no candidate retrained
     again = json.loads((out / "report.json").read_text("utf-8"))
     assert again["summary"] == first["summary"]  # the same models, evaluated once
     assert again["total_seconds"] >= first["total_seconds"]  # each step's time over both runs, not the rerun's

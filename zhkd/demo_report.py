@@ -228,13 +228,49 @@ def comparison_sentence(comparison: dict, metric: str) -> str:
     return f"{a} against {b}: no measurable difference ({points})."
 
 
+def teacher_choice_sentence(choice: dict | None) -> str:
+    """Which teacher `zhkd select-teacher` chose and whether it beats the classical baseline on dev, from its
+    recorded choice; None: the user gave the teacher."""
+    if choice is None:
+        return "The teacher was given (`zhkd demo --teacher`), not chosen by `zhkd select-teacher`."
+    pick = next(c for c in choice["candidates"] if c["name"] == choice["chosen"]["name"])
+    text = (f"`zhkd select-teacher` chose the teacher {pick['name']} (dev {choice['metric']} {pick['score']:.4f}) "
+            f"from {len(choice['candidates'])} candidates ({', '.join(c['name'] for c in choice['candidates'])})")
+    baseline = choice["baseline"]
+    if baseline is not None:
+        asked = f", at least {baseline['margin']:+.4f} asked" if baseline["margin"] else ""
+        text += (f"; on dev it {'beats' if baseline['beaten'] else 'does not beat'} the classical baseline "
+                 f"({baseline['score']:.4f}, teacher minus baseline {baseline['gap']:+.4f}{asked})")
+    return text + "."
+
+
+def teacher_choice_section(choice: dict | None) -> str:
+    """The report's account of the teacher's choice: strategy, candidates, baseline and reasons, all copied
+    from `select-teacher --output`."""
+    if choice is None:
+        return "The teacher was given (`zhkd demo --teacher`): no candidates were trained or compared."
+    metric = choice["metric"]
+    lines = [f"`zhkd select-teacher` on {choice['dev']['rows']:,} dev rows; strategy: {choice['strategy']}.", "",
+             f"| candidate | dev {metric} | ECE | chosen |", "|---|---|---|---|"]
+    lines += [f"| {c['name']} | {c['score']:.4f} | {c['ece']:.4f} | "
+              f"{'yes' if c['name'] == choice['chosen']['name'] else ''} |" for c in choice["candidates"]]
+    baseline = choice["baseline"]
+    if baseline is not None:
+        gate = (f"beat it by at least {baseline['margin']:+.4f}" if baseline["margin"] else "at least equal it")
+        lines += ["", f"Classical baseline: dev {metric} {baseline['score']:.4f} ({baseline['source']}); to beat it "
+                      f"the teacher must {gate}."]
+    lines += ["", "Reasons:", "", *(f"- {reason}" for reason in choice["reasons"])]
+    return "\n".join(lines)
+
+
 def reading(result: dict) -> str:
     """The generated reading of one task's table."""
     table = result["ablation"]
     metric = table["metric"]
     student = next(r for r in table["rows"] if r["name"] == FULL_RECIPE)
     teacher = table["teacher"]
-    text = [f"**{result['title']}.** The teacher scores {teacher['score']:.4f} {metric}"]
+    text = [f"**{result['title']}.** {teacher_choice_sentence(result['teacher_choice'])}",
+            f"The teacher scores {teacher['score']:.4f} {metric} on the test rows"]
     if table["baseline"] is not None:
         gap = 100 * (teacher["score"] - table["baseline"]["score"])
         text[-1] += (f"; the classical baseline on the same rows {table['baseline']['score']:.4f} (teacher minus "
