@@ -173,6 +173,7 @@ def project(costs: dict) -> dict:
     """Every scale's CPU seconds, component by component, from the measured unit costs."""
     from zhkd.demo import DEMO_TASKS, SCALES
     from zhkd.demo_report import ABLATION
+    from zhkd.tasks import get_task
 
     sizes = {spec.task: {split: len(corpus_rows(spec.corpus, split)) for split in ("train", "dev", "test")}
              for spec in DEMO_TASKS}
@@ -189,7 +190,7 @@ def project(costs: dict) -> dict:
             train = scale.train or n["train"]
             dev = scale.dev or n["dev"]
             test = scale.test or n["test"]
-            epochs = scale.ner_teacher_epochs if spec.task == "ner" else scale.teacher_epochs
+            epochs = scale.ner_teacher_epochs if get_task(spec.task).per_token else scale.teacher_epochs
             teacher_steps = epochs * math.ceil(train / scale.batch_size)
             parts[f"{spec.task}: teacher"] = c["teacher_step"]["fixed_s"] + teacher_steps * c["teacher_step"][
                 "per_unit_s"]
