@@ -95,11 +95,13 @@ def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int
 def cpu_by_role(process: subprocess.Popen, every: float = 0.25) -> dict[str, float]:
     """CPU seconds (user + system) of a build and every process it starts, summed by role, until it exits:
     `driver` is the `zhkd build` process itself (Beam's translation, and on Dask the local cluster's
-    scheduler and nannies, which run in it), `workers` every process below it. Sampled every `every`
-    seconds, so a process's last fraction of a sample before it exits is not counted."""
+    scheduler and nannies, which run in it), `workers` every process below it; and the largest resident
+    memory any one process of each role reached (`*_peak_rss_mib`). Sampled every `every` seconds, so a
+    process's last fraction of a sample before it exits is not counted."""
     import psutil
 
     seen: dict[int, tuple[str, float]] = {}
+    peak_rss = {"driver": 0, "workers": 0}
     root = psutil.Process(process.pid)
     while process.poll() is None:
         try:
@@ -110,13 +112,15 @@ def cpu_by_role(process: subprocess.Popen, every: float = 0.25) -> dict[str, flo
             try:
                 times = member.cpu_times()
                 seen[member.pid] = (role, times.user + times.system)
+                peak_rss[role] = max(peak_rss[role], member.memory_info().rss)
             except psutil.NoSuchProcess:
                 pass
         time.sleep(every)
     totals: dict[str, float] = {"driver": 0.0, "workers": 0.0}
     for role, seconds in seen.values():
         totals[role] += seconds
-    return {role: round(seconds, 1) for role, seconds in totals.items()}
+    return ({role: round(seconds, 1) for role, seconds in totals.items()}
+            | {f"{role}_peak_rss_mib": round(rss / 2**20) for role, rss in peak_rss.items()})
 
 
 def identical_shards(runs: list[dict], sizes: list[int]) -> dict[str, bool | None]:
