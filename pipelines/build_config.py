@@ -17,7 +17,7 @@ from zhkd.tasks import get_task
 
 # Teacher batches by device. CPU: a few hundred padded tokens keep a layer's activations in the core's
 # cache. In bench/label_bench.py's budget sweep (bert-base; bench/results/label_bench.json) 256 to 768
-# tokens ran alike and 2,048, the earlier default, was the slowest by 25-40% at 1 and 2 threads; 768 is
+# tokens ran alike and 2,048, the earlier default, was about a third slower at 1 and 2 threads; 768 is
 # the largest of the fast ones (fewer batches for small teachers). A GPU wants far larger batches.
 BATCH_BUDGETS = {"cpu": (768, 256), "cuda": (65536, 1024)}  # device -> (padded tokens, rows) per batch
 DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS = BATCH_BUDGETS["cpu"]
