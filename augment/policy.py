@@ -9,7 +9,7 @@ Variants equal to the original or to an earlier variant are dropped and another 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from typing import NamedTuple
 
@@ -230,6 +230,9 @@ class Policy:
 def _options(spec: str, resources: dict) -> dict:
     name = spec.partition(":")[0]
     options = dict(OPTIONS[name])
+    rates = resources.get("rates") or {}
+    if spec in rates or name in rates:
+        options["p"] = rates.get(spec, rates.get(name))
     if name == "mlm":
         options["model"] = resources["mlm_model"]
         options["device"] = resources.get("mlm_device") or "auto"
@@ -240,12 +243,19 @@ def _options(spec: str, resources: dict) -> dict:
 
 def make_policy(task: str, *, num_aug: int = 4, ops: Sequence[str] | None = None, seed: int = 0,
                 mlm_model: str | None = None, wordvec: str | None = None,
-                user_dict: str | None = None, device: str = "auto") -> Policy:
+                user_dict: str | None = None, device: str = "auto", rates: Mapping[str, float] | None = None) -> Policy:
     """The task's default recipe, or its restriction to `ops`; AugmentError on a bad task or operator.
-    `device` is where the mlm operator runs (auto: CUDA when present)."""
+    `device` is where the mlm operator runs (auto: CUDA when present). `rates` sets the rate p of operators
+    that take one, by spec ("eda:swap") or family ("eda"), instead of OPTIONS' (the augment bench sets it
+    so that zhkd changes as many characters as its peer)."""
     if num_aug < 0:
         raise AugmentError(f"num_aug must be >= 0, got {num_aug}")
-    resources = {"mlm_model": mlm_model, "wordvec": wordvec, "user_dict": user_dict, "mlm_device": device}
+    for spec in rates or {}:
+        family = registry.expand(spec)[0].partition(":")[0]
+        if "p" not in OPTIONS[family]:
+            raise AugmentError(f"operator {spec} takes no rate")
+    resources = {"mlm_model": mlm_model, "wordvec": wordvec, "user_dict": user_dict, "mlm_device": device,
+                 "rates": dict(rates or {})}
     recipe = RECIPES["span_safe" if get_task(task).span_safe else "text"]
     if ops is None:
         names = [n for n in recipe if not (n == "mlm" and not mlm_model or n == "wordvec" and not wordvec)]

@@ -218,3 +218,17 @@ def test_a_single_operator_policy_gives_the_variants_of_the_general_loop(spec, s
     general.solo = None   # the loop every other policy takes (same draws: one operator, no conversion)
     assert solo.solo == spec
     assert solo.variants_batch(examples) == general.variants_batch(examples)
+
+
+def test_a_rate_given_to_a_policy_sets_its_operators_rate_and_config():
+    from zhkd.augment.errors import AugmentError
+    from zhkd.augment.policy import OPTIONS, make_policy
+
+    policy = make_policy("classification", ops=["homophone", "eda"], rates={"homophone": 0.3, "eda:swap": 0.05})
+    assert policy.operators["homophone"].p == 0.3 and policy.config()["options"]["homophone"]["p"] == 0.3
+    assert policy.operators["eda:swap"].p == 0.05 and policy.operators["eda:delete"].p == OPTIONS["eda"]["p"]
+    assert make_policy("classification", ops=["eda"], rates={"eda": 0.2}).operators["eda:insert"].p == 0.2
+    with pytest.raises(AugmentError, match="takes no rate"):
+        make_policy("classification", ops=["ngram"], rates={"ngram": 0.2})
+    with pytest.raises(AugmentError, match="rate p must lie"):
+        make_policy("classification", ops=["synonym"], rates={"synonym": 1.5})
