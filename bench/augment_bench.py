@@ -211,17 +211,18 @@ def calibrate(spec: str, peer_run, rows: list[tuple[str, str]], num_aug: int) ->
     return {"rows": len(rows), "peer_share": target, "zhkd_rate": rate, "zhkd_share": share, "steps": len(tried)}
 
 
-def profile(spec: str, num_aug: int, warm: list[str], rows: list[tuple[str, str]], rate: float | None,
+def profile(spec: str, num_aug: int, warm: list[str], blocks: list[list[tuple[str, str]]], rate: float | None,
             top: int = 15) -> dict:
     """cProfile of zhkd's policy for one operator (at the rate its nlpcda comparison ran, if any) over the
-    rows, after the same warm-up: where its time goes.
-    Phases by cumulative time: jieba segmentation (`Segmenter.segment`), the operator's per-sentence
-    plan (slots and candidate tables, remembered per sentence), and the rest (the outputs themselves)."""
+    rows, block by block as the timed rounds ran them, after the same warm-up: where its time goes.
+    Phases: jieba segmentation (`Segmenter.segment`, cumulative), the operator's per-sentence plan (its
+    words' slots and candidate tables, remembered per sentence), and the rest (the outputs themselves)."""
     import cProfile
     import pstats
 
     from zhkd.augment.jieba_cut import _viterbi_words
 
+    rows = [row for block in blocks for row in block]
     _viterbi_words.cache_clear()   # segmentation alone, as a first sight of these rows would cost it
     clock = time.process_time()
     for _, text in rows:
@@ -230,7 +231,7 @@ def profile(spec: str, num_aug: int, warm: list[str], rows: list[tuple[str, str]
     run = zhkd_tool(spec, num_aug, warm, rate)
     profiler = cProfile.Profile(time.process_time)   # CPU time: a busy machine pre-empts at random
     profiler.enable()
-    outputs = len(run(rows))
+    outputs = sum(len(run(block)) for block in blocks)
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = max(1e-12, sum(t for (_, _, t, _, _) in stats.stats.values()))   # own times add up to the run
@@ -240,8 +241,13 @@ def profile(spec: str, num_aug: int, warm: list[str], rows: list[tuple[str, str]
                    if f.endswith(file_end) and name == function)
 
     seg = cumulative("augment/segment.py", "segment")
-    plan = sum(ct for (f, _, name), (_, _, _, ct, _) in stats.stats.items()
-               if name in ("slots", "_plan", "_swap_plan") and "augment/ops" in f)
+    # The per-sentence plan: each sentence's word layout (a look-up per word, the per-word tables made on
+    # a miss), with everything it calls; and the plans made from it, by their own time (what they call is
+    # the layout, counted already).
+    plan = sum(ct if name in ("_words", "_swap_plan") else tt
+               for (f, _, name), (_, _, tt, ct, _) in stats.stats.items()
+               if name in ("_words", "_swap_plan", "_batch_plan", "_slots", "_plan", "swap_plan")
+               and ("augment/ops" in f or "augment/batch" in f))
     ranked = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
     return {"operator": spec, "rate": rate, "rows": len(rows), "outputs": outputs, "profiled_seconds": total,
             "segmentation_cpu_s_per_row": segmentation_cpu,
@@ -498,7 +504,7 @@ def main() -> int:
     if args.profile and (not only or args.profile in only):
         peer = next((c for c in result["comparisons"] if c["operator"] == args.profile
                      and c["peer"].startswith("nlpcda")), None)
-        p = result["profile"] = profile(args.profile, args.num_aug, warm, rows, peer and peer["rate"]["zhkd"])
+        p = result["profile"] = profile(args.profile, args.num_aug, warm, blocks, peer and peer["rate"]["zhkd"])
         shares = ", ".join(f"{k.replace('_', ' ')} {100 * v:.0f}%" for k, v in p["shares"].items())
         print(f"profile of {args.profile}: {shares}", file=sys.stderr)
         note = "cProfile with CPU time, word caches warm from the comparison; top functions in the result file"
