@@ -36,10 +36,15 @@ def is_rare(char: str) -> bool:
     return is_cjk(char) and char not in common_chars()
 
 
+@cache
+def plain_chars() -> frozenset[str]:
+    """The common characters but the negators."""
+    return common_chars() - NEGATORS
+
+
 def is_plain_word(word: str) -> bool:
     """Safe to put into a sentence: only common characters, and no negator (which would flip meaning)."""
-    common = common_chars()
-    return bool(word) and all(c in common and c not in NEGATORS for c in word)
+    return bool(word) and plain_chars().issuperset(word)
 
 
 def has_negator(word: str) -> bool:

@@ -22,25 +22,30 @@ def content_id(row: dict) -> str:
 
 
 def variant_id(source_id: str, ops: Sequence[str], k: int) -> str:
-    """Prefixed by the source id, so a source and its variants sort next to each other."""
-    return f"{source_id}~{stable_id(source_id, *ops, str(k))}"
+    """Prefixed by the source id, so a source and its variants sort next to each other; the rest is the
+    k-th 8 bytes of SHAKE-256 of (source id, ops), so the ids of all of a source's attempts come from one
+    hash (`VariantIds`)."""
+    return f"{source_id}~{variant_hexes(source_id, ops, k + 1)[16 * k:]}"
+
+
+def variant_hexes(source_id: str, ops: Sequence[str], count: int) -> str:
+    """The id suffixes of attempts 0 .. count - 1 end to end, 16 hex digits each."""
+    return hashlib.shake_256(_SEPARATOR.join((source_id, *ops, "")).encode("utf-8")).hexdigest(8 * count)
 
 
 class VariantIds:
-    """`variant_id` for the variants of one source, the part of the digest they share hashed once per
-    operator chain (one id is made per output)."""
+    """`variant_id` for the variants of one source: the hash of each operator chain is made once, long
+    enough for 32 attempts (doubled when an attempt goes past it), and an id is a slice of it."""
 
-    __slots__ = ("_source_id", "_states")
+    __slots__ = ("_source_id", "_hex")
 
     def __init__(self, source_id: str) -> None:
         self._source_id = source_id
-        self._states: dict[tuple[str, ...], object] = {}
+        self._hex: dict[tuple[str, ...], str] = {}
 
     def __call__(self, ops: tuple[str, ...], k: int) -> str:
-        state = self._states.get(ops)
-        if state is None:
-            shared = _SEPARATOR.join((self._source_id, *ops, "")).encode("utf-8")
-            state = self._states[ops] = hashlib.blake2b(shared, digest_size=8)
-        state = state.copy()
-        state.update(b"%d" % k)
-        return f"{self._source_id}~{state.hexdigest()}"
+        hexes = self._hex.get(ops)
+        at = 16 * k
+        if hexes is None or len(hexes) < at + 16:
+            hexes = self._hex[ops] = variant_hexes(self._source_id, ops, max(32, 2 * (k + 1)))
+        return f"{self._source_id}~{hexes[at:at + 16]}"

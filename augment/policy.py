@@ -9,20 +9,21 @@ Variants equal to the original or to an earlier variant are dropped and another 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from typing import NamedTuple
 
 from zhkd.augment import ops as registry
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.example import Example, Variant
-from zhkd.augment.ids import VariantIds
+from zhkd.augment.ids import VariantIds, variant_hexes
 from zhkd.augment.rng import KeyedRandom, KeyedSeries, derive_rng
 from zhkd.augment.segment import Segmented, segmenter, tokens_and_tags
 from zhkd.tasks import get_task
 
-AUGMENT_VERSION = 4   # bump when an operator's output for the same config and seed changes
+AUGMENT_VERSION = 5   # bump when an operator's output for the same config and seed changes
 CHAIN_CONVERT = 0.1
+BATCH_ATTEMPTS = 16   # fewer attempts than this in a batch are made one by one (numpy's call overhead)
 _UNSEEN = object()   # a (chain, side) whose attempts are not made yet
 
 # Primary operators and their weights per task (family names expand into equal shares).
@@ -119,6 +120,8 @@ class Policy:
                 if any(d.chain[0] == spec for d in plan):
                     wanted += [main] if pair is None else [main, pair]
             op.prepare(wanted)
+        if self.solo and not self.per_token:
+            return self._solo(examples, [main for main, _ in segs])
         return [self._generate(e, s, d) for e, s, d in zip(examples, segs, draws, strict=True)]
 
     def _segment(self, example: Example) -> tuple[Segmented, Segmented | None]:
@@ -171,8 +174,6 @@ class Policy:
             if capacity is not None:
                 wanted = min(wanted, capacity + 1)
         label, text_pair = example.label, original.text_pair
-        if self.solo and as_text:
-            return self._solo(example, main, out, wanted, ids)
         for k, (chain, side) in enumerate(draws):
             if len(out) >= wanted:
                 break
@@ -205,31 +206,83 @@ class Policy:
                 out.append(Variant(ids(ops, k), example.id, text, pair_text, label, tokens, tags, ops, False))
         return out
 
-    def _solo(self, example: Example, main: Segmented, out: list[Variant], wanted: int,
-              ids: VariantIds) -> list[Variant]:
-        """`_generate`'s loop for a single-operator policy on a text task (every attempt the same chain on
-        the same side, texts only): the same variants, with the attempt's draws made straight from the
-        operator's text maker."""
+    def _solo(self, examples: Sequence[Example], mains: Sequence[Segmented]) -> list[list[Variant]]:
+        """`_generate` for a single-operator policy on a text task (every attempt the same chain on the same
+        side, texts only): the same variants, the attempts' texts made for the whole batch at once where
+        the operator offers `texts_batch` (`augment/batch.py`), first enough attempts for N outputs and a
+        quarter more, then, for the examples still short, the rest. Each attempt's text depends on its
+        example, k and the seed alone, so how many are made beyond those used changes nothing."""
         chain = (self.solo,)
-        attempt = self._attempts(example.id, chain, "text", main, True)
-        if attempt is None:
-            return out
-        seen = {example.text}
-        source_id, label = example.id, example.label
-        for k in range(self.attempts):
-            if len(out) >= wanted:
-                break
-            text = attempt(k)
-            if text is None or text in seen or not text.strip():
-                continue
-            seen.add(text)
-            out.append(Variant(ids(chain, k), source_id, text, None, label, None, None, chain, False))
+        op = self.operators[self.solo]
+        capacity = getattr(op, "capacity", None)
+        outs: list[list[Variant]] = []
+        jobs = []
+        for example, main in zip(examples, mains, strict=True):
+            outs.append([Variant.original(example)])
+            wanted = self.num_aug + 1
+            if capacity is not None and (allowed := capacity(main)) is not None:
+                # Stop once every distinct output the sentence allows is found: later attempts could only repeat.
+                wanted = min(wanted, allowed + 1)
+            if wanted > 1 and self.attempts:
+                first = min(self.attempts, wanted - 1 + (wanted - 1) // 4 + 2)
+                jobs.append(_SoloJob(example, main, outs[-1], wanted, range(first), {example.text},
+                                     KeyedSeries(self.seed, example.id, chain + ("text",)).seed,
+                                     variant_hexes(example.id, chain, self.attempts)))
+        new = tuple.__new__   # what Variant(...) makes, without its Python-level __new__ (one per output)
+        while jobs:
+            short = []
+            for job, texts in zip(jobs, self._solo_texts(chain, jobs), strict=True):
+                out, seen, wanted, hexes = job.out, job.seen, job.wanted, job.hexes
+                source_id, label = job.example.id, job.example.label
+                prefix = source_id + "~"   # variant_id(source_id, chain, k), from the attempts' hashes
+                for k, text in zip(job.attempts, texts, strict=True):
+                    if text is None or text in seen or not text or text.isspace():
+                        continue
+                    seen.add(text)
+                    out.append(new(Variant, (prefix + hexes[16 * k:16 * k + 16], source_id, text, None, label,
+                                             None, None, chain, False)))
+                    if len(out) >= wanted:
+                        break
+                else:
+                    if job.attempts.stop < self.attempts:
+                        short.append(job._replace(attempts=range(job.attempts.stop, self.attempts)))
+            jobs = short
+        return outs
+
+    def _solo_texts(self, chain: tuple[str, ...], jobs: list[_SoloJob]) -> list[list[str | None]]:
+        """Each job's attempts' texts: in one batch when the operator batches and the batch is large enough
+        to pay for its arrays (BATCH_ATTEMPTS), else attempt by attempt."""
+        op = self.operators[chain[0]]
+        if hasattr(op, "texts_batch") and sum(len(job.attempts) for job in jobs) >= BATCH_ATTEMPTS:
+            return op.texts_batch([(job.seg, job.seed, job.attempts) for job in jobs])
+        out = []
+        for job in jobs:
+            attempt = self._attempts(job.example.id, chain, "text", job.seg, True)
+            out.append([None] * len(job.attempts) if attempt is None else [attempt(k) for k in job.attempts])
         return out
+
+
+class _SoloJob(NamedTuple):
+    """An example on the single-operator path: its sentence, variants so far, how many it wants, the
+    attempts to make next, the texts seen, its stream seed (`KeyedSeries.seed`) and its variant ids'
+    suffixes (`variant_hexes`)."""
+
+    example: Example
+    seg: Segmented
+    out: list[Variant]
+    wanted: int
+    attempts: range
+    seen: set[str]
+    seed: int
+    hexes: str
 
 
 def _options(spec: str, resources: dict) -> dict:
     name = spec.partition(":")[0]
     options = dict(OPTIONS[name])
+    rates = resources.get("rates") or {}
+    if spec in rates or name in rates:
+        options["p"] = rates.get(spec, rates.get(name))
     if name == "mlm":
         options["model"] = resources["mlm_model"]
         options["device"] = resources.get("mlm_device") or "auto"
@@ -240,12 +293,19 @@ def _options(spec: str, resources: dict) -> dict:
 
 def make_policy(task: str, *, num_aug: int = 4, ops: Sequence[str] | None = None, seed: int = 0,
                 mlm_model: str | None = None, wordvec: str | None = None,
-                user_dict: str | None = None, device: str = "auto") -> Policy:
+                user_dict: str | None = None, device: str = "auto", rates: Mapping[str, float] | None = None) -> Policy:
     """The task's default recipe, or its restriction to `ops`; AugmentError on a bad task or operator.
-    `device` is where the mlm operator runs (auto: CUDA when present)."""
+    `device` is where the mlm operator runs (auto: CUDA when present). `rates` sets the rate p of operators
+    that take one, by spec ("eda:swap") or family ("eda"), instead of OPTIONS' (the augment bench sets it
+    so that zhkd changes as many characters as its peer)."""
     if num_aug < 0:
         raise AugmentError(f"num_aug must be >= 0, got {num_aug}")
-    resources = {"mlm_model": mlm_model, "wordvec": wordvec, "user_dict": user_dict, "mlm_device": device}
+    for spec in rates or {}:
+        family = registry.expand(spec)[0].partition(":")[0]
+        if "p" not in OPTIONS[family]:
+            raise AugmentError(f"operator {spec} takes no rate")
+    resources = {"mlm_model": mlm_model, "wordvec": wordvec, "user_dict": user_dict, "mlm_device": device,
+                 "rates": dict(rates or {})}
     recipe = RECIPES["span_safe" if get_task(task).span_safe else "text"]
     if ops is None:
         names = [n for n in recipe if not (n == "mlm" and not mlm_model or n == "wordvec" and not wordvec)]

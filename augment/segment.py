@@ -100,8 +100,10 @@ class Segmenter:
 
     def segment(self, text: str) -> Segmented:
         words = tuple(self.cutter.cut(text))
-        get = self.tags.get
-        return Segmented(words, tuple([get(w) or _unknown_tag(w) for w in words]), (None,) * len(words))
+        tags = tuple(map(self.tags.get, words))
+        if None in tags:   # words outside the dictionary (punctuation among them)
+            tags = tuple([tag or _unknown_tag(w) for w, tag in zip(words, tags, strict=True)])
+        return Segmented(words, tags, (None,) * len(words))
 
 
     def segment_tagged(self, tokens: tuple[str, ...], tags: tuple[str, ...]) -> Segmented:

@@ -7,11 +7,20 @@ augmented by zhkd and by the peer in turn (the order alternating), in this one p
 the same machine load; every row is augmented exactly once by each side. One-time loading is excluded:
 each tool first augments --warm-up rows that are not among the measured ones.
 
-Rates are the same number on both sides: zhkd's policy rate for the operator (synonym 0.2 of the
-eligible words, homophone 0.1 of the eligible characters, eda 0.1 of the words) is the peer's
-`change_rate` / ratio. What that number means differs by tool, so the share of characters each
-output changes (1 - matched / longer length, difflib's matching blocks) is measured for both sides
-and reported beside the speed.
+Equal change rates are equal observed shares, not equal settings: a rate means something different
+to each tool (zhkd's is per eligible unit: synonym 0.2 of the replaceable words, homophone 0.1 of the
+replaceable characters, eda 0.1 of the movable words; nlpcda's is per character or word it meets), so
+the same number changed about twice as many characters for nlpcda's Homophone and Similarword as for
+zhkd. The peer keeps its setting (zhkd's default rate, as its `change_rate` / ratio), and zhkd's rate
+is calibrated to it before the timed rounds: on an even sample of the measured rows
+(--calibration-rows of them), the peer's share of characters changed per output (1 - matched / longer
+length, difflib's matching blocks) is the target, and zhkd's rate is bisected (starting from its
+default) until its share is within SHARE_TOLERANCE of it. One side is moved, and it is zhkd, so the
+peer runs exactly as before and as its users call it. The calibration runs in a forked child, so its
+work leaves nothing behind for the timed rounds (no segmentation or word cache warmed on the measured
+rows, no draw from nlpcda's global random state). Both rates, the calibration's shares and the shares
+measured on the timed outputs are recorded; a comparison whose timed shares differ by more than the
+tolerance says so in its note.
 
 Speed is distinct outputs per second, wall time (CPU time of this process beside it), zhkd's including
 its jieba segmentation: a policy segments each row once, as the peers that segment (Similarword) do.
@@ -25,13 +34,15 @@ bert-base-shaped masked LM; block by block, the loop runs on the block's rows fo
 --loop-budget seconds (it needs 0.2-2 s per word), and its cost per forwarded token projects its time
 for all the rows (the note in the result says so). Results: bench/results/augment_bench.json.
 
-    python bench/augment_bench.py [--sentences 500] [--num-aug 20] [--rounds 10] [--skip-mlm]
+    python bench/augment_bench.py [--sentences 500] [--num-aug 20] [--rounds 10] [--calibration-rows 200]
+                                  [--only synonym,homophone,eda:swap] [--skip-jionlp] [--skip-mlm]
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import multiprocessing
 import os
 import random
 import sys
@@ -68,12 +79,14 @@ RARE_TARGET = {"homophone": 0.05}
 RARE_DEFAULT_TARGET = 0.02
 NEGATOR_EXEMPT = ("ngram", "eda:delete", "mask", "convert:s2t", "convert:s2tw")
 CHANGE_SAMPLE = 2000
+SHARE_TOLERANCE = 0.05   # zhkd's share of characters changed within 5% (relative) of the peer's
+CALIBRATION_STEPS = 10   # bisection steps at most (rates 1/1024 apart), fewer once within a quarter of it
 TOP_K = 15
 WARM_UP = "热身的句子，服务很好，房间干净"
 
 
 def rate_of(spec: str) -> float:
-    """zhkd's policy rate for an operator, the number the peer is given too."""
+    """zhkd's default policy rate for an operator, the number the peer is given."""
     return OPTIONS[spec.partition(":")[0]]["p"]
 
 
@@ -106,9 +119,11 @@ def samples(pairs: list[tuple[str, str]], count: int = 10) -> list[dict]:
     return [{"input": pairs[i][0][:120], "output": pairs[i][1][:120]} for i in sorted(chosen)]
 
 
-def zhkd_tool(spec: str, num_aug: int, warm: list[str]):
-    """A callable(rows) -> (text, output) pairs, running zhkd's policy restricted to one operator."""
-    policy = make_policy("classification", num_aug=num_aug, ops=[spec], seed=0)
+def zhkd_tool(spec: str, num_aug: int, warm: list[str], rate: float | None = None):
+    """A callable(rows) -> (text, output) pairs, running zhkd's policy restricted to one operator (at
+    `rate` instead of its default rate when given)."""
+    policy = make_policy("classification", num_aug=num_aug, ops=[spec], seed=0,
+                         rates=None if rate is None else {spec: rate})
     policy.load()
     policy.variants_batch([Example(f"warm-{n}", t) for n, t in enumerate(warm)])
 
@@ -156,24 +171,67 @@ def peer_tool(name: str, spec: str, num_aug: int, warm: list[str]):
     return run
 
 
-def profile(spec: str, num_aug: int, warm: list[str], rows: list[tuple[str, str]], top: int = 15) -> dict:
-    """cProfile of zhkd's policy for one operator over the rows, after the same warm-up: where its time goes.
-    Phases by cumulative time: jieba segmentation (`Segmenter.segment`), the operator's per-sentence
-    plan (slots and candidate tables, remembered per sentence), and the rest (the outputs themselves)."""
+def in_child(work, *args):
+    """`work(*args)` run in a forked child, its result returned: what the child does (caches it fills, random
+    state it draws) never reaches this process."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            send.send((True, work(*args)))
+        except BaseException as err:   # the parent re-raises it
+            send.send((False, f"{type(err).__name__}: {err}"))
+
+    process = context.Process(target=child)
+    process.start()
+    ok, value = receive.recv()
+    process.join()
+    if not ok:
+        raise RuntimeError(f"calibration failed: {value}")
+    return value
+
+
+def calibrate(spec: str, peer_run, rows: list[tuple[str, str]], num_aug: int) -> dict:
+    """zhkd's rate for `spec` at which its share of characters changed matches the peer's on `rows` (see
+    the module docstring): bisection from the default rate, stopped once within a quarter of
+    SHARE_TOLERANCE (the measured rows are a larger sample than these, and their share moves a little),
+    else the closest rate tried after CALIBRATION_STEPS."""
+    target = change_share(peer_run(rows))
+    lo, hi, rate = 0.0, 1.0, rate_of(spec)
+    tried = []
+    for _ in range(CALIBRATION_STEPS):
+        share = change_share(zhkd_tool(spec, num_aug, [], rate)(rows))
+        tried.append((abs(share - target), rate, share))
+        if abs(share - target) <= SHARE_TOLERANCE / 4 * target:
+            break
+        lo, hi = (rate, hi) if share < target else (lo, rate)
+        rate = round((lo + hi) / 2, 4)
+    _, rate, share = min(tried)
+    return {"rows": len(rows), "peer_share": target, "zhkd_rate": rate, "zhkd_share": share, "steps": len(tried)}
+
+
+def profile(spec: str, num_aug: int, warm: list[str], blocks: list[list[tuple[str, str]]], rate: float | None,
+            top: int = 15) -> dict:
+    """cProfile of zhkd's policy for one operator (at the rate its nlpcda comparison ran, if any) over the
+    rows, block by block as the timed rounds ran them, after the same warm-up: where its time goes.
+    Phases: jieba segmentation (`Segmenter.segment`, cumulative), the operator's per-sentence plan (its
+    words' slots and candidate tables, remembered per sentence), and the rest (the outputs themselves)."""
     import cProfile
     import pstats
 
     from zhkd.augment.jieba_cut import _viterbi_words
 
+    rows = [row for block in blocks for row in block]
     _viterbi_words.cache_clear()   # segmentation alone, as a first sight of these rows would cost it
     clock = time.process_time()
     for _, text in rows:
         segmenter().segment(text)
     segmentation_cpu = (time.process_time() - clock) / max(1, len(rows))
-    run = zhkd_tool(spec, num_aug, warm)
+    run = zhkd_tool(spec, num_aug, warm, rate)
     profiler = cProfile.Profile(time.process_time)   # CPU time: a busy machine pre-empts at random
     profiler.enable()
-    outputs = len(run(rows))
+    outputs = sum(len(run(block)) for block in blocks)
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = max(1e-12, sum(t for (_, _, t, _, _) in stats.stats.values()))   # own times add up to the run
@@ -183,10 +241,15 @@ def profile(spec: str, num_aug: int, warm: list[str], rows: list[tuple[str, str]
                    if f.endswith(file_end) and name == function)
 
     seg = cumulative("augment/segment.py", "segment")
-    plan = sum(ct for (f, _, name), (_, _, _, ct, _) in stats.stats.items()
-               if name in ("slots", "_plan", "_swap_plan") and "augment/ops" in f)
+    # The per-sentence plan: each sentence's word layout (a look-up per word, the per-word tables made on
+    # a miss), with everything it calls; and the plans made from it, by their own time (what they call is
+    # the layout, counted already).
+    plan = sum(ct if name in ("_words", "_swap_plan") else tt
+               for (f, _, name), (_, _, tt, ct, _) in stats.stats.items()
+               if name in ("_words", "_swap_plan", "_batch_plan", "_slots", "_plan", "swap_plan")
+               and ("augment/ops" in f or "augment/batch" in f))
     ranked = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
-    return {"operator": spec, "rows": len(rows), "outputs": outputs, "profiled_seconds": total,
+    return {"operator": spec, "rate": rate, "rows": len(rows), "outputs": outputs, "profiled_seconds": total,
             "segmentation_cpu_s_per_row": segmentation_cpu,
             "shares": {"segmentation": seg / total, "per_sentence_plan": plan / total,
                        "outputs": max(0.0, 1 - (seg + plan) / total)},
@@ -373,6 +436,9 @@ def main() -> int:
     parser.add_argument("--num-aug", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (blocks of the rows)")
     parser.add_argument("--warm-up", type=int, default=20, help="rows (not measured) each tool augments first")
+    parser.add_argument("--calibration-rows", type=int, default=200,
+                        help="an even sample of the measured rows on which zhkd's rate is matched (in a forked "
+                             "child) to the peer's share of characters changed")
     parser.add_argument("--only", help="comma-separated zhkd operators to measure (default: all)")
     parser.add_argument("--skip-jionlp", action="store_true", help="leave out the jionlp peers (slow)")
     parser.add_argument("--mlm-sentences", type=int, default=200)
@@ -390,6 +456,7 @@ def main() -> int:
     texts = corpus[: args.sentences]
     warm = corpus[-args.warm_up:] if args.warm_up else [WARM_UP]
     rows = [(f"s{n}", t) for n, t in enumerate(texts)]
+    calibration_rows = rows[:: max(1, len(rows) // max(1, args.calibration_rows))][: args.calibration_rows]
     size = -(-len(rows) // args.rounds)
     blocks = [rows[at:at + size] for at in range(0, len(rows), size)]
     only = set(args.only.split(",")) if args.only else None
@@ -399,25 +466,33 @@ def main() -> int:
     for spec, peer, target in PAIRS:
         if only and spec not in only or args.skip_jionlp and peer.startswith("jionlp"):
             continue
-        tools = {"zhkd": zhkd_tool(spec, args.num_aug, warm), "peer": peer_tool(peer, spec, args.num_aug, warm)}
+        peer_run = peer_tool(peer, spec, args.num_aug, warm)
+        calibration = in_child(calibrate, spec, peer_run, calibration_rows, args.num_aug)
+        rate = calibration["zhkd_rate"]
+        tools = {"zhkd": zhkd_tool(spec, args.num_aug, warm, rate), "peer": peer_run}
         measured = measure(tools, blocks)
         ours, theirs = side(measured["zhkd"]), side(measured["peer"])
         speed = rate_ratio(measured["zhkd"]["rounds"], measured["peer"]["rounds"], "outputs")
         ours["checks"] = quality_checks(spec, ours["quality"])
-        result["comparisons"].append({"operator": spec, "peer": peer, "rate": rate_of(spec), "target": target,
+        matched = abs(ours["change_share"] - theirs["change_share"]) <= SHARE_TOLERANCE * theirs["change_share"]
+        result["comparisons"].append({"operator": spec, "peer": peer, "rate": {"zhkd": rate, "peer": rate_of(spec)},
+                                      "calibration": calibration, "share_tolerance": SHARE_TOLERANCE,
+                                      "shares_matched": matched, "target": target,
                                       "zhkd": ours, "peer_side": theirs, "speed": speed})
         result["summary"].append(summary_row(
             f"augment {spec} vs {peer}", f"{ours['outputs_per_s']:,.0f} outputs/s",
             f"{theirs['outputs_per_s']:,.0f} outputs/s", "outputs/s", speed["ratio"],
             interval=speed["round_ratio_interval"], target=target,
-            note=(f"rate {rate_of(spec)} both; chars changed {100 * ours['change_share']:.1f}% vs "
-                  f"{100 * theirs['change_share']:.1f}%; rare {100 * ours['quality']['rare']:.1f}% vs "
+            note=(f"rate {rate:g} vs {rate_of(spec):g} (zhkd's calibrated to the peer's share); chars changed "
+                  f"{100 * ours['change_share']:.1f}% vs {100 * theirs['change_share']:.1f}%"
+                  f"{'' if matched else ' (NOT matched within the tolerance)'}; "
+                  f"rare {100 * ours['quality']['rare']:.1f}% vs "
                   f"{100 * theirs['quality']['rare']:.1f}%; negator changed {100 * ours['quality']['negator']:.1f}% vs "
                   f"{100 * theirs['quality']['negator']:.1f}%; CPU-time ratio {speed['ratio_cpu']:.2f}")))
         print(f"{spec:<11} {ours['outputs_per_s']:>9,.0f} out/s  {peer:<40} {theirs['outputs_per_s']:>9,.0f} out/s  "
               f"{speed['ratio']:.2f}x (rounds {speed['round_ratio_mean']:.2f} ± {speed['round_ratio_interval']:.2f}; "
               f"CPU {speed['ratio_cpu']:.2f}x)  changed {100 * ours['change_share']:.1f}% vs "
-              f"{100 * theirs['change_share']:.1f}%", file=sys.stderr, flush=True)
+              f"{100 * theirs['change_share']:.1f}% (rate {rate:g} vs {rate_of(spec):g})", file=sys.stderr, flush=True)
     for spec in SOLO:
         if only and spec not in only:
             continue
@@ -427,11 +502,11 @@ def main() -> int:
         result["solo"][spec] = ours
         print(f"{spec:<11} {ours['outputs_per_s']:>9,.0f} out/s (no peer)", file=sys.stderr, flush=True)
     if args.profile and (not only or args.profile in only):
-        p = result["profile"] = profile(args.profile, args.num_aug, warm, rows)
-        shares = ", ".join(f"{k.replace('_', ' ')} {100 * v:.0f}%" for k, v in p["shares"].items())
-        print(f"profile of {args.profile}: {shares}", file=sys.stderr)
         peer = next((c for c in result["comparisons"] if c["operator"] == args.profile
                      and c["peer"].startswith("nlpcda")), None)
+        p = result["profile"] = profile(args.profile, args.num_aug, warm, blocks, peer and peer["rate"]["zhkd"])
+        shares = ", ".join(f"{k.replace('_', ' ')} {100 * v:.0f}%" for k, v in p["shares"].items())
+        print(f"profile of {args.profile}: {shares}", file=sys.stderr)
         note = "cProfile with CPU time, word caches warm from the comparison; top functions in the result file"
         if peer:
             peer_cpu = peer["peer_side"]["cpu_seconds"] / peer["peer_side"]["inputs"]
@@ -455,7 +530,7 @@ def main() -> int:
         print(f"mlm: {m['speedup']:.1f}x the TinyBERT loop (projected)", file=sys.stderr)
 
     result["meta"] = meta("augment_bench", started, load_before, rows=len(rows), num_aug=args.num_aug,
-                          rounds=len(blocks), warm_up_rows=len(warm))
+                          rounds=len(blocks), warm_up_rows=len(warm), calibration_rows=len(calibration_rows))
     write_result(args.out, result)
     return 0
 

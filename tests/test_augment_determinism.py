@@ -13,7 +13,7 @@ import pytest
 from conftest import run_zhkd
 
 from zhkd.augment.example import Example
-from zhkd.augment.ids import content_id, stable_id, variant_id
+from zhkd.augment.ids import VariantIds, content_id, stable_id, variant_hexes, variant_id
 from zhkd.augment.policy import make_policy
 from zhkd.pipelines.corpora import corpus_path, load_corpus
 
@@ -82,6 +82,10 @@ def test_ids_are_stable_values():
     assert content_id({"text": "好", "label": 1}) == content_id({"label": 1, "text": "好", "extra": "x"})
     assert content_id({"text": "好"}) != content_id({"text": "坏"})
     assert variant_id("s", ("synonym",), 0) != variant_id("s", ("synonym",), 1)
+    ids = VariantIds("s")
+    assert [ids(("synonym",), k) for k in (0, 5, 31, 40, 100)] == [variant_id("s", ("synonym",), k)
+                                                                   for k in (0, 5, 31, 40, 100)]
+    assert variant_id("s", ("synonym",), 3) == "s~" + variant_hexes("s", ("synonym",), 8)[48:64]
 
 
 def test_pair_policy_changes_one_or_both_sides_and_keeps_the_label():

@@ -124,9 +124,9 @@ def test_homophone_slots_from_the_load_time_table_are_those_of_the_word_readings
     for word in sorted({w for text in corpus_texts[:400] for w in segmenter().words(text)}):
         expected = []
         for j, reading in enumerate(word_readings(word, toned)):
-            chars, cum = homophones(word[j], reading, toned)
-            if chars:
-                expected.append((j, chars, cum[:-1], cum[-1]))
+            entry = homophones(word[j], reading, toned)
+            if entry.items:
+                expected.append((j, entry))
         assert word_slots(word, toned) == tuple(expected), word
         by_table += default_read(word, table)
     assert by_table > 1000   # most words take the table's path
@@ -153,7 +153,7 @@ def test_synonym_sets_keep_every_filter(corpus_texts):
 def test_a_keyed_generator_depends_on_its_key_alone():
     first = derive_rng(3, "row-1", ("homophone", "text"), 2)
     random.seed(0)
-    draws = [first.random() for _ in range(40)]   # crosses several refills of the pool
+    draws = [first.random() for _ in range(40)]
     random.seed(99)
     again = derive_rng(3, "row-1", ("homophone", "text"), 2)
     assert [again.random() for _ in range(40)] == draws
@@ -177,3 +177,63 @@ def test_keyed_draws_are_uniform():
         rng.sample("ab", 3)
     with pytest.raises(ValueError):
         rng.randrange(0)
+
+
+def test_numpy_stream_words_are_the_keyed_generators_draws():
+    import numpy as np
+
+    from zhkd.augment.batch import stream_words
+    from zhkd.augment.rng import KeyedRandom, KeyedSeries
+
+    seeds = [KeyedSeries(s, f"row-{s}", ("homophone", "text")).seed for s in range(5)]
+    ks, js = [0, 3, 7, 2**20, 41], list(range(6))
+    words = stream_words(np.repeat(np.array(seeds, np.uint64), 6), np.repeat(ks, 6), np.tile(js, 5))
+    expected = []
+    for seed, k in zip(seeds, ks, strict=True):
+        rng = KeyedRandom.of_seed(seed, k)
+        expected += [rng._word() for _ in js]
+    assert words.tolist() == expected
+    assert KeyedSeries(3, "row-1", ("homophone", "text"))(2).random() == derive_rng(3, "row-1", ("homophone", "text"),
+                                                                                    2).random()
+
+
+def test_registry_draws_pick_the_item_bisect_picks():
+    from bisect import bisect_right
+
+    import numpy as np
+
+    from zhkd.augment.tables import SCALE, draw_items, item_codes, make_table
+
+    rng = random.Random(3)
+    tables = [make_table([f"词{n}{i}" for i in range(size)], np.cumsum([rng.random() + 1e-9 for _ in range(size)]))
+              for n, size in enumerate([1, 2, 3, 7, 8, 9, 40, 129])]
+    skewed = make_table(["多", "少", "稀"], [1.0, 1.0 + 1e-12, 2.0])   # an item with (almost) no weight
+    tables.append(skewed)
+    chosen = [tables[rng.randrange(len(tables))] for _ in range(5000)]
+    bits = [rng.randrange(SCALE) for _ in chosen] + [0, SCALE - 1, skewed.bounds[0], skewed.bounds[0] - 1]
+    chosen += [skewed] * 4
+    items = draw_items(np.array([t.id for t in chosen]), np.array(bits, np.int64))
+    codes, start, length = item_codes()
+    for table, r, item in zip(chosen, bits, items.tolist(), strict=True):
+        expected = table.items[bisect_right(table.bounds, r)]
+        assert codes[start[item]:start[item] + length[item]].tobytes().decode("utf-32-le") == expected
+
+
+def test_memo_tables_stay_tracked_by_the_collector():
+    # CPython stops tracking a plain dict of atomic keys and values at a collection and tracks it again, in
+    # the youngest generation, when a new tuple key goes in: young collections then walk the whole table.
+    import gc
+
+    from zhkd.augment.memo import memo
+
+    @memo
+    def joined(a: str, b: str) -> str:
+        return a + b
+
+    plain = {}
+    for n in range(100):
+        joined(str(n), "x")
+        plain[(str(n), "x")] = str(n) + "x"
+    gc.collect()
+    assert gc.is_tracked(joined.table) and not gc.is_tracked(plain)
+    assert joined("1", "x") == "1x" and len(joined.table) == 100

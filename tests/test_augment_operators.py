@@ -165,9 +165,10 @@ def test_slot_draws_are_distinct_uniform_over_slots_and_weighted_within():
 
     from zhkd.augment.ops.synonym import merged_sets
     from zhkd.augment.rng import KeyedRandom
+    from zhkd.augment.tables import make_table
 
     two_sets = merged_sets(((("c",), (2.0,)), (("d", "e"), (1.0, 4.0))))
-    tables = [((0,), ("a", "b"), (1.0,), 4.0), ((1,), *two_sets), ((2,), ("f",), (), 5.0)]
+    tables = [((0,), make_table(("a", "b"), (1.0, 4.0))), ((1,), two_sets), ((2,), make_table(("f",), (5.0,)))]
     slots, picks = Counter(), Counter()
     rng = KeyedRandom(b"slots")
     for _ in range(30_000):
@@ -179,7 +180,7 @@ def test_slot_draws_are_distinct_uniform_over_slots_and_weighted_within():
     assert 0.22 < picks["a"] / (picks["a"] + picks["b"]) < 0.28           # weights 1 and 3
     assert 0.47 < picks["c"] / slots[(1,)] < 0.53                         # two sets, equal shares
     assert 0.22 < picks["d"] / (picks["d"] + picks["e"]) < 0.28
-    assert two_sets == (("c", "d", "e"), (1.0, 1.25), 2.0)
+    assert two_sets.items == ("c", "d", "e") and two_sets.bounds == (1 << 31, 5 << 29)   # 1/2, 5/8 of 2^32
     single = Counter(cand for _ in range(20_000) for _, cand in rng.picks(tables, 1))
     assert abs(single["f"] / 20_000 - 1 / 3) < 0.02
 
@@ -218,3 +219,56 @@ def test_a_single_operator_policy_gives_the_variants_of_the_general_loop(spec, s
     general.solo = None   # the loop every other policy takes (same draws: one operator, no conversion)
     assert solo.solo == spec
     assert solo.variants_batch(examples) == general.variants_batch(examples)
+
+
+ODD_SENTENCES = ["房间 很 干净 ， 服务 也 好", "酒店的服务很好，房间干净\x00", "好", "",
+                 "这家酒店的房间很大很干净，服务员态度热情，早餐品种丰富，交通也方便，下次还会再来住"]
+
+
+@pytest.mark.parametrize("spec", ["homophone", "synonym", "eda:swap", "eda:delete"])
+@pytest.mark.parametrize("p", [0.05, 0.2, 1.0])
+def test_batched_texts_are_the_text_makers_texts_for_every_attempt(spec, p, segs):
+    # Rate 1 changes every slot: the batch runs out of the words it drew for some attempts and hands them
+    # back to the text maker. Spaces and a trailing NUL take the batch's other paths.
+    from zhkd.augment.rng import KeyedRandom
+
+    op = build(spec, p=p)
+    sentences = list(segs[:120]) + [segmenter().segment(t) for t in ODD_SENTENCES]
+    jobs = [(seg, 1000 + n, range(n % 5, n % 5 + 12)) for n, seg in enumerate(sentences)]
+    batched = op.texts_batch(jobs)
+    made = 0
+    for (seg, seed, attempts), texts in zip(jobs, batched, strict=True):
+        make = op.text_maker(seg)
+        expected = [None if make is None else make(KeyedRandom.of_seed(seed, k)) for k in attempts]
+        assert texts == expected, seg.text
+        made += sum(t is not None for t in texts)
+    assert made > len(sentences)
+
+
+def test_a_policy_gives_the_same_variants_in_a_batch_and_attempt_by_attempt(segs, monkeypatch):
+    from zhkd.augment import policy as policy_module
+    from zhkd.augment.example import Example
+    from zhkd.augment.policy import make_policy
+
+    examples = [Example(f"r{n}", seg.text) for n, seg in enumerate(segs[:30])]
+    for spec in ("homophone", "synonym", "eda:swap"):
+        batched = make_policy("classification", num_aug=8, ops=[spec], seed=5).variants_batch(examples)
+        monkeypatch.setattr(policy_module, "BATCH_ATTEMPTS", 10 ** 9)   # every attempt by its text maker
+        one_by_one = make_policy("classification", num_aug=8, ops=[spec], seed=5).variants_batch(examples)
+        monkeypatch.undo()
+        assert batched == one_by_one
+        assert sum(len(v) - 1 for v in batched) > 100
+
+
+def test_a_rate_given_to_a_policy_sets_its_operators_rate_and_config():
+    from zhkd.augment.errors import AugmentError
+    from zhkd.augment.policy import OPTIONS, make_policy
+
+    policy = make_policy("classification", ops=["homophone", "eda"], rates={"homophone": 0.3, "eda:swap": 0.05})
+    assert policy.operators["homophone"].p == 0.3 and policy.config()["options"]["homophone"]["p"] == 0.3
+    assert policy.operators["eda:swap"].p == 0.05 and policy.operators["eda:delete"].p == OPTIONS["eda"]["p"]
+    assert make_policy("classification", ops=["eda"], rates={"eda": 0.2}).operators["eda:insert"].p == 0.2
+    with pytest.raises(AugmentError, match="takes no rate"):
+        make_policy("classification", ops=["ngram"], rates={"ngram": 0.2})
+    with pytest.raises(AugmentError, match="rate p must lie"):
+        make_policy("classification", ops=["synonym"], rates={"synonym": 1.5})

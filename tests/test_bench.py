@@ -18,6 +18,8 @@ sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402
 
+from zhkd.augment.policy import OPTIONS  # noqa: E402
+
 
 def run_bench(script: str, out: Path, *args: str) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -46,9 +48,18 @@ def test_the_augment_bench_gives_both_sides_the_same_rows(tmp_path):
     assert (("eda:swap", "jionlp.swap_char_position") in peers) == jionlp
     for c in result["comparisons"]:
         assert c["zhkd"]["inputs"] == c["peer_side"]["inputs"] == 6
-        assert c["rate"] > 0 and 0 <= c["zhkd"]["change_share"] <= 1 and 0 <= c["peer_side"]["change_share"] <= 1
+        assert 0 < c["zhkd"]["change_share"] <= 1 and 0 < c["peer_side"]["change_share"] <= 1
         assert c["speed"]["rounds"] == 2 and c["speed"]["ratio"] > 0
         assert c["zhkd"]["outputs"] > 0 and c["peer_side"]["outputs"] > 0
+        # zhkd's rate is calibrated on the measured rows (all six here) to the peer's share of characters
+        # changed; the peer keeps zhkd's default rate. zhkd's outputs are the calibration's, so its share is.
+        assert c["rate"]["peer"] == OPTIONS[c["operator"].partition(":")[0]]["p"] and 0 < c["rate"]["zhkd"] <= 1
+        assert c["calibration"]["rows"] == 6 and c["calibration"]["zhkd_rate"] == c["rate"]["zhkd"]
+        assert c["zhkd"]["change_share"] == pytest.approx(c["calibration"]["zhkd_share"])
+        assert c["shares_matched"] == (abs(c["zhkd"]["change_share"] - c["peer_side"]["change_share"])
+                                       <= c["share_tolerance"] * c["peer_side"]["change_share"])
+    homophone = next(c for c in result["comparisons"] if c["peer"] == "nlpcda.Homophone")
+    assert homophone["rate"]["zhkd"] > homophone["rate"]["peer"]   # at equal settings zhkd changed fewer
     assert result["solo"]["mask"]["inputs"] == 6
     mlm = result["mlm"]
     assert mlm["zhkd"]["inputs"] == mlm["tinybert_loop"]["inputs"] == 3

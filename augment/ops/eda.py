@@ -10,7 +10,7 @@ import re
 
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.lexicon import synonym_table
-from zhkd.augment.ops.base import check_rate, count_for, free_words, synonym_slots
+from zhkd.augment.ops.base import check_rate, count_for, free_words, synonym_slots, texts_in_batch, texts_one_by_one
 from zhkd.augment.rng import KeyedRandom
 from zhkd.augment.segment import Segmented
 
@@ -70,6 +70,20 @@ class Eda:
             return None if gaps is not None and cjk_gaps(text) > gaps else text
 
         return swap
+
+    def texts_batch(self, jobs):
+        """The text maker's texts for many attempts of many sentences: swaps in one batch (`batch.swap`),
+        deletions and insertions one attempt at a time."""
+        if self.mode != "swap" or self.p == 0:
+            return texts_one_by_one(self, jobs)
+        from zhkd.augment.batch import swap, swap_plan
+
+        def plan_of(seg: Segmented):
+            slots, count = seg.remember(f"swap:{self.p}", self._swap_plan)
+            return seg.remember(f"swap:{self.p}:batch", lambda s: swap_plan(
+                s.words, slots, count, s.remember("cjk_gaps", _cjk_gaps))) if count else None
+
+        return texts_in_batch(self, jobs, plan_of, swap)
 
     def _swap_plan(self, seg: Segmented) -> tuple[list[int], int]:
         """The movable words, and how many swaps a variant makes (0 when fewer than two distinct words)."""
