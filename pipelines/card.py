@@ -16,7 +16,7 @@ REASON_MEANINGS = {
     "malformed_json": "line is not a JSON object",
     "malformed_csv": "CSV/TSV row with a quoting error or the wrong number of fields",
     "malformed_row": "a field has the wrong type",
-    "invalid_utf8": "bytes that are not UTF-8",
+    "invalid_utf8": "a JSON \\u escape of a lone surrogate, or bytes that are not UTF-8",
     "missing_field": "the text (or tokens) field is absent",
     "empty_text": "empty or whitespace-only text",
     "text_too_long": "over the --max-chars cap (use --truncate to cut instead)",

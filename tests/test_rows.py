@@ -54,6 +54,15 @@ def test_invalid_utf8_rejects_the_row_never_replacing_bytes():
     assert check.dead.reason == "invalid_utf8" and check.dead.position == 2 and "not UTF-8" in check.dead.detail
 
 
+def test_a_json_escape_of_a_lone_surrogate_rejects_the_row_and_a_whole_pair_is_read():
+    data = (b'{"text": "\\u597d\\ud800"}\n'  # half a pair: no character, no UTF-8
+            b'{"text": "ok \\ud83d\\ude00"}\n'  # a whole pair: one character
+            b'{"text": "\\uD83D"}\n')  # upper-case hex alike
+    got = list(read_jsonl(io.BytesIO(data), "x.jsonl"))
+    assert [(r.position, r.error) for r in got] == [(1, "invalid_utf8"), (2, None), (3, "invalid_utf8")]
+    assert got[1].fields == {"text": "ok \U0001f600"}
+
+
 @pytest.mark.parametrize(("data", "message"), [
     (b"", "empty file"),
     (b"text,label\n", "a header row and no rows"),

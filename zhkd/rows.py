@@ -55,7 +55,7 @@ _DIGITS = re.compile(r"^\d+$")
 _BOM = b"\xef\xbb\xbf"
 # What a reader's rejection means, for the detail of its dead letter.
 READ_ERRORS = {
-    "invalid_utf8": "bytes that are not UTF-8",
+    "invalid_utf8": "a JSON \\u escape of a lone surrogate (no character), or bytes that are not UTF-8",
     "malformed_json": "not a JSON object",
     "malformed_csv": "not a row of the header's columns",
     "line_too_long": f"a line over {MAX_LINE_BYTES:,} bytes (not read)",
@@ -135,7 +135,20 @@ def read_jsonl(f: BinaryIO, source: str, max_bytes: int = MAX_LINE_BYTES) -> Ite
         if not isinstance(fields, dict):
             yield RawRecord(source, number, text, error="malformed_json")
             continue
+        if "\\ud" in text.lower() and not _unicode(fields):
+            yield RawRecord(source, number, text, error="invalid_utf8")
+            continue
         yield RawRecord(source, number, text, fields)
+
+
+def _unicode(fields: dict) -> bool:
+    """Whether a parsed JSON object holds only characters. JSON may escape half of a surrogate pair
+    (`"\\ud800"`), which Python decodes into a string that no UTF-8 output, hash or tokenizer takes."""
+    try:
+        json.dumps(fields, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Lines:
