@@ -98,8 +98,10 @@ def test_the_build_bench_runs_both_worker_counts_on_one_source(tmp_path):
     assert sorted(r["workers"] for r in runs) == [1, 2] and all("failed" not in r for r in runs)
     assert len({r["rows_in"] for r in runs}) == 1 and result["identical_shards_by_size"] == {"12": True}
     by_workers = {r["workers"]: r["cpu_s_by_role"] for r in runs}
-    # in-process, the driver does all the work; with 2 local workers, processes below it do some
-    assert by_workers[1]["driver"] > 0 and by_workers[1]["workers"] == 0 and by_workers[2]["workers"] > 0
+    # in-process, the driver does the work (a library may start a short-lived helper process, so not
+    # exactly none below it); with 2 local workers, processes below it do a share of the work
+    assert by_workers[1]["driver"] > 0 and by_workers[2]["workers"] > max(by_workers[1]["workers"], 0.5)
+    assert all(cpu["driver_peak_rss_mib"] > 0 for cpu in by_workers.values())
     assert result["failed"] is None
 
 
