@@ -79,9 +79,9 @@ def run_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: int
         cpu = cpu_by_role(process)
         wall = time.perf_counter() - start
         stderr.seek(0)
-        done = subprocess.CompletedProcess(command, process.returncode, "", stderr.read())
-    if done.returncode != 0:  # recorded, not fatal: the other runs still say something
-        error = (done.stderr.strip().splitlines() or ["?"])[-1]
+        errors = stderr.read()
+    if process.returncode != 0:  # recorded, not fatal: the other runs still say something
+        error = (errors.strip().splitlines() or ["?"])[-1]
         print(f"build failed ({' '.join(command)}): {error}", flush=True)
         return {"workers": workers, "wall_s": wall, "failed": error}
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))

@@ -135,7 +135,7 @@ def read_jsonl(f: BinaryIO, source: str, max_bytes: int = MAX_LINE_BYTES) -> Ite
         if not isinstance(fields, dict):
             yield RawRecord(source, number, text, error="malformed_json")
             continue
-        if "\\ud" in text.lower() and not _unicode(fields):
+        if ("\\ud" in text or "\\uD" in text) and not _unicode(fields):  # JSON writes the escape's u in lower case
             yield RawRecord(source, number, text, error="invalid_utf8")
             continue
         yield RawRecord(source, number, text, fields)
