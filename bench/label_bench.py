@@ -6,8 +6,9 @@ temporary checkpoint and loaded the way each contender loads it, in one process 
 thread count. Timed end to end from raw strings to raw logits, tokenisation included, model loading
 excluded (each contender first labels 16 rows that are not measured):
 
-- zhkd: `TeacherTokenizer.encode` (one batched call), `plan_batches` (length-sorted, token budget) and
-  `TeacherHandler.run_inference` per batch, as `zhkd build` runs them on a group of rows;
+- zhkd: `TeacherTokenizer.encode` (one batched call) and the packing into `TeacherRow`s, `plan_batches`
+  (length-sorted, token budget) and `TeacherHandler.run_inference` per batch, as `zhkd build` runs them
+  on a group of rows;
 - pipeline: `pipeline("text-classification")(texts, batch_size=B, truncation=True,
   function_to_apply="none", top_k=None)`, the rows in the order given (as a user calls it), with B its
   best batch size: a sweep over --batch-sizes on the first --sweep-rows rows, in interleaved rounds,
@@ -82,24 +83,30 @@ class ZhkdLabeller:
         self.model = self.handler.load_model()
         self.batch_tokens, self.max_rows = batch_tokens, max_rows
 
+    @staticmethod
+    def variants(texts: list[str]) -> list:
+        from zhkd.augment.example import Variant
+
+        return [Variant(f"{i:06d}", f"{i:06d}", t, None, None, None, None, (), True) for i, t in enumerate(texts)]
+
     def lengths(self, texts: list[str]) -> list[int]:
         """Each row's token count, as the teacher sees it."""
-        rows = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
-        self.tokenizer.encode(rows)
-        return [len(r["input_ids"]) for r in rows]
+        return [len(e.input_ids) for e in self.tokenizer.encode(self.variants(texts))]
 
     def __call__(self, texts: list[str]):
         import numpy as np
 
         from zhkd.pipelines.teacher import plan_batches
+        from zhkd.pipelines.wire import TeacherRow
 
-        rows = [{"id": f"{i:06d}", "text": t} for i, t in enumerate(texts)]
-        self.tokenizer.encode(rows)
+        variants = self.variants(texts)
+        rows = [TeacherRow.make(v, e, b"", None) for v, e in zip(variants, self.tokenizer.encode(variants),
+                                                                  strict=True)]
         logits = {}
         for batch in plan_batches(rows, batch_tokens=self.batch_tokens, max_rows=self.max_rows):
             for result in self.handler.run_inference(batch, self.model):
-                logits[result.example["id"]] = result.inference
-        return np.stack([logits[r["id"]] for r in rows])
+                logits[result.example.id] = result.inference
+        return np.stack([logits[r.id] for r in rows])
 
 
 class PipelineLabeller:

@@ -19,9 +19,9 @@ input also fed to a measuring branch: the graph is walked before it runs, and ea
 Groupings inside a `Create` are left out (the DaskRunner replaces Create with an in-memory bag); a
 `Reshuffle` is listed but marked, since the DaskRunner replaces it with nothing (`on_dask: false`).
 
-The measuring branches only observe: the build's shards are the same as without them (checked: the
-shard digests are recorded). `--baseline FILE` embeds an earlier result (e.g. the graph before a
-change) and compares the totals. Results: bench/results/shuffle_bytes.json.
+The measuring branches only read the elements (the build's own stages and counts are unchanged; the
+rows written and the shards' digest are recorded). `--baseline FILE` embeds an earlier result (e.g.
+the graph before a change) and compares the totals. Results: bench/results/shuffle_bytes.json.
 
     python bench/shuffle_bytes.py [--size 2000] [--num-aug 4] [--buckets 8] [--baseline FILE] [--out FILE]
 """

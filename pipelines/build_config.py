@@ -23,9 +23,10 @@ BATCH_BUDGETS = {"cpu": (768, 256), "cuda": (65536, 1024)}  # device -> (padded 
 DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS = BATCH_BUDGETS["cpu"]
 DTYPES = {"cpu": "float32", "cuda": "bfloat16"}  # bf16 where a GPU runs it; on CPU it is slower and less exact
 DEVICES = ("auto", "cpu", "cuda")
-# Teacher batches are formed inside groups of (id hash % TEACHER_GROUPS, token-length bin): a function
-# of the data alone, so the batches, hence the logits' last bits, never depend on the bucket count,
-# workers or runner. Rows inside a length bin differ by less than LENGTH_QUANTUM tokens (little padding).
+# Teacher batches are formed inside groups of (normalised-text hash % TEACHER_GROUPS, normalised-length
+# bin): a function of the data alone, so the batches, hence the logits' last bits, never depend on the
+# bucket count, workers or runner; and duplicates meet there. Rows inside a length bin differ by less
+# than LENGTH_QUANTUM normalised characters, and batches are cut from them sorted by token length.
 DEFAULT_TEACHER_GROUPS = 16
 LENGTH_QUANTUM = 8
 # Work groups (`--num-buckets`) when none are given: 4 per worker process, at least this many. A running

@@ -1,17 +1,22 @@
 """The Beam graph of `zhkd build`: read → validate → augment → dedup → teacher → filter → shards.
 
-One graph for every runner (the in-process engine, Dask, Dataflow). Three rules make that hold:
+One graph for every runner (the in-process engine, Dask, Dataflow). Four rules make that hold:
 
-- **Work is spread over many small groups, apart from the output shards.** Examples are augmented in
-  `num_buckets` groups (hash of the id), deduplicated and tokenised in `num_buckets` groups (hash of
-  the normalised text, so duplicates meet), labelled in groups of (id hash % `teacher_groups`, token
-  length bin), and written as sorted runs (`num_buckets` in all) that a streaming merge turns into
-  shards. What crosses a shuffle is the row's stored columns (plus the teacher's segment ids).
+- **Work is spread over many small groups, apart from the output shards.** Examples are augmented and
+  tokenised in `num_buckets` groups (hash of the id); deduplicated and labelled in teacher groups of
+  (normalised-text hash % `teacher_groups`, normalised length bin), so duplicates meet; and written as
+  sorted runs (`num_buckets` in all) that a streaming merge turns into shards.
+- **A shuffle carries what the next stage needs, compactly** (`zhkd.pipelines.wire`). Three groupings
+  carry rows: examples to their bucket; each variant's teacher inputs (token ids as bytes, gold, keys;
+  no text) to its teacher group; its stored fields straight to its run, where the teacher's columns
+  (ids and float32 logits as bytes) join them by a digest of the row. So the text crosses once after
+  augmentation, and one grouping serves deduplication and batching. Rows travel in chunks per
+  destination, not one element each.
 - **Bytes depend on the data alone.** Every group that decides what is computed together is keyed by
-  the data, not by the bucket count: teacher batches come from (id hash, length bin) groups sorted by
-  (length, id), because a row's logits change in the last bits with the batch it shares; augmentation
-  batches have fixed shapes (see the mlm operator); runs merge into the same sorted shard however
-  many there are. So any bucket count, worker count and runner give the same shards.
+  the data, not by the bucket count: teacher batches come from teacher groups sorted by (length, id),
+  because a row's logits change in the last bits with the batch it shares; augmentation batches have
+  fixed shapes (see the mlm operator); runs merge into the same sorted shard however many there are.
+  So any bucket count, worker count and runner give the same shards.
 - **Every output is data, and one terminal step consumes it all.** Each DoFn yields `(kind, value)`
   pairs (a row, a dead letter, a tally of counts, a shard's info) from `process` only, and branches
   pick their kind with a plain FlatMap. Beam 2.77's DaskRunner drops what `finish_bundle` emits,
@@ -38,8 +43,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from zhkd.augment.example import Variant
-from zhkd.pipelines import sink, storage
+from zhkd.pipelines import sink, storage, wire
 from zhkd.pipelines.beam_options import quiet_known_warnings
 from zhkd.pipelines.build_config import LENGTH_QUANTUM, BuildConfig
 from zhkd.pipelines.label_filter import LabelFilter, judge, judge_set
@@ -51,8 +55,8 @@ from zhkd.tasks import get_task
 
 NAMESPACE = "zhkd"
 MAIN, DEAD, TALLY, SHARD = "main", "dead", "tally", "shard"
+ROWS, LABELS = "rows", "labels"  # a row's stored fields and its teacher columns, on their way to its run
 AUGMENT_CHUNK = 64
-TOKENIZE_CHUNK = 1024
 LENGTH_BIN = 16
 RESULTS_FILE = "results.json"
 
@@ -116,22 +120,33 @@ class Validate(beam.DoFn):
             yield tally(Counter(checked.notes))
         if checked.dead is not None:
             yield DEAD, checked.dead
-        else:
-            yield MAIN, (slot(checked.example.id, self.num_buckets, "bucket"), (checked.example, record))
+        else:  # the parsed fields stay behind: the raw row is kept for a duplicate id's dead letter
+            example = checked.example
+            yield MAIN, (slot(example.id, self.num_buckets, "bucket"), (example, record.source, record.position,
+                                                                         record.raw))
 
 
-def _row(variant: Variant) -> dict:
-    return {"id": variant.id, "source_id": variant.source_id, "text": variant.text, "text_pair": variant.text_pair,
-            "label": variant.label, "tokens": variant.tokens, "tags": variant.tags, "ops": variant.ops,
-            "is_original": variant.is_original}
+def content_key(text: str | None, text_pair: str | None) -> tuple[bytes, int]:
+    """Exact duplicates after normalisation (NFKC, case-folded, whitespace removed): a digest of the
+    normalised text, and its length (duplicates share both)."""
+    def norm(value: str | None) -> str:
+        return "".join(unicodedata.normalize("NFKC", value or "").casefold().split())
+
+    key = norm(text) + "\x1f" + norm(text_pair)
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest(), len(key) - 1
 
 
 class Augment(beam.DoFn):
-    """One bucket of examples: duplicate ids rejected, then variants in fixed chunks of sorted ids.
-    The policy is built in `setup`, once per worker; its heavy state loads lazily in that process."""
+    """One bucket of examples: duplicate ids rejected, then variants in fixed chunks of sorted ids,
+    tokenised for the teacher. Each variant leaves in two parts (`zhkd.pipelines.wire`): its teacher
+    inputs to its teacher group, its stored fields straight to its run. The policy and the tokenizer
+    are built in `setup`, once per worker; the policy's heavy state loads lazily in that process.
+    `parallel_tokenizer` off when several local worker processes already share the cores."""
 
-    def __init__(self, config: BuildConfig, num_buckets: int) -> None:
-        self.config, self.num_buckets = config, num_buckets
+    def __init__(self, config: BuildConfig, label_names: list[str], max_length: int, runs_per_shard: int,
+                 parallel_tokenizer: bool = True) -> None:
+        self.config, self.label_names, self.max_length = config, label_names, max_length
+        self.runs_per_shard, self.parallel_tokenizer = runs_per_shard, parallel_tokenizer
 
     def setup(self) -> None:
         from zhkd.augment.policy import make_policy
@@ -139,92 +154,84 @@ class Augment(beam.DoFn):
         c = self.config
         self.policy = make_policy(c.task, num_aug=c.num_aug, ops=c.ops, seed=c.seed, mlm_model=c.mlm_model,
                                   user_dict=c.user_dict, device=c.device)
+        if not self.parallel_tokenizer:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        self.tokenizer = TeacherTokenizer(c.teacher, c.task, self.max_length)
+        self.tag_index = {name: i for i, name in enumerate(self.label_names)}
 
     def process(self, element):
         _, items = element
         by_id: dict[str, list] = {}
         for item in items:
             if item is not None:  # the bucket's marker
-                example, record = item
-                by_id.setdefault(example.id, []).append((example, record))
+                by_id.setdefault(item[0].id, []).append(item)
         counts: Counter = Counter()
         examples = []
         for row_id in sorted(by_id):
-            first, *others = sorted(by_id[row_id], key=lambda item: (item[1].source, item[1].position))
+            first, *others = sorted(by_id[row_id], key=lambda item: (item[1], item[2]))  # (source, position)
             examples.append(first[0])
-            for _, record in others:
-                yield DEAD, DeadLetter("duplicate_id", record.source, record.position, record.raw,
-                                       f"id {row_id!r} already used by {first[1].source}:{first[1].position}")
+            for _, source, position, raw in others:
+                yield DEAD, DeadLetter("duplicate_id", source, position, raw,
+                                       f"id {row_id!r} already used by {first[1]}:{first[2]}")
         counts["valid"] += len(examples)
+        for (kind, key), chunk in wire.chunked(self._parts(examples, counts)):
+            if kind == MAIN:
+                yield MAIN, (key, chunk)
+            else:  # tagged: in its run, these meet the teacher's columns
+                yield ROWS, (key, (ROWS, chunk))
+        yield tally(counts)
+
+    def _parts(self, examples: list, counts: Counter):
+        """((kind, group), part) for every variant: (MAIN, teacher group) its TeacherRow, (ROWS, run) its fields."""
+        spec = get_task(self.config.task)
         for start in range(0, len(examples), AUGMENT_CHUNK):
-            for variants in self.policy.variants_batch(examples[start:start + AUGMENT_CHUNK]):
-                for variant in variants:
-                    counts["variants/original" if variant.is_original else "variants/augmented"] += 1
-                    row = _row(variant)
-                    yield MAIN, (int(dedup_key(row), 16) % self.num_buckets, row)
-        yield tally(counts)
+            variants = [v for found in self.policy.variants_batch(examples[start:start + AUGMENT_CHUNK])
+                        for v in found]
+            for variant, encoding in zip(variants, self.tokenizer.encode(variants), strict=True):
+                counts["variants/original" if variant.is_original else "variants/augmented"] += 1
+                dedup, length = content_key(variant.text, variant.text_pair)
+                if spec.per_token:
+                    gold = None if variant.tags is None else wire.pack_ints([self.tag_index[t] for t in variant.tags])
+                else:
+                    gold = variant.label
+                row = wire.TeacherRow.make(variant, encoding, dedup, gold)
+                group = (slot(dedup.hex(), self.config.teacher_groups, "teacher"), math.ceil(length / LENGTH_QUANTUM))
+                yield (MAIN, group), row
+                yield (ROWS, run_of(variant.id, self.config.num_shards, self.runs_per_shard)), variant
 
 
-def dedup_key(row: dict) -> str:
-    """Exact duplicates after normalisation: NFKC, case-folded, whitespace removed."""
-    def norm(text: str | None) -> str:
-        return "".join(unicodedata.normalize("NFKC", text or "").casefold().split())
-
-    key = norm(row["text"]) + "\x1f" + norm(row["text_pair"])
-    return hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+def run_of(row_id: str, num_shards: int, runs_per_shard: int) -> tuple[int, int]:
+    """A row's (shard, sorted run): both parts of a row meet there."""
+    return shard_of(row_id, num_shards), slot(row_id, runs_per_shard, "run")
 
 
-def keep_first(rows: list[dict]) -> tuple[list[dict], int]:
-    """Of rows with the same normalised text, keep the original if any, else the smallest id;
-    returns the kept rows (sorted by id) and how many were dropped."""
-    best: dict[str, dict] = {}
+def keep_first(rows: list[wire.TeacherRow]) -> tuple[list[wire.TeacherRow], int]:
+    """Of rows with the same normalised text, keep the original if any, else the smallest id (then the
+    smallest row key: the choice never depends on the order rows arrive in); returns the kept rows and
+    how many were dropped."""
+    best: dict[bytes, wire.TeacherRow] = {}
     for row in rows:
-        key = dedup_key(row)
-        if key not in best or (not row["is_original"], row["id"]) < (not best[key]["is_original"], best[key]["id"]):
-            best[key] = row
-    return sorted(best.values(), key=lambda r: r["id"]), len(rows) - len(best)
-
-
-class Dedup(beam.DoFn):
-    """One bucket of rows grouped by a hash of their normalised text (so duplicates meet): drop exact
-    duplicates, tokenise, and key each row by its teacher group (id hash, token-length bin)."""
-
-    def __init__(self, config: BuildConfig, max_length: int, parallel_tokenizer: bool = True) -> None:
-        self.config, self.max_length, self.parallel_tokenizer = config, max_length, parallel_tokenizer
-
-    def setup(self) -> None:
-        if not self.parallel_tokenizer:  # several worker processes already share the cores
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        self.tokenizer = TeacherTokenizer(self.config.teacher, self.config.task, self.max_length)
-
-    def process(self, element):
-        _, rows = element
-        rows, duplicates = keep_first(list(rows))
-        counts = Counter(duplicates=duplicates)
-        for start in range(0, len(rows), TOKENIZE_CHUNK):
-            self.tokenizer.encode(rows[start:start + TOKENIZE_CHUNK])
-        for row in rows:
-            counts["teacher_truncated"] += row.pop("truncated")
-            if row["token_type_ids"] is None:
-                del row["token_type_ids"]
-            group = (slot(row["id"], self.config.teacher_groups, "teacher"),
-                     math.ceil(len(row["input_ids"]) / LENGTH_QUANTUM))
-            yield MAIN, (group, row)
-        yield tally(counts)
+        held = best.get(row.dedup_key)
+        if held is None or (not row.is_original, row.id, row.row_key) < (not held.is_original, held.id, held.row_key):
+            best[row.dedup_key] = row
+    return list(best.values()), len(rows) - len(best)
 
 
 class FormBatches(beam.DoFn):
-    """One teacher group: rows sorted by (length, id), cut by the token budget (`plan_batches`)."""
+    """One teacher group (normalised-text hash % teacher groups, length bin), so duplicates meet: drop
+    exact duplicates, then rows sorted by (length, id), cut by the token budget (`plan_batches`)."""
 
     def __init__(self, config: BuildConfig) -> None:
         self.config = config
 
     def process(self, element):
-        _, rows = element
-        batches = plan_batches(list(rows), batch_tokens=self.config.batch_tokens, max_rows=self.config.max_batch_rows)
+        _, chunks = element
+        rows, duplicates = keep_first([row for chunk in chunks for row in chunk])
+        batches = plan_batches(rows, batch_tokens=self.config.batch_tokens, max_rows=self.config.max_batch_rows)
         for batch in batches:
             yield MAIN, batch
-        yield tally(Counter(teacher_batches=len(batches)))
+        yield tally(Counter(duplicates=duplicates, teacher_batches=len(batches),
+                            teacher_truncated=sum(row.truncated for row in rows)))
 
 
 @dataclass
@@ -263,12 +270,11 @@ class Progress:
 
 
 class Judge(beam.DoFn):
-    """Per teacher batch: attach the logits, count agreement and statistics, apply the optional
-    label-preservation filter, and key each kept row, reduced to its stored columns, by (shard, run)."""
+    """Per teacher batch: count agreement and statistics, apply the optional label-preservation filter,
+    and send each kept row's teacher columns (`wire.Labelled`) to its run, where its stored fields wait."""
 
-    def __init__(self, config: BuildConfig, label_names: list[str], runs_per_shard: int, show_progress: bool) -> None:
+    def __init__(self, config: BuildConfig, runs_per_shard: int, show_progress: bool) -> None:
         self.task, self.num_shards, self.runs_per_shard = config.task, config.num_shards, runs_per_shard
-        self.label_names = label_names
         self.filter = LabelFilter(config.filter_disagreement, config.min_confidence)
         self.show_progress = show_progress
 
@@ -276,33 +282,35 @@ class Judge(beam.DoFn):
         self.progress = Progress("teacher labelled") if self.show_progress else None
 
     def process(self, batch: TeacherBatch):
-        label_names, spec = self.label_names, get_task(self.task)
-        tag_index = {name: i for i, name in enumerate(label_names)}
         counts = Counter({f"teacher_ran/{batch.device}/{batch.dtype}": len(batch.results)})
+        for run, chunk in wire.chunked(self._kept(batch, counts)):
+            yield MAIN, (run, (LABELS, chunk))
+        if self.progress is not None:
+            self.progress.add(len(batch.results))
+        yield tally(counts)
+
+    def _kept(self, batch: TeacherBatch, counts: Counter):
+        spec = get_task(self.task)
         for result in batch.results:
-            row = dict(result.example)
-            row["teacher_logits"] = result.inference
+            row, logits = result.example, result.inference
             if spec.per_token:
-                gold = None if row["tags"] is None else [tag_index[t] for t in row["tags"]]
-                judgement = judge(row["teacher_logits"], gold=gold, token_starts=row["token_starts"])
+                gold = None if row.gold is None else wire.unpack_ints(row.gold)
+                judgement = judge(logits, gold=gold, token_starts=wire.unpack_ints(row.token_starts))
             elif spec.multilabel:
-                judgement = judge_set(row["teacher_logits"], gold=row["label"])
+                judgement = judge_set(logits, gold=row.gold)
             else:
-                judgement = judge(row["teacher_logits"], gold=row["label"])
-            kind = "original" if row["is_original"] else "augmented"
+                judgement = judge(logits, gold=row.gold)
+            kind = "original" if row.is_original else "augmented"
             counts["labelled"] += 1
             if judgement.agrees is not None:
                 counts[f"agreement/{kind}/labelled"] += 1
                 counts[f"agreement/{kind}/agree"] += int(judgement.agrees)
-            reason = self.filter.reason_to_drop(judgement, is_original=row["is_original"])
+            reason = self.filter.reason_to_drop(judgement, is_original=row.is_original)
             if reason is not None:
                 counts[f"filtered/{reason}"] += 1
                 continue
-            key = (shard_of(row["id"], self.num_shards), slot(row["id"], self.runs_per_shard, "run"))
-            yield MAIN, (key, sink.stored_row(self.task, row, tag_index))
-        if self.progress is not None:
-            self.progress.add(len(batch.results))
-        yield tally(counts)
+            run = run_of(row.id, self.num_shards, self.runs_per_shard)
+            yield run, wire.Labelled(row.row_key, row.input_ids, row.token_starts, wire.pack_floats(logits))
 
 
 def count_stats(counts: Counter, task: str, row: dict, label_names: list[str]) -> None:
@@ -328,15 +336,29 @@ def unique_ids(rows: list[dict]) -> tuple[list[dict], int]:
 
 
 class WriteRun(beam.DoFn):
-    """One run: a small group of one shard's rows, made unique by id, counted, sorted and written to
-    staging/runs/."""
+    """One run: a small group of one shard's rows, joined with their teacher columns, made unique by id,
+    counted, sorted and written to staging/runs/. A row's fields without teacher columns are those of a
+    duplicate or a filtered row (counted where they were dropped) and are not written."""
 
     def __init__(self, staging: str, schema: pa.Schema, task: str, label_names: list[str]) -> None:
         self.staging, self.schema, self.task, self.label_names = staging, schema, task, label_names
 
     def process(self, element):
-        (shard, run), rows = element
-        rows, collisions = unique_ids(list(rows))
+        (shard, run), chunks = element
+        labelled: dict[bytes, wire.Labelled] = {}
+        variants = []
+        for kind, chunk in chunks:
+            if kind == LABELS:
+                labelled.update((part.row_key, part) for part in chunk)
+            else:
+                variants.extend(chunk)
+        tag_index = {name: i for i, name in enumerate(self.label_names)}
+        rows = []
+        for variant in variants:
+            part = labelled.pop(wire.row_key(variant), None)  # popped: identical rows are joined once
+            if part is not None:
+                rows.append(sink.stored_row(self.task, variant, part, tag_index))
+        rows, collisions = unique_ids(rows)
         counts = Counter(id_collisions=collisions)
         for row in rows:
             count_stats(counts, self.task, row, self.label_names)
@@ -427,14 +449,12 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
     # One marker per bucket: every bucket is a group, and on Dask the grouping gets a partition per
     # bucket (its GroupByKey keeps the input's partition count; one input file arrives as one partition).
     markers = pipeline | "Buckets" >> beam.Create([(b, None) for b in range(num_buckets)])
+    runs = runs_per_shard(num_buckets, config.num_shards)
     augmented = ((pick(validated, "Examples", MAIN), markers)
                  | "WithBuckets" >> beam.Flatten()
                  | "GroupExamples" >> beam.GroupByKey()
-                 | "Augment" >> beam.ParDo(Augment(config, num_buckets)))
-    deduped = (pick(augmented, "Variants", MAIN)
-               | "GroupByContent" >> beam.GroupByKey()
-               | "Dedup" >> beam.ParDo(Dedup(config, teacher_max_length, parallel_tokenizer)))
-    batches = (pick(deduped, "Unique", MAIN)
+                 | "Augment" >> beam.ParDo(Augment(config, label_names, teacher_max_length, runs, parallel_tokenizer)))
+    batches = (pick(augmented, "ForTeacher", MAIN)
                | "GroupForTeacher" >> beam.GroupByKey()
                | "FormBatches" >> beam.ParDo(FormBatches(config)))
     handler = WholeBatches(config.teacher, config.task, pad_token_id=pad_token_id, device=config.device,
@@ -442,13 +462,13 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
                            fingerprint=metadata.get("teacher_weights_sha256", "")).with_no_batching()
     judged = (pick(batches, "Batches", MAIN)
               | "Teacher" >> RunInference(handler)
-              | "Judge" >> beam.ParDo(Judge(config, label_names, runs_per_shard(num_buckets, config.num_shards),
-                                            show_progress)))
-    runs = (pick(judged, "Kept", MAIN)
-            | "GroupRuns" >> beam.GroupByKey()
-            | "WriteRuns" >> beam.ParDo(WriteRun(staging, schema, config.task, label_names)))
+              | "Judge" >> beam.ParDo(Judge(config, runs, show_progress)))
+    runs_written = ((pick(augmented, "RowFields", ROWS), pick(judged, "TeacherColumns", MAIN))
+                    | "ToRuns" >> beam.Flatten()
+                    | "GroupRuns" >> beam.GroupByKey()
+                    | "WriteRuns" >> beam.ParDo(WriteRun(staging, schema, config.task, label_names)))
     every_shard = pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(config.num_shards)])
-    shards = ((pick(runs, "RunNames", MAIN), every_shard)
+    shards = ((pick(runs_written, "RunNames", MAIN), every_shard)
               | "WithEmptyShards" >> beam.Flatten()
               | "GroupShards" >> beam.GroupByKey()
               | "MergeShards" >> beam.ParDo(MergeShard(staging, config.num_shards, schema)))
@@ -457,5 +477,5 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
             | "ByReason" >> beam.Map(lambda d: (d.reason, d))
             | "GroupReasons" >> beam.GroupByKey()
             | "WriteDeadLetters" >> beam.ParDo(WriteDeadLetters(staging)))
-    _terminal(pipeline, [read, validated, augmented, deduped, batches, judged, runs, shards, dead],
+    _terminal(pipeline, [read, validated, augmented, batches, judged, runs_written, shards, dead],
               WriteResults(storage.join(staging, RESULTS_FILE)))

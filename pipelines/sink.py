@@ -18,30 +18,34 @@ from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
+from zhkd.augment.example import Variant
 from zhkd.pipelines import storage
 from zhkd.pipelines.outputs import DEAD_LETTER
+from zhkd.pipelines.wire import Labelled, unpack_floats, unpack_ints
 from zhkd.rows import DeadLetter
 from zhkd.shards import ShardInfo, read_rows, shard_name, write_shard, write_sorted_shard
 from zhkd.tasks import get_task
 
 
-def stored_row(task: str, row: dict, tag_index: dict[str, int]) -> dict:
-    """The schema's columns of an in-flight row (working fields such as token_type_ids stay behind).
+def stored_row(task: str, variant: Variant, labelled: Labelled, tag_index: dict[str, int]) -> dict:
+    """The schema's columns of a row: its stored fields and the teacher's columns (`Labelled`) joined.
     In flight, the gold is `tags` (NER, as strings) or `label` (an id, or a multilabel tuple of ids)."""
     spec = get_task(task)
-    out = {"id": row["id"], "source_id": row["source_id"], "text": row["text"]}
+    out = {"id": variant.id, "source_id": variant.source_id, "text": variant.text}
     if spec.per_token:
-        out["tokens"] = list(row["tokens"])
-        out["tags"] = None if row["tags"] is None else [tag_index[t] for t in row["tags"]]
+        out["tokens"] = list(variant.tokens)
+        out["tags"] = None if variant.tags is None else [tag_index[t] for t in variant.tags]
     else:
-        out["text_pair"] = row["text_pair"]
-        out[spec.label_field] = list(row["label"]) if spec.gold_is_list and row["label"] is not None else row["label"]
-    out["is_original"] = row["is_original"]
-    out["ops"] = list(row["ops"])
-    out["input_ids"] = list(row["input_ids"])
-    if get_task(task).per_token:
-        out["token_starts"] = list(row["token_starts"])
-    out["teacher_logits"] = row["teacher_logits"].tolist()
+        out["text_pair"] = variant.text_pair
+        label = variant.label
+        out[spec.label_field] = list(label) if spec.gold_is_list and label is not None else label
+    out["is_original"] = variant.is_original
+    out["ops"] = list(variant.ops)
+    out["input_ids"] = unpack_ints(labelled.input_ids).tolist()
+    if spec.per_token:
+        out["token_starts"] = unpack_ints(labelled.token_starts).tolist()
+    width = len(tag_index) if spec.per_token else None  # NER: a logit per tag at every token
+    out["teacher_logits"] = unpack_floats(labelled.logits, width).tolist()
     return out
 
 

@@ -17,11 +17,13 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from zhkd.pipelines.errors import PipelineError
+from zhkd.pipelines.wire import TeacherRow, unpack_ints
 from zhkd.tasks import get_task
 
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
@@ -94,8 +96,17 @@ def inspect_teacher(name: str, task: str) -> TeacherInfo:
     )
 
 
+class Encoding(NamedTuple):
+    """A row's teacher inputs, and whether they were cut to the teacher's limit."""
+
+    input_ids: list[int]
+    token_type_ids: list[int] | None  # None when the tokenizer gives none
+    token_starts: list[int] | None  # NER: each word's first piece, -1 where it has none
+    truncated: bool
+
+
 class TeacherTokenizer:
-    """Adds `input_ids` (and `token_type_ids`, NER `token_starts`) to rows; marks the truncated ones."""
+    """Teacher inputs for rows (anything with `text`, `text_pair` and `tokens`: a `Variant`)."""
 
     def __init__(self, checkpoint: str, task: str, max_length: int) -> None:
         from zhkd.models import load_tokenizer
@@ -103,43 +114,45 @@ class TeacherTokenizer:
         self.task, self.max_length = task, max_length
         self.tokenizer = load_tokenizer(resolve_checkpoint(checkpoint))
 
-    def _encode(self, rows: Sequence[dict], truncate: bool):
+    def _encode(self, rows: Sequence, truncate: bool):
         options = {"truncation": truncate, "max_length": self.max_length if truncate else None, "verbose": False,
                    "return_attention_mask": False}
         if get_task(self.task).per_token:
-            return self.tokenizer([list(r["tokens"]) for r in rows], is_split_into_words=True, **options)
-        pairs = [r["text_pair"] for r in rows] if get_task(self.task).has_pair else None
-        return self.tokenizer([r["text"] for r in rows], pairs, **options)
+            return self.tokenizer([list(r.tokens) for r in rows], is_split_into_words=True, **options)
+        pairs = [r.text_pair for r in rows] if get_task(self.task).has_pair else None
+        return self.tokenizer([r.text for r in rows], pairs, **options)
 
-    def encode(self, rows: Sequence[dict]) -> None:
+    def encode(self, rows: Sequence) -> list[Encoding]:
         if not rows:
-            return
+            return []
         encoded = [self._encode(rows, truncate=False)]
         too_long = [i for i, ids in enumerate(encoded[0]["input_ids"]) if len(ids) > self.max_length]
         if too_long:
             encoded.append(self._encode([rows[i] for i in too_long], truncate=True))
         where = {i: (0, i) for i in range(len(rows))} | {i: (1, j) for j, i in enumerate(too_long)}
+        per_token = get_task(self.task).per_token
+        out = []
         for i, row in enumerate(rows):
             part, j = where[i]
             enc = encoded[part]
-            row["input_ids"] = enc["input_ids"][j]
-            row["token_type_ids"] = enc["token_type_ids"][j] if "token_type_ids" in enc else None
-            row["truncated"] = part == 1
-            if get_task(self.task).per_token:
-                starts = [-1] * len(row["tokens"])
+            starts = None
+            if per_token:
+                starts = [-1] * len(row.tokens)
                 for position, word in enumerate(enc.word_ids(j)):
                     if word is not None and starts[word] < 0:
                         starts[word] = position
-                row["token_starts"] = starts
+            out.append(Encoding(enc["input_ids"][j], enc["token_type_ids"][j] if "token_type_ids" in enc else None,
+                                starts, part == 1))
+        return out
 
 
-def plan_batches(rows: list[dict], *, batch_tokens: int, max_rows: int) -> list[list[dict]]:
+def plan_batches(rows: list[TeacherRow], *, batch_tokens: int, max_rows: int) -> list[list[TeacherRow]]:
     """Rows sorted by (length, id), cut so that rows x longest length stays within the token budget."""
-    ordered = sorted(rows, key=lambda r: (len(r["input_ids"]), r["id"]))
-    batches: list[list[dict]] = []
-    current: list[dict] = []
+    ordered = sorted(rows, key=lambda r: (r.length, r.id))
+    batches: list[list[TeacherRow]] = []
+    current: list[TeacherRow] = []
     for row in ordered:
-        if current and ((len(current) + 1) * len(row["input_ids"]) > batch_tokens or len(current) >= max_rows):
+        if current and ((len(current) + 1) * row.length > batch_tokens or len(current) >= max_rows):
             batches.append(current)
             current = []
         current.append(row)
@@ -210,23 +223,24 @@ class TeacherHandler(ModelHandler):
                            dtype=getattr(torch, dtype))
         return LoadedTeacher(model.to(device).eval(), device, dtype)
 
-    def run_inference(self, batch: Sequence[dict], model: LoadedTeacher, inference_args=None):
+    def run_inference(self, batch: Sequence[TeacherRow], model: LoadedTeacher, inference_args=None):
         import torch
 
         if not batch:
             return []
-        lengths = [len(r["input_ids"]) for r in batch]
+        ids_of = [unpack_ints(r.input_ids) for r in batch]
+        lengths = [len(ids) for ids in ids_of]
         width = max(lengths)
         ids = np.full((len(batch), width), self.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         types = np.zeros((len(batch), width), dtype=np.int64)
         for i, row in enumerate(batch):
-            ids[i, : lengths[i]] = row["input_ids"]
+            ids[i, : lengths[i]] = ids_of[i]
             mask[i, : lengths[i]] = 1
-            if row.get("token_type_ids") is not None:
-                types[i, : lengths[i]] = row["token_type_ids"]
+            if row.token_type_ids:  # b"": all 0 (`pack_segments`), as `types` already holds
+                types[i, : lengths[i]] = unpack_ints(row.token_type_ids)
         inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-        if any(row.get("token_type_ids") is not None for row in batch):
+        if any(row.token_type_ids is not None for row in batch):
             inputs["token_type_ids"] = torch.from_numpy(types)
         on_gpu = model.device.startswith("cuda")
         if on_gpu:  # pinned host memory: the copies to the GPU do not block the host
@@ -238,15 +252,15 @@ class TeacherHandler(ModelHandler):
             return [PredictionResult(row, logits[i]) for i, row in enumerate(batch)]
         results = []
         for i, row in enumerate(batch):
-            starts = np.asarray(row["token_starts"], dtype=np.int64)
+            starts = unpack_ints(row.token_starts)
             per_token = np.zeros((len(starts), logits.shape[-1]), dtype=np.float32)
             present = starts >= 0
             per_token[present] = logits[i, starts[present]]
             results.append(PredictionResult(row, per_token))
         return results
 
-    def get_num_bytes(self, batch: Sequence[dict]) -> int:
-        return sum(4 * len(r["input_ids"]) for r in batch)
+    def get_num_bytes(self, batch: Sequence[TeacherRow]) -> int:
+        return sum(4 * r.length for r in batch)
 
     def get_metrics_namespace(self) -> str:
         return "zhkd_teacher"

@@ -114,6 +114,23 @@ def test_the_row_loss_bench_counts_every_row_it_expected_in_each_run(tmp_path):
     assert row["ratio"] == 1.0 and "2 of 2 builds" in row["comparison"]
 
 
+def test_the_shuffle_bench_measures_every_grouping_of_the_build_and_compares_with_a_baseline(tmp_path):
+    first = run_bench("shuffle_bytes.py", tmp_path / "first.json", "--size", "12", "--num-aug", "1")
+    table = {row["grouping"]: row for row in first["table"]}
+    assert {"GroupExamples", "GroupForTeacher", "GroupRuns", "GroupShards", "GroupResults"} <= set(table)
+    assert not table["SpreadUnits"]["on_dask"] and all(row["on_dask"] for name, row in table.items()
+                                                      if name != "SpreadUnits")
+    for name in ("GroupExamples", "GroupForTeacher", "GroupRuns"):  # rows cross these
+        assert table[name]["elements"] > 0 and table[name]["pickled_bytes"] > table[name]["elements"] * 20
+    assert first["written"] > 12 and first["totals"]["elements"] == sum(
+        row["elements"] for row in first["table"] if row["on_dask"])
+    again = run_bench("shuffle_bytes.py", tmp_path / "again.json", "--size", "12", "--num-aug", "1",
+                      "--baseline", str(tmp_path / "first.json"))
+    assert again["written"] == first["written"] and again["baseline"]["table"] == first["table"]
+    ratios = {row["comparison"].split(": ")[1].split(",")[0]: row["ratio"] for row in again["summary"]}
+    assert ratios["elements"] == ratios["pickled one by one"] == 1.0  # the same graph on the same rows
+
+
 def test_a_failed_build_is_never_called_identical():
     import build_bench
 

@@ -452,15 +452,61 @@ def test_counts_that_do_not_reconcile_stop_the_build(reference):
         check_reconciles({**counts, "written": counts["written"] - 1})
 
 
+def teacher_row(row_id: str, text: str, original: bool, ops: tuple = ()):
+    from zhkd.augment.example import Variant
+    from zhkd.pipelines.build_pipeline import content_key
+    from zhkd.pipelines.teacher import Encoding
+    from zhkd.pipelines.wire import TeacherRow
+
+    variant = Variant(row_id, row_id.split("~")[0], text, None, 1, None, None, ops, original)
+    return TeacherRow.make(variant, Encoding([2, 3], None, None, False), content_key(text, None)[0], 1)
+
+
 def test_keep_first_prefers_originals_then_smallest_ids():
     from zhkd.pipelines.build_pipeline import keep_first
 
-    def row(row_id, text, original):
-        return {"id": row_id, "text": text, "text_pair": None, "is_original": original}
+    kept, dropped = keep_first([teacher_row("b", "你好 吗", True), teacher_row("a~1", "你好吗", False),
+                                teacher_row("c", "ＡＢ", False), teacher_row("d", "ab", False),
+                                teacher_row("e", "别的", False)])
+    assert sorted(r.id for r in kept) == ["b", "c", "e"] and dropped == 2
 
-    kept, dropped = keep_first([row("b", "你好 吗", True), row("a~1", "你好吗", False), row("c", "ＡＢ", False),
-                                row("d", "ab", False), row("e", "别的", False)])
-    assert [r["id"] for r in kept] == ["b", "c", "e"] and dropped == 2
+
+def test_keep_first_never_depends_on_the_order_rows_arrive_in():
+    """Two rows with one id and one normalised text (an input holding variants, augmented again) tie on
+    (original, id); the row key decides, not the arrival order."""
+    from zhkd.pipelines.build_pipeline import keep_first
+
+    rows = [teacher_row("s~1", "服务很好", False, ("synonym",)), teacher_row("s~1", "服务 很好", False, ("insert",))]
+    assert keep_first(rows)[0] == keep_first(rows[::-1])[0] and keep_first(rows)[1] == 1
+
+
+def test_a_run_writes_only_rows_the_teacher_labelled_and_each_once(tmp_path):
+    """A run joins each row's stored fields with its teacher columns by row key: fields without teacher
+    columns (a duplicate or a filtered row, counted where they were dropped) are not written, and two
+    identical copies of a row's fields take its one set of teacher columns once."""
+    import numpy as np
+
+    from zhkd.augment.example import Variant
+    from zhkd.pipelines.build_pipeline import LABELS, ROWS, WriteRun
+    from zhkd.pipelines.sink import RUNS, run_name
+    from zhkd.pipelines.wire import Labelled, pack_floats, pack_ints, row_key
+    from zhkd.shards import read_rows, schema_for
+
+    labels = ["negative", "positive"]
+    original = Variant("a", "a", "很好", None, 1, None, None, (), True)
+    augmented = Variant("a~1", "a", "很 好", None, 1, None, None, ("insert",), False)
+    unlabelled = Variant("b", "b", "不好", None, 0, None, None, (), True)
+    logits = pack_floats(np.array([0.25, -1.5]))
+    columns = [Labelled(row_key(v), pack_ints([2, 7, 3]), None, logits) for v in (original, augmented)]
+    write = WriteRun(str(tmp_path), schema_for("classification", label_names=labels), "classification", labels)
+    chunks = [(ROWS, [original, augmented, unlabelled]), (LABELS, columns), (ROWS, [augmented])]
+    out = list(write.process(((0, 0), chunks)))
+    assert out[0] == ("main", (0, run_name(0, 0)))
+    rows = list(read_rows(tmp_path / RUNS / run_name(0, 0)))
+    assert [r["id"] for r in rows] == ["a", "a~1"]
+    assert rows[0]["input_ids"] == [2, 7, 3] and rows[0]["teacher_logits"] == [0.25, -1.5]
+    assert rows[1]["ops"] == ["insert"] and rows[1]["label"] == 1 and not rows[1]["is_original"]
+    assert dict(out[1][1])["id_collisions"] == 0
 
 
 def test_a_variant_that_takes_an_input_rows_id_gives_way_to_it():

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from zhkd.augment.example import Variant
 from zhkd.pipelines.errors import PipelineError
 from zhkd.pipelines.label_filter import LabelFilter, judge
 from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer, inspect_teacher, plan_batches
+from zhkd.pipelines.wire import TeacherRow, pack_ints
+
+
+def variant(row_id: str, text: str = "", text_pair: str | None = None, tokens: tuple | None = None) -> Variant:
+    text = "".join(tokens) if tokens else text
+    return Variant(row_id, row_id, text, text_pair, None, tokens, None, (), True)
 
 
 def test_inspect_teacher_reads_labels_and_fingerprints(tiny_classifier, tiny_tagger):
@@ -24,54 +31,74 @@ def test_inspect_teacher_reads_labels_and_fingerprints(tiny_classifier, tiny_tag
 
 def test_ner_token_starts_point_at_first_pieces(tiny_tagger):
     tokenizer = TeacherTokenizer(str(tiny_tagger), "ner", max_length=512)
-    row = {"id": "a", "tokens": ("北京", " ", "欢迎", "你")}
-    tokenizer.encode([row])
-    assert row["token_starts"] == [1, -1, 3, 5] and len(row["input_ids"]) == 7 and not row["truncated"]
+    (enc,) = tokenizer.encode([variant("a", tokens=("北京", " ", "欢迎", "你"))])
+    assert enc.token_starts == [1, -1, 3, 5] and len(enc.input_ids) == 7 and not enc.truncated
     short = TeacherTokenizer(str(tiny_tagger), "ner", max_length=4)
-    cut = {"id": "b", "tokens": ("北京", " ", "欢迎", "你")}
-    short.encode([cut])
-    assert cut["truncated"] and len(cut["input_ids"]) == 4 and cut["token_starts"] == [1, -1, -1, -1]
+    (cut,) = short.encode([variant("b", tokens=("北京", " ", "欢迎", "你"))])
+    assert cut.truncated and len(cut.input_ids) == 4 and cut.token_starts == [1, -1, -1, -1]
 
 
 def test_pair_tokenisation_keeps_segment_ids(tiny_classifier):
     tokenizer = TeacherTokenizer(str(tiny_classifier), "pair", max_length=512)
-    row = {"id": "p", "text": "你好", "text_pair": "世界"}
-    tokenizer.encode([row])
-    assert row["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1]
+    (enc,) = tokenizer.encode([variant("p", "你好", "世界")])
+    assert enc.token_type_ids == [0, 0, 0, 0, 1, 1, 1]
 
 
 def test_batches_depend_on_the_rows_not_their_order():
-    rows = [{"id": f"r{i:03d}", "input_ids": [0] * (3 + (i * 7) % 40)} for i in range(200)]
+    def row(i: int) -> TeacherRow:
+        return TeacherRow(f"r{i:03d}", b"", b"", True, pack_ints([0] * (3 + (i * 7) % 40)), None, None, None, False)
+
+    rows = [row(i) for i in range(200)]
     plan = plan_batches(rows, batch_tokens=256, max_rows=16)
     shuffled = rows[:]
     random.Random(1).shuffle(shuffled)
-    assert [[r["id"] for r in b] for b in plan] == [[r["id"] for r in b] for b in
-                                                    plan_batches(shuffled, batch_tokens=256, max_rows=16)]
-    assert sorted(r["id"] for b in plan for r in b) == sorted(r["id"] for r in rows)
+    assert [[r.id for r in b] for b in plan] == [[r.id for r in b] for b in
+                                                 plan_batches(shuffled, batch_tokens=256, max_rows=16)]
+    assert sorted(r.id for b in plan for r in b) == sorted(r.id for r in rows)
     for batch in plan:
-        width = max(len(r["input_ids"]) for r in batch)
+        width = max(r.length for r in batch)
         assert len(batch) <= 16 and (len(batch) == 1 or len(batch) * width <= 256)
-    flat = [(len(r["input_ids"]), r["id"]) for b in plan for r in b]
-    assert flat == sorted(flat)
+    flat = [(r.length, r.id) for b in plan for r in b]
+    assert flat == sorted(flat) and flat[0][0] == 3
 
 
 def test_handler_logits_match_the_model_and_align_ner_tokens(tiny_tagger):
     from zhkd.models import load_model
 
     tokenizer = TeacherTokenizer(str(tiny_tagger), "ner", max_length=512)
-    rows = [{"id": "a", "tokens": ("北京", " ", "欢迎", "你")}, {"id": "b", "tokens": ("张", "三")}]
-    tokenizer.encode(rows)
+    variants = [variant("a", tokens=("北京", " ", "欢迎", "你")), variant("b", tokens=("张", "三"))]
+    encodings = tokenizer.encode(variants)
+    rows = [TeacherRow.make(v, enc, b"", None) for v, enc in zip(variants, encodings, strict=True)]
     handler = TeacherHandler(str(tiny_tagger), "ner", pad_token_id=0, device="cpu")
     loaded = handler.load_model()
     results = handler.run_inference(rows, loaded)
     model = load_model("token", tiny_tagger).eval()
     with torch.inference_mode():
-        direct = model(input_ids=torch.tensor([rows[0]["input_ids"]])).logits[0].numpy()
+        direct = model(input_ids=torch.tensor([encodings[0].input_ids])).logits[0].numpy()
     got = results[0].inference
     assert got.shape == (4, 7) and got.dtype == np.float32
     np.testing.assert_allclose(got[[0, 2, 3]], direct[[1, 3, 5]], atol=1e-5)
     assert not got[1].any()  # the whitespace token has no piece: zeros, and token_starts says -1
-    assert results[1].example["id"] == "b" and results[1].inference.shape == (2, 7)
+    assert results[1].example.id == "b" and results[1].inference.shape == (2, 7)
+
+
+def test_segment_ids_reach_the_model_as_the_tokenizer_gave_them(tiny_classifier):
+    """In flight, all-zero segment ids travel as b"": the model still gets the zeros the tokenizer gave
+    (and a pair's second segment its ones), so the logits are those of the tokenizer's full encoding."""
+    from zhkd.models import load_model
+
+    model = load_model("sequence", tiny_classifier).eval()
+    for task, row, packed_as_empty in [("classification", variant("q", "很好"), True),
+                                       ("pair", variant("p", "你好", "世界"), False)]:
+        (enc,) = TeacherTokenizer(str(tiny_classifier), task, max_length=512).encode([row])
+        teacher_row = TeacherRow.make(row, enc, b"", None)
+        assert (teacher_row.token_type_ids == b"") == packed_as_empty and enc.token_type_ids is not None
+        handler = TeacherHandler(str(tiny_classifier), task, pad_token_id=0, device="cpu")
+        (result,) = handler.run_inference([teacher_row], handler.load_model())
+        with torch.inference_mode():
+            direct = model(input_ids=torch.tensor([enc.input_ids]),
+                           token_type_ids=torch.tensor([enc.token_type_ids])).logits[0].numpy()
+        np.testing.assert_allclose(result.inference, direct, atol=1e-6)
 
 
 def test_judge_and_filter():

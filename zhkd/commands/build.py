@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teach.add_argument("--max-batch-rows", type=int,
                        help=f"rows per teacher batch at most (default by device: {cpu[1]} on CPU, {gpu[1]} on CUDA)")
     teach.add_argument("--teacher-groups", type=int, default=DEFAULT_TEACHER_GROUPS,
-                       help="teacher batches form inside (id hash, length) groups; this many id hashes "
+                       help="teacher batches form inside (text hash, length) groups; this many text hashes "
                             f"(default {DEFAULT_TEACHER_GROUPS}; part of the configuration: it decides the batches)")
     teach.add_argument("--teacher-threads", type=int, default=1,
                        help="torch threads per worker process on CPU (default 1; part of the configuration, "
