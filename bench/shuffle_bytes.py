@@ -208,10 +208,13 @@ def summary(result: dict, baseline: dict | None) -> list[dict]:
                                ("pickle_s", "CPU s", "CPU s to pickle and unpickle")):
         ours, theirs = totals[figure], before[figure]
         shown = (lambda v: f"{v:.2f} s") if figure == "pickle_s" else (lambda v: f"{v:,.0f}")
+        note = "ratio = before / now (higher: less crosses)"
+        if figure == "pickle_s":
+            note += "; one timing of each side in this process, on a shared machine: indicative only"
         rows.append(summary_row(
             f"all groupings, {size:,} examples (N={result['num_aug']}): {text}, this graph vs {where}",
             f"{shown(ours)} ({count(result)} groupings)", f"{shown(theirs)} ({count(baseline)})",
-            unit, theirs / ours if ours else None, note="ratio = before / now (higher: less crosses)"))
+            unit, theirs / ours if ours else None, note=note))
     return rows
 
 
