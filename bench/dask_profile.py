@@ -61,8 +61,8 @@ def stop_profile(path: str) -> str:
 
 
 def function_name(key: tuple) -> str | None:
-    """`folder/file.py:function` for zhkd's own functions, `imports` for Python's import machinery."""
-    filename, _, function = key
+    """`folder/file.py:line:function` for zhkd's own functions, `imports` for Python's import machinery."""
+    filename, line, function = key
     if (filename, function) == IMPORTS:
         return "imports"
     path = Path(filename)
@@ -70,7 +70,7 @@ def function_name(key: tuple) -> str | None:
         parts = path.parts
         if folder.rstrip("/") in parts and "site-packages" not in parts:
             start = parts.index(folder.rstrip("/"))
-            return f"{'/'.join(parts[start:])}:{function}"
+            return f"{'/'.join(parts[start:])}:{line}:{function}"
     return None
 
 
