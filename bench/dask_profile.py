@@ -37,7 +37,6 @@ from benchlib import ROOT, meta, write_result  # noqa: E402
 from build_bench import tiny_teacher, write_source  # noqa: E402
 
 OUT = ROOT / "bench" / "measurements" / "dask_profile.json"
-OURS = ("pipelines/", "augment/", "zhkd/")  # zhkd's own source folders
 IMPORTS = ("<frozen importlib._bootstrap>", "_find_and_load")
 
 
@@ -61,17 +60,20 @@ def stop_profile(path: str) -> str:
 
 
 def function_name(key: tuple) -> str | None:
-    """`folder/file.py:line:function` for zhkd's own functions, `imports` for Python's import machinery."""
+    """`file:line:function` for zhkd's own functions (the repository's folders in an editable install,
+    `site-packages/zhkd/` in a plain one), `imports` for Python's import machinery, else None."""
     filename, line, function = key
     if (filename, function) == IMPORTS:
         return "imports"
     path = Path(filename)
-    for folder in OURS:
-        parts = path.parts
-        if folder.rstrip("/") in parts and "site-packages" not in parts:
-            start = parts.index(folder.rstrip("/"))
-            return f"{'/'.join(parts[start:])}:{line}:{function}"
-    return None
+    parts = path.parts
+    if path.is_relative_to(ROOT) and ".venv" not in parts:
+        where = path.relative_to(ROOT).as_posix()
+    elif "site-packages" in parts and parts[parts.index("site-packages") + 1:][:1] == ("zhkd",):
+        where = "/".join(parts[parts.index("site-packages") + 2:])
+    else:
+        return None
+    return f"{where}:{line}:{function}"
 
 
 def summarise(files: list[Path]) -> dict:

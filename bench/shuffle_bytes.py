@@ -228,7 +228,8 @@ def main() -> None:
     baseline = None
     if args.baseline is not None:
         baseline = json.loads(args.baseline.read_text("utf-8"))
-        baseline = {k: baseline[k] for k in ("meta", "size", "num_aug", "buckets", "table", "totals", "shards_sha256")}
+        baseline = {k: baseline[k] for k in ("meta", "size", "num_aug", "buckets", "written", "table", "totals",
+                                         "shards_sha256")}
     work = args.work or Path(tempfile.mkdtemp(prefix="zhkd-shuffle-bytes-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

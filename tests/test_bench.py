@@ -131,6 +131,22 @@ def test_the_shuffle_bench_measures_every_grouping_of_the_build_and_compares_wit
     assert ratios["elements"] == ratios["pickled one by one"] == 1.0  # the same graph on the same rows
 
 
+def test_the_dask_profile_names_zhkd_functions_and_ranks_their_growth():
+    import dask_profile
+
+    name = dask_profile.function_name
+    assert name((str(ROOT / "pipelines" / "teacher.py"), 203, "_load")) == "pipelines/teacher.py:203:_load"
+    assert name(("/v/lib/python3.11/site-packages/zhkd/pipelines/wire.py", 9, "f")) == "pipelines/wire.py:9:f"
+    assert name(("<frozen importlib._bootstrap>", 1165, "_find_and_load")) == "imports"
+    assert name(("/v/lib/python3.11/site-packages/augment/x.py", 1, "f")) is None  # another package's
+    runs = [{"workers": 1, "functions": {"a": {"cpu_s": 5.0, "calls": 1}, "b": {"cpu_s": 9.0, "calls": 4}}},
+            {"workers": 2, "functions": {"a": {"cpu_s": 10.5, "calls": 2}, "b": {"cpu_s": 9.5, "calls": 4},
+                                         "c": {"cpu_s": 1.0, "calls": 2}}}]
+    ranked = dask_profile.growth(runs, top=2)
+    assert [r["function"] for r in ranked] == ["a", "c"] and ranked[0]["cpu_s_growth"] == 5.5
+    assert ranked[0]["calls_per_worker_1"] == 1 and ranked[0]["calls_per_worker_2"] == 1
+
+
 def test_a_failed_build_is_never_called_identical():
     import build_bench
 
