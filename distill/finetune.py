@@ -8,6 +8,8 @@ multilabel model says `problem_type="multi_label_classification"` in its config.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,12 @@ def finetune(config: FinetuneConfig) -> RunResult:
         return _finetune(config, train_rows, dev_rows, label_names, rank, world, device)
 
 
+def row_texts(rows: list[dict], task: str) -> Iterator[str]:
+    """The text of each gold row: its characters (per-token tasks, space-separated) or text and pair."""
+    per_token = get_task(task).per_token
+    return (" ".join(r["tokens"]) if per_token else r["text"] + r.get("text_pair", "") for r in rows)
+
+
 def scratch_model(config: FinetuneConfig, train_rows: list[dict], label_names: list[str], rank: int, world: int):
     """A catalogue shape at random, and its tokenizer (built from the training text, or given)."""
     from zhkd.distill.students import build_model, get_shape
@@ -76,9 +84,8 @@ def scratch_model(config: FinetuneConfig, train_rows: list[dict], label_names: l
         tokenizer = load_tokenizer(config.tokenizer)
     else:
         if rank == 0:
-            texts = (" ".join(r["tokens"]) if spec.per_token else r["text"] + r.get("text_pair", "")
-                     for r in train_rows)
-            save_char_tokenizer(char_vocab(texts, max_size=config.vocab_size), config.output)
+            save_char_tokenizer(char_vocab(row_texts(train_rows, config.task), max_size=config.vocab_size),
+                                config.output)
         barrier(world)  # the other ranks read the tokenizer rank 0 wrote
         tokenizer = load_tokenizer(config.output)
     model = build_model(get_shape(config.shape), kind=spec.model_kind, vocab_size=len(tokenizer), labels=label_names,
@@ -103,20 +110,43 @@ def pretrained_model(config: FinetuneConfig, label_names: list[str]):
     return model, load_tokenizer(config.init)
 
 
+# Training rows the start's state similarity is measured on: enough tokens for a stable mean, a second's work.
+SIMILARITY_ROWS = 64
+
+
+def collapse_warning(config: FinetuneConfig, similarity: float) -> str | None:
+    """One line when the start's encoder hardly tells inputs apart (see `COLLAPSED_SIMILARITY`), else None."""
+    from zhkd.distill.pretrain import COLLAPSED_SIMILARITY
+
+    if similarity <= COLLAPSED_SIMILARITY:
+        return None
+    return (f"warning: {config.init}: its top-layer states are nearly the same at every position (mean cosine "
+            f"{similarity:.3f} > {COLLAPSED_SIMILARITY}), as in a masked LM's early collapse; fine-tuning from it "
+            "may not learn: pre-train it longer, or use --init scratch")
+
+
 def _finetune(config: FinetuneConfig, train_rows, dev_rows, label_names, rank: int, world: int,
               device: str) -> RunResult:
     from zhkd.distill.collate import Collator
     from zhkd.distill.loader import RowSource
+    from zhkd.distill.pretrain import state_similarity
     from zhkd.distill.train import Stage, run_stages
 
     training = config.training
+    similarity = None
     if config.init == SCRATCH:
         model, tokenizer = scratch_model(config, train_rows, label_names, rank, world)
     else:
         model, tokenizer = pretrained_model(config, label_names)
+        similarity = state_similarity(model, tokenizer, list(row_texts(train_rows[:SIMILARITY_ROWS], config.task)),
+                                      max_length=training.max_length)
+        warning = collapse_warning(config, similarity)
+        if warning and rank == 0:
+            print(warning, file=sys.stderr, flush=True)
     run = make_run(config.output, config.task, label_names, tokenizer, dev_rows, rank, world, device)
     run.log({"event": "finetune", "task": config.task, "init": config.init, "shape": config.shape,
-             "labels": label_names, "train_rows": len(train_rows), "dev_rows": len(dev_rows) if dev_rows else 0})
+             "labels": label_names, "train_rows": len(train_rows), "dev_rows": len(dev_rows) if dev_rows else 0,
+             "start_state_similarity": similarity})
     collate = Collator(config.task, tokenizer, max_length=training.max_length,
                        token_types=getattr(model.config, "type_vocab_size", 1) > 1, num_labels=len(label_names))
     source = RowSource(train_rows, seed=training.seed, rank=rank, world_size=world,
