@@ -182,7 +182,9 @@ def project(costs: dict) -> dict:
         if scale.mlm_shape != costs["shape"]:
             projections[name] = {"skipped": f"teacher shape {scale.mlm_shape}, costs measured for {costs['shape']}"}
             continue
-        parts = {"pretrain": costs["pretrain_step"]["fixed_s"] + scale.mlm_steps * costs["pretrain_step"]["per_unit_s"]}
+        # A scale without MLM steps starts from the embedded encoder: nothing to pre-train.
+        parts = {"pretrain": scale.mlm_steps and costs["pretrain_step"]["fixed_s"] + scale.mlm_steps * costs[
+            "pretrain_step"]["per_unit_s"]}
         for spec in DEMO_TASKS:
             c, n = costs["tasks"][spec.task], sizes[spec.task]
             if "teacher_choice" not in c:

@@ -1,7 +1,8 @@
 """`zhkd demo`: the seed paper in miniature, end to end on the bundled corpora, from one command.
 
-For sentiment (`classification`) and People's Daily NER (`ner`): pre-train a small character MLM,
-fine-tune two teacher candidates (one from it, a smaller one from scratch) and choose the teacher with
+For sentiment (`classification`) and People's Daily NER (`ner`): start from zhkd's embedded character
+encoder (the `tiny` scale pre-trains its own MLM in seconds, `full` a larger one for a GPU), fine-tune
+two teacher candidates (one from that MLM, a smaller one from scratch) and choose the teacher with
 `zhkd select-teacher`, build the soft-label datasets with Beam (with and without
 augmentation), choose the student for a target speed-up, distil the ablation's students over several
 seeds (each with the same total number of optimiser steps), and evaluate them on one test split.
@@ -21,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from zhkd.models import embedded_encoder
 from zhkd.pipelines.corpora import load_corpus
 from zhkd.pipelines.errors import PipelineError
 from zhkd.tasks import get_task
@@ -35,6 +37,9 @@ class Scale:
     dev: int
     test: int
     mlm_shape: str  # also the shape of the teacher candidate fine-tuned from the MLM (`from-mlm`)
+    # Steps of the demo's own MLM; 0 starts from the embedded encoder instead (`zhkd.models.EMBEDDED_ENCODER`,
+    # whose shape is `mlm_shape`). A short MLM is worse than none: at 60 steps it is still in the collapse
+    # where every position says the same (`zhkd.distill.pretrain.COLLAPSED_SIMILARITY`).
     mlm_steps: int
     teacher_epochs: int  # sentiment's; NER's steps are cheaper (short sentences, grouped by length)
     ner_teacher_epochs: int
@@ -64,12 +69,12 @@ SCALES = {
     # Sized by bench/demo_budget.py to finish `make demo` within 20 minutes on 2 cores (docs/evaluate.md).
     # The student must be the paper's 6.7x faster: `micro`, sub-cloned from the teacher, kept 98% (sentiment)
     # and 92% (NER) of it on dev after 120 gold steps (bench/measurements/student_start.json).
-    "small": Scale("small", train=2000, dev=400, test=1000, mlm_shape="small", mlm_steps=60, teacher_epochs=3,
+    "small": Scale("small", train=2000, dev=400, test=1000, mlm_shape="small", mlm_steps=0, teacher_epochs=3,
                    ner_teacher_epochs=4, teacher_lr=5e-4, student_steps=80, student_lr=5e-4, seeds=3, num_aug=2,
                    target_speedup=6.7, eval_runs=30),
     # Whole-split teachers and students sub-cloned from them, for the >= 6.7x student (`micro` against a
     # `small` teacher): not run here; bench/demo_budget.py prices it from measured step costs.
-    "medium": Scale("medium", train=0, dev=0, test=0, mlm_shape="small", mlm_steps=300, teacher_epochs=2,
+    "medium": Scale("medium", train=0, dev=0, test=0, mlm_shape="small", mlm_steps=0, teacher_epochs=2,
                     ner_teacher_epochs=2, teacher_lr=5e-4, student_steps=600, student_lr=5e-4, seeds=3, num_aug=2,
                     target_speedup=6.7, eval_runs=30),
     "full": Scale("full", train=0, dev=0, test=0, mlm_shape="rbt3", mlm_steps=20000, teacher_epochs=3,
@@ -108,8 +113,8 @@ class TeacherCandidate:
 # teacher well", by dev score (ties by calibration), set against the classical baseline. Both are trained
 # alike (the scale's epochs, lr, seed, batch and length); only the start and the size differ.
 TEACHER_CANDIDATES = (
-    # A pre-trained start: the scale's `mlm_shape` fine-tuned from the demo's MLM (what the demo always trained;
-    # its directory is still `teacher`, so an earlier demo's directory resumes).
+    # A pre-trained start: the scale's `mlm_shape` fine-tuned from the MLM (the embedded encoder, or the scale's
+    # own; the directory is still `teacher`, as it always was).
     TeacherCandidate("from-mlm", "teacher", ("--init", None)),
     # A smaller model from scratch with its own character vocabulary: on a few thousand rows a barely
     # pre-trained transformer memorises, and a smaller one may generalise as well; `mini` is ~4x cheaper per
@@ -455,12 +460,17 @@ def _run(args: argparse.Namespace, scale: Scale, out: Path, teachers: dict[str, 
 
     steps = Steps(out / "steps.jsonl")
     data = {spec.task: write_splits(spec, scale, out) for spec in DEMO_TASKS}
-    mlm = Path(args.mlm) if args.mlm else out / "mlm"
-    if not args.mlm:  # the augmentation's mlm operator needs one even when both teachers are given
+    # The augmentation's mlm operator needs one even when both teachers are given.
+    if args.mlm:
+        mlm = Path(args.mlm)
+    elif scale.mlm_steps:
+        mlm = out / "mlm"
         texts = ",".join(str(data[spec.task]["train"]) for spec in DEMO_TASKS)
         steps.run("pre-train the character MLM", "pretrain", "--input", texts, "--output", mlm,
                   "--shape", scale.mlm_shape, "--max-steps", scale.mlm_steps, "--max-length", scale.max_length,
                   "--seed", args.seed, *_continue(mlm))
+    else:
+        mlm = embedded_encoder()
     results = [run_task(spec, scale, out, data[spec.task], mlm, steps, teachers.get(spec.task), args.seed)
                for spec in DEMO_TASKS]
     argv = ["zhkd demo", "--scale", scale.name, "--output", str(out)]

@@ -26,6 +26,20 @@ class ModelError(ZhkdError):
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MODEL_KINDS = ("sequence", "token", "mlm")
 
+# The character encoder zhkd ships, the start `zhkd finetune` and `make demo` use when given none: no Chinese
+# BERT installs offline, so it is `zhkd pretrain` on the bundled corpora (how, its figures and its terms:
+# data_cards/zhkd-char-encoder.md; remade by bench/encoder_card.py). A masked LM, so it also serves the
+# augmentation's `mlm` operator.
+EMBEDDED_ENCODER = Path(__file__).with_name("encoder")
+
+
+def embedded_encoder() -> Path:
+    """The shipped encoder's checkpoint directory; one line if this install lacks it."""
+    if not (EMBEDDED_ENCODER / "model.safetensors").is_file():
+        raise ModelError(f"{EMBEDDED_ENCODER}: the embedded encoder is missing from this install; reinstall zhkd, "
+                         "or name a checkpoint (--init, --mlm)")
+    return EMBEDDED_ENCODER
+
 
 def char_vocab(texts: Iterable[str], *, max_size: int | None = None, min_count: int = 1) -> list[str]:
     """Special tokens, then characters by descending frequency (ties by code point), whitespace excluded."""

@@ -1,8 +1,9 @@
 """`zhkd finetune`: train a teacher or a student on gold labels (`zhkd.distill.finetune.finetune`).
 
-`--init M` starts from any checkpoint (a pre-trained MLM or encoder gets a fresh task head; this is how
-the demo's teacher is made from its MLM). `--init scratch --shape NAME` builds a catalogue shape at
-random, with a character vocabulary made from the training text, or with `--tokenizer M`'s.
+`--init M` starts from any checkpoint (a pre-trained MLM or encoder gets a fresh task head); without it,
+from zhkd's embedded character encoder (`zhkd.models.EMBEDDED_ENCODER`). `--init scratch --shape NAME`
+builds a catalogue shape at random, with a character vocabulary made from the training text, or with
+`--tokenizer M`'s.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=task_names())
     parser.add_argument("--train", required=True, type=Path, help="gold training rows (.jsonl or .jsonl.gz)")
     parser.add_argument("--dev", type=Path, help="gold dev rows, scored after every epoch")
-    parser.add_argument("--init", required=True,
+    parser.add_argument("--init",
                         help="a checkpoint to start from (MLM, encoder or classifier; directory or hub id), "
-                             "or 'scratch'")
+                             "or 'scratch' (default: zhkd's embedded character encoder, "
+                             "data_cards/zhkd-char-encoder.md)")
     parser.add_argument("--shape", help="with --init scratch: a catalogue shape (see zhkd distill --list-students)")
     parser.add_argument("--tokenizer", help="with --init scratch: use this checkpoint's tokenizer instead of a "
                                             "character vocabulary from the training text")
@@ -36,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from zhkd.distill.finetune import FinetuneConfig, finetune
+    from zhkd.models import embedded_encoder
 
     config = FinetuneConfig(
-        task=args.task, train=args.train, init=args.init, output=args.output, dev=args.dev, shape=args.shape,
+        task=args.task, train=args.train, init=args.init or str(embedded_encoder()), output=args.output,
+        dev=args.dev, shape=args.shape,
         tokenizer=args.tokenizer, vocab_size=args.vocab_size,
         labels=tuple(args.labels.split(",")) if args.labels else None, training=train_config(args),
         resume=args.resume,
