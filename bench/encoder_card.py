@@ -166,8 +166,10 @@ def ship(run: Path, inputs: str, heldout: str) -> None:
     if not summary.get("heldout"):
         sys.exit(f"{run}: no held-out figures in summary.json (pre-train with --heldout)")
     EMBEDDED_ENCODER.mkdir(exist_ok=True)
-    for name in SHIPPED:
-        shutil.copyfile(run / name, EMBEDDED_ENCODER / name)
+    for name in SHIPPED:  # copied aside, then renamed in: a process reading the weights (mapped) keeps its copy
+        partial = EMBEDDED_ENCODER / f".{name}.partial"
+        shutil.copyfile(run / name, partial)
+        os.replace(partial, EMBEDDED_ENCODER / name)
     heldout_paths = heldout.split(",")
     probes = measure_probes(EMBEDDED_ENCODER, probe_sentences(heldout_paths))
     (EMBEDDED_ENCODER / PROBES_FILE).write_text(json.dumps(probes, ensure_ascii=False, indent=1) + "\n", "utf-8")
