@@ -71,15 +71,17 @@ def make_teacher(shape, out_dir: Path, texts: list[str]) -> Path:
 
 
 class ZhkdLabeller:
-    """zhkd's tokenizer, batch planner and RunInference handler, as the build's FormBatches/Teacher run them."""
+    """zhkd's tokenizer, batch planner and RunInference handler, as the build's FormBatches/Teacher run them;
+    `forward="plain"` makes the handler run the model's own forward on the padded batches."""
 
-    def __init__(self, teacher: Path, batch_tokens: int, max_rows: int, threads: int) -> None:
+    def __init__(self, teacher: Path, batch_tokens: int, max_rows: int, threads: int, forward: str = "auto") -> None:
         from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer
 
         self.tokenizer = TeacherTokenizer(str(teacher), "classification", MAX_LENGTH)
         self.handler = TeacherHandler(str(teacher), "classification", device="cpu", threads=threads,
-                                      pad_token_id=self.tokenizer.tokenizer.pad_token_id)
+                                      pad_token_id=self.tokenizer.tokenizer.pad_token_id, forward=forward)
         self.model = self.handler.load_model()
+        self.forward = self.model.forward  # what ran: packed or plain
         self.batch_tokens, self.max_rows = batch_tokens, max_rows
 
     def lengths(self, texts: list[str]) -> list[int]:
@@ -87,6 +89,15 @@ class ZhkdLabeller:
         rows = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
         self.tokenizer.encode(rows)
         return [len(r["input_ids"]) for r in rows]
+
+    def padded_share(self, texts: list[str]) -> float:
+        """The share of pad tokens in the padded batches these rows are cut into."""
+        from zhkd.pipelines.teacher import plan_batches
+
+        rows = [{"id": f"{i:06d}", "input_ids": [0] * n} for i, n in enumerate(self.lengths(texts))]
+        batches = plan_batches(rows, batch_tokens=self.batch_tokens, max_rows=self.max_rows)
+        padded = sum(len(b) * max(len(r["input_ids"]) for r in b) for b in batches)
+        return 1 - sum(len(r["input_ids"]) for r in rows) / padded
 
     def __call__(self, texts: list[str]):
         import numpy as np
@@ -189,6 +200,32 @@ def sweep(pipe: PipelineLabeller, texts: list[str], batch_sizes: list[int], roun
     return {b: sum(r["rows"] for r in timed[b]) / sum(r["seconds"] for r in timed[b]) for b in batch_sizes}
 
 
+# Where a labeller's time goes, by torch operator (self time): the rest of the wall time is spent outside
+# torch's operators (Python: tokenisation, batching, the pipeline's pre- and post-processing).
+PROFILE_PARTS = {
+    "matrix products": ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
+    "attention": ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_flash_attention_for_cpu",
+                  "aten::softmax", "aten::_softmax", "aten::_safe_softmax"),
+    "GELU, LayerNorm, tanh": ("aten::gelu", "aten::layer_norm", "aten::native_layer_norm", "aten::tanh"),
+}
+
+
+def profile_shares(call) -> dict:
+    """One call under torch.profiler: the share of its wall time in each of PROFILE_PARTS, in the other
+    torch operators (adds, copies, gathers, embeddings) and outside torch's operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    wall = time.perf_counter() - started
+    seconds = {event.key: event.self_cpu_time_total / 1e6 for event in prof.key_averages()}
+    shares = {part: sum(seconds.get(name, 0.0) for name in names) / wall for part, names in PROFILE_PARTS.items()}
+    shares["other torch operators"] = sum(seconds.values()) / wall - sum(shares.values())
+    shares["outside torch operators"] = max(0.0, 1 - sum(seconds.values()) / wall)
+    return {"seconds": wall, "shares": shares}
+
+
 def main() -> int:
     import torch
 
@@ -210,6 +247,8 @@ def main() -> int:
     parser.add_argument("--budgets", default="256,512,768,1024,2048",
                         help="zhkd's budgets to sweep on the sweep rows, comma-separated")
     parser.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS)
+    parser.add_argument("--profile-rows", type=int, default=64,
+                        help="rows each contender labels once under torch.profiler, per thread count (0: none)")
     parser.add_argument("--out", type=Path, default=RESULTS / "label_bench.json")
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
@@ -244,8 +283,10 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
     import numpy as np
 
     ours = ZhkdLabeller(teacher, args.batch_tokens, args.max_batch_rows, threads)
+    plain = ZhkdLabeller(teacher, args.batch_tokens, args.max_batch_rows, threads, forward="plain")
     pipe = PipelineLabeller(teacher)
     ours(warm)
+    plain(warm)
     pipe(warm, 1)
     budgets = budget_sweep(teacher, texts[: args.sweep_rows], [int(b) for b in args.budgets.split(",")],
                            args, threads)
@@ -254,9 +295,9 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
     print(f"{threads} thread(s), pipeline batch sweep: " + ", ".join(f"{b}: {v:.1f} rows/s" for b, v in swept.items())
           + f" -> best {best}", file=sys.stderr, flush=True)
     parts = blocks_of(texts, args.rounds)
-    got: dict[str, list] = {"zhkd": [], "pipeline": [], "pipeline_sorted": []}
-    calls = {"zhkd": lambda block: ours(block), "pipeline": lambda block: pipe(block, best),
-             "pipeline_sorted": lambda block: pipe(block, best, sort=True)}
+    calls = {"zhkd": lambda block: ours(block), "zhkd_plain": lambda block: plain(block),
+             "pipeline": lambda block: pipe(block, best), "pipeline_sorted": lambda block: pipe(block, best, sort=True)}
+    got: dict[str, list] = {name: [] for name in calls}
 
     def contender(name: str):
         def one_round(r: int) -> dict:
@@ -276,33 +317,51 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
         "ceiling": ceiling(flops, sides, threads),
         "contenders": sides, "vs_pipeline": rate_ratio(timed["zhkd"], timed["pipeline"], "rows"),
         "vs_pipeline_sorted": rate_ratio(timed["zhkd"], timed["pipeline_sorted"], "rows"),
+        "vs_plain_forward": rate_ratio(timed["zhkd"], timed["zhkd_plain"], "rows"),
+        "forward": ours.forward, "padded_share": sum(plain.padded_share(p) * len(p) for p in parts) / len(texts),
         "max_abs_logit_diff": {name: float(np.abs(logits["zhkd"] - logits[name]).max())
-                               for name in ("pipeline", "pipeline_sorted")},
+                               for name in ("zhkd_plain", "pipeline", "pipeline_sorted")},
     }
+    if args.profile_rows:
+        rows = texts[: args.profile_rows]
+        figures["profile"] = {name: profile_shares(lambda call=call: call(rows)) for name, call in calls.items()
+                              if name != "pipeline_sorted"}
     for name, side in sides.items():
         print(f"{threads} thread(s), {name:16s} {side['rows_per_s']:8.1f} rows/s ({side['seconds']:.1f} s)",
               file=sys.stderr)
-    print(f"{threads} thread(s): zhkd / pipeline(batch {best}) = {figures['vs_pipeline']['ratio']:.2f}x (target >= "
-          f"{TARGET}x); sorted: {figures['vs_pipeline_sorted']['ratio']:.2f}x", file=sys.stderr, flush=True)
+    print(f"{threads} thread(s): zhkd ({ours.forward} forward) / pipeline(batch {best}) = "
+          f"{figures['vs_pipeline']['ratio']:.2f}x (target >= {TARGET}x); sorted: "
+          f"{figures['vs_pipeline_sorted']['ratio']:.2f}x; over the plain forward: "
+          f"{figures['vs_plain_forward']['ratio']:.2f}x",
+          file=sys.stderr, flush=True)
+    for name, profiled in figures.get("profile", {}).items():
+        print(f"{threads} thread(s), profile of {name}: " + ", ".join(
+            f"{part} {share:.0%}" for part, share in profiled["shares"].items()), file=sys.stderr, flush=True)
     return figures
 
 
 def summary_rows(figures: dict, threads: int, args) -> list[dict]:
     sides, best, diffs = figures["contenders"], figures["pipeline_best_batch_size"], figures["max_abs_logit_diff"]
-    as_called, sorted_ = figures["vs_pipeline"], figures["vs_pipeline_sorted"]
+    as_called, sorted_, plain = figures["vs_pipeline"], figures["vs_pipeline_sorted"], figures["vs_plain_forward"]
     top, budgets = figures["ceiling"], figures["zhkd_budget_sweep_rows_per_s"]
     where = f"label on CPU ({args.shape}, {threads} torch thread{'s' if threads > 1 else ''} both)"
+    ours = f"{sides['zhkd']['rows_per_s']:.1f} rows/s"
     return [
-        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows as given",
-                    f"{sides['zhkd']['rows_per_s']:.1f} rows/s", f"{sides['pipeline']['rows_per_s']:.1f} rows/s",
-                    "rows/s", as_called["ratio"], interval=as_called["round_ratio_interval"], target=TARGET,
-                    note=(f"{args.rows} rows; pipeline's best of batch sizes {args.batch_sizes} on {args.sweep_rows} "
-                          f"rows; zhkd's budget {args.batch_tokens} tokens; max logit difference "
-                          f"{diffs['pipeline']:.1e}")),
-        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows sorted by length",
-                    f"{sides['zhkd']['rows_per_s']:.1f} rows/s", f"{sides['pipeline_sorted']['rows_per_s']:.1f} rows/s",
-                    "rows/s", sorted_["ratio"], interval=sorted_["round_ratio_interval"],
+        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows as given", ours,
+                    f"{sides['pipeline']['rows_per_s']:.1f} rows/s", "rows/s", as_called["ratio"],
+                    interval=as_called["round_ratio_interval"], target=TARGET,
+                    note=(f"{args.rows} rows; zhkd's {figures['forward']} forward; pipeline's best of batch sizes "
+                          f"{args.batch_sizes} on {args.sweep_rows} rows; zhkd's budget {args.batch_tokens} tokens; "
+                          f"max logit difference {diffs['pipeline']:.1e}")),
+        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows sorted by length", ours,
+                    f"{sides['pipeline_sorted']['rows_per_s']:.1f} rows/s", "rows/s", sorted_["ratio"],
+                    interval=sorted_["round_ratio_interval"],
                     note=f"max logit difference {diffs['pipeline_sorted']:.1e}"),
+        summary_row(f"{where}: zhkd's {figures['forward']} forward vs the model's own forward, same padded batches",
+                    ours, f"{sides['zhkd_plain']['rows_per_s']:.1f} rows/s", "rows/s", plain["ratio"],
+                    interval=plain["round_ratio_interval"],
+                    note=(f"{figures['padded_share']:.0%} of the padded batches' tokens are padding; max logit "
+                          f"difference {diffs['zhkd_plain']:.1e}")),
         summary_row(f"{where}: the most any labeller could reach vs pipeline(batch_size={best})",
                     f"{top['matmul_peak_gflops']:.0f} GFLOP/s (float32 matrix products)",
                     f"{top['achieved_gflops']['pipeline']:.0f} GFLOP/s useful", "GFLOP/s",

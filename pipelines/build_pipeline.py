@@ -234,15 +234,16 @@ class TeacherBatch:
     results: list
     device: str
     dtype: str
+    forward: str
 
 
 class WholeBatches(TeacherHandler):
     """The teacher handler answering one element per batch (RunInference emits each answer as one
-    element), with the device and dtype that actually ran."""
+    element), with the device, dtype and forward that actually ran."""
 
     def run_inference(self, batch, model, inference_args=None):
         return [TeacherBatch(list(super().run_inference(batch, model, inference_args)), str(model.device),
-                             model.dtype)]
+                             model.dtype, model.forward)]
 
 
 class Progress:
@@ -278,7 +279,7 @@ class Judge(beam.DoFn):
     def process(self, batch: TeacherBatch):
         label_names, spec = self.label_names, get_task(self.task)
         tag_index = {name: i for i, name in enumerate(label_names)}
-        counts = Counter({f"teacher_ran/{batch.device}/{batch.dtype}": len(batch.results)})
+        counts = Counter({f"teacher_ran/{batch.device}/{batch.dtype}/{batch.forward}": len(batch.results)})
         for result in batch.results:
             row = dict(result.example)
             row["teacher_logits"] = result.inference

@@ -22,6 +22,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from zhkd.pipelines.errors import PipelineError
+from zhkd.pipelines.packed_forward import PackedForward, forward_path
 from zhkd.tasks import get_task
 
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
@@ -153,6 +154,8 @@ class LoadedTeacher:
     model: object
     device: str
     dtype: str  # what actually ran, recorded in the manifest
+    forward: str = "plain"  # packed_forward.FORWARDS: which forward runs the batches, recorded likewise
+    packed: object = None  # the PackedForward when `forward` is "packed"
 
 
 # The process's loaded teachers. Beam's shared handle holds a model only while a DoFn refers to it;
@@ -165,9 +168,15 @@ class TeacherHandler(ModelHandler):
     (Beam's shared handle), or `copies` models shared by all processes of a machine (large models)."""
 
     def __init__(self, checkpoint: str, task: str, *, pad_token_id: int, device: str = "auto",
-                 copies: int | None = None, threads: int | None = None, fingerprint: str = "") -> None:
+                 copies: int | None = None, threads: int | None = None, fingerprint: str = "",
+                 forward: str = "auto") -> None:
         super().__init__(model_copies=copies)
         self.checkpoint, self.task, self.pad_token_id, self.device = checkpoint, task, pad_token_id, device
+        # "auto": the packed forward where it runs (packed_forward.forward_path), else the plain one;
+        # "plain": the model's own forward always (the bench's reference).
+        if forward not in ("auto", "plain"):
+            raise PipelineError(f"teacher forward {forward!r}: auto or plain")
+        self.forward = forward
         # The weights' sha256: a long-lived worker (a Dask cluster serving several builds) reloads a
         # checkpoint directory whose weights changed.
         self.fingerprint = fingerprint
@@ -176,13 +185,13 @@ class TeacherHandler(ModelHandler):
         self.threads = threads
 
     def load_model(self) -> LoadedTeacher:
-        """One model per process and (checkpoint, weights, task, device), loaded once; the configured thread count
-        is set on every call (something else in the process may have changed it since)."""
+        """One model per process and (checkpoint, weights, task, device, forward), loaded once; the configured
+        thread count is set on every call (something else in the process may have changed it since)."""
         import torch
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        key = (self.checkpoint, self.fingerprint, self.task, self.device)
+        key = (self.checkpoint, self.fingerprint, self.task, self.device, self.forward)
         if key not in _LOADED:
             _LOADED[key] = self._load()
         return _LOADED[key]
@@ -207,8 +216,9 @@ class TeacherHandler(ModelHandler):
                 device = f"cuda:{os.getpid() % torch.cuda.device_count()}"
         dtype = dtype_for(device)
         model = load_model(get_task(self.task).model_kind, resolve_checkpoint(self.checkpoint),
-                           dtype=getattr(torch, dtype))
-        return LoadedTeacher(model.to(device).eval(), device, dtype)
+                           dtype=getattr(torch, dtype)).to(device).eval()
+        forward = forward_path(model, device) if self.forward == "auto" else "plain"
+        return LoadedTeacher(model, device, dtype, forward, PackedForward(model) if forward == "packed" else None)
 
     def run_inference(self, batch: Sequence[dict], model: LoadedTeacher, inference_args=None):
         import torch
@@ -232,7 +242,8 @@ class TeacherHandler(ModelHandler):
         if on_gpu:  # pinned host memory: the copies to the GPU do not block the host
             inputs = {k: v.pin_memory() for k, v in inputs.items()}
         with torch.inference_mode():
-            logits = model.model(**{k: v.to(model.device, non_blocking=on_gpu) for k, v in inputs.items()}).logits
+            inputs = {k: v.to(model.device, non_blocking=on_gpu) for k, v in inputs.items()}
+            logits = model.packed(**inputs) if model.packed is not None else model.model(**inputs).logits
             logits = logits.float().cpu().numpy()  # the one host sync per batch: its results are needed
         if not get_task(self.task).per_token:
             return [PredictionResult(row, logits[i]) for i, row in enumerate(batch)]

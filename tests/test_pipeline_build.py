@@ -211,11 +211,11 @@ def test_a_dask_build_writes_the_same_bytes_as_the_in_process_engine(reference, 
         assert (out / "dead_letter" / letters.name).read_bytes() == letters.read_bytes()
 
 
-def test_the_manifest_records_the_device_and_dtype_that_ran(reference):
+def test_the_manifest_records_the_device_dtype_and_forward_that_ran(reference):
     manifest = manifest_of(reference)
     teacher, config = manifest["teacher"], manifest["config"]
     assert config["device"] == teacher["device"] == "cpu" and teacher["dtype"] == "float32"
-    assert teacher["ran"] == {"cpu/float32": manifest["counts"]["labelled"]}
+    assert teacher["ran"] == {"cpu/float32/packed": manifest["counts"]["labelled"]}
     assert teacher["batch_budget"] == {"tokens": 768, "rows": 256} == {"tokens": config["batch_tokens"],
                                                                         "rows": config["max_batch_rows"]}
     assert "precision" not in teacher  # no longer a statement of what would run
