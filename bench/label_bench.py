@@ -7,7 +7,10 @@ thread count. Timed end to end from raw strings to raw logits, tokenisation incl
 excluded (each contender first labels 16 rows that are not measured):
 
 - zhkd: `TeacherTokenizer.encode` (one batched call), `plan_batches` (length-sorted, token budget) and
-  `TeacherHandler.run_inference` per batch, as `zhkd build` runs them on a group of rows;
+  `TeacherHandler.run_inference` per batch, as `zhkd build` runs them on a group of rows (with the
+  forward the build picks: the packed, padding-free one for a BERT classifier on CPU);
+- zhkd, plain forward: the same, with the model's own forward on the padded batches (what the packed
+  forward gains);
 - pipeline: `pipeline("text-classification")(texts, batch_size=B, truncation=True,
   function_to_apply="none", top_k=None)`, the rows in the order given (as a user calls it), with B its
   best batch size: a sweep over --batch-sizes on the first --sweep-rows rows, in interleaved rounds,
@@ -15,13 +18,16 @@ excluded (each contender first labels 16 rows that are not measured):
 - pipeline, sorted: the same call with B on the same rows sorted by length (what a user could do to
   cut padding), its outputs put back in row order.
 
-The rows are cut into --rounds blocks, each labelled by the three in turn (order alternating). All of
+The rows are cut into --rounds blocks, each labelled by the four in turn (order alternating). All of
 it runs at each of --threads torch thread counts (both sides alike; default 1, what `zhkd build` gives
-each worker, and all cores, what `pipeline()` takes). The logits of both pipeline runs must equal
-zhkd's within 1e-5 on every row, else the run fails (exit 1, recorded). Target (issue 14): zhkd >= 1.3x
-the pipeline as called. Results: bench/results/label_bench.json.
+each worker, and all cores, what `pipeline()` takes). The logits of the other three must equal zhkd's
+within 1e-5 on every row, else the run fails (exit 1, recorded). Target (issue 14): zhkd >= 1.3x the
+pipeline as called. Results: bench/results/label_bench.json.
 
-Two figures set the comparison in context, per thread count:
+Three figures set the comparison in context, per thread count:
+- where the time goes: zhkd, its plain forward and the pipeline each label the first --profile-rows
+  rows once under torch.profiler; the share of the wall time in matrix products, attention, GELU and
+  LayerNorm, other torch operators, and outside torch's operators (Python) is recorded;
 - zhkd's budget sweep: the handler at each of --budgets padded tokens per batch, on the sweep rows, in
   interleaved rounds (the build's CPU default, `BATCH_BUDGETS["cpu"]`, was chosen from it);
 - the ceiling: both sides do the same arithmetic, the model's matrix products, whose floating-point
@@ -31,7 +37,7 @@ Two figures set the comparison in context, per thread count:
   several) bounds any labeller of this model. Its ratio to the pipeline's achieved rate is the most any
   labeller could beat the pipeline by on this CPU without skipping work.
 
-    python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads 1,2]
+    python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads 1,2] [--profile-rows 64]
 """
 
 from __future__ import annotations
@@ -368,8 +374,17 @@ def summary_rows(figures: dict, threads: int, args) -> list[dict]:
                     top["most_possible_vs_pipeline"],
                     note=(f"zhkd reached {top['achieved_gflops']['zhkd']:.0f} GFLOP/s useful; "
                           f"{top['row_gflop']:.0f} GFLOP of matrix products over the {args.rows} rows; zhkd's "
-                          "budget sweep " + ", ".join(f"{b}: {v:.1f}" for b, v in budgets.items()) + " rows/s")),
+                          "budget sweep " + ", ".join(f"{b}: {v:.1f}" for b, v in budgets.items()) + " rows/s"
+                          + profile_note(figures.get("profile")))),
     ]
+
+
+def profile_note(profile: dict | None) -> str:
+    """The profiled share of each side's time in matrix products (empty without a profile)."""
+    if not profile:
+        return ""
+    return "; time in matrix products (profiled): " + ", ".join(
+        f"{name} {p['shares']['matrix products']:.0%}" for name, p in profile.items())
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -71,10 +71,18 @@ def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
                        "--budgets", "64,768")
     (figures,) = result["by_threads"].values()
     sides = figures["contenders"]
-    assert sides["zhkd"]["rows"] == sides["pipeline"]["rows"] == sides["pipeline_sorted"]["rows"] == 8
+    assert {name: side["rows"] for name, side in sides.items()} == {
+        "zhkd": 8, "zhkd_plain": 8, "pipeline": 8, "pipeline_sorted": 8}
+    assert figures["forward"] == "packed" and 0 <= figures["padded_share"] < 1
     assert figures["pipeline_best_batch_size"] in (1, 2) and set(figures["pipeline_sweep_rows_per_s"]) == {"1", "2"}
     assert result["failed"] is None and max(figures["max_abs_logit_diff"].values()) <= 1e-5
-    assert [row["target"] for row in result["summary"]] == [1.3, None, None]
+    assert set(figures["max_abs_logit_diff"]) == {"zhkd_plain", "pipeline", "pipeline_sorted"}
+    assert [row["target"] for row in result["summary"]] == [1.3, None, None, None]
+    # each profiled side's time is split into parts that add up to the whole
+    assert set(figures["profile"]) == {"zhkd", "zhkd_plain", "pipeline"}
+    for profiled in figures["profile"].values():
+        assert sum(profiled["shares"].values()) == pytest.approx(1.0, abs=0.02)
+        assert profiled["shares"]["matrix products"] > 0
     assert set(figures["zhkd_budget_sweep_rows_per_s"]) == {"64", "768"}
     ceiling = figures["ceiling"]
     assert ceiling["matmul_peak_gflops"] > 0 and ceiling["row_gflop"] > 0
