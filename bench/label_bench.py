@@ -35,7 +35,9 @@ Three figures set the comparison in context, per thread count:
   counted). Dividing by the seconds gives each side's useful GFLOP/s; the machine's float32 matrix
   product rate at that thread count (`torch.mm` of a 2,048 x 768 by 768 x 3,072 product, the best of
   several) bounds any labeller of this model. Its ratio to the pipeline's achieved rate is the most any
-  labeller could beat the pipeline by on this CPU without skipping work.
+  labeller could beat the pipeline by on this CPU without skipping work. The packed forward does skip
+  some: its last layer runs for each row's first token only (all a sequence classifier's head reads),
+  about 1/14 of a 12-layer model's products at these lengths, so its rate here counts work it never did.
 
     python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads 1,2] [--profile-rows 64]
 """

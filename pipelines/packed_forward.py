@@ -5,38 +5,57 @@ size 1, which pads nothing, multiplies every weight matrix by one row's few doze
 weights stream through the caches once per row. Here a batch's real tokens are gathered into one
 `[tokens, hidden]` matrix: the attention projections (one product: query, key and value weights side
 by side), the feed-forward pair, LayerNorm and the activation run on real tokens only, as a few large
-products; attention runs per run of equal-length rows, with no mask and no pad keys. Everything else
-is the model's own modules: the embeddings (on the padded batch, so each architecture's positions
-hold), each layer's Linear, LayerNorm and activation modules, the pooler and the head. The logits
+products; attention runs per run of equal-length rows, with no mask and no pad keys. A sequence
+classifier's head reads each row's first token only, so the last layer runs for those tokens alone
+(keys and values of every token, the rest for the first). Where torch has oneDNN on x86, the products
+run through it, GELU and the residual adds fused into them (`OneDnnProducts`); else through torch's
+own linear (`TorchProducts`). Everything else is the model's own modules: the embeddings (on the
+padded batch, so each architecture's positions hold), LayerNorm, the pooler and the head. The logits
 equal the plain forward's up to float32 rounding (the products are blocked differently; the tests hold
 them within 1e-5), and, like the plain forward's, they are a function of the batch's rows alone.
 
 It runs where `forward_path` says so: on CPU, for the classifiers in `HEADS` whose layers have BERT's
 layout. Anything else (other architectures, a GPU, where padded batches are what the hardware wants)
-runs the plain forward. `bench/label_bench.py` measures the two against `pipeline()`.
+runs the plain forward. `bench/label_bench.py` measures it against `pipeline()` and the plain forward,
+`bench/forward_bench.py` against the alternatives tried.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-FORWARDS = ("packed", "plain")
-
-# Classifier class name -> (attribute of its encoder, head: (model, padded sequence output) -> logits).
-# The heads are the models' own forward after the encoder, dropout included (a no-op in eval mode).
-HEADS: dict[str, tuple[str, Callable]] = {}
+from dataclasses import dataclass
 
 
-def register_head(class_name: str, encoder: str, head: Callable) -> None:
+@dataclass(frozen=True)
+class Head:
+    """How a classifier class sits on its encoder: the encoder's attribute, the head as the model's own
+    forward runs it after the encoder (dropout included, a no-op in eval mode) on a `[rows, width,
+    hidden]` sequence output, and whether the head reads the first token of each row only (a sequence
+    classifier's pooler), in which case the last layer is run for those tokens alone: the other
+    tokens' outputs of that layer are never read."""
+
+    encoder: str
+    apply: Callable
+    first_token_only: bool
+
+
+# Classifier class name -> its Head.
+HEADS: dict[str, Head] = {}
+
+
+def register_head(class_name: str, head: Head) -> None:
     """Lets the packed forward run a classifier class whose encoder layers have BERT's layout."""
-    HEADS[class_name] = (encoder, head)
+    HEADS[class_name] = head
 
 
-register_head("BertForSequenceClassification", "bert",
-              lambda m, seq: m.classifier(m.dropout(m.bert.pooler(seq))))
-register_head("BertForTokenClassification", "bert", lambda m, seq: m.classifier(m.dropout(seq)))
-register_head("RobertaForSequenceClassification", "roberta", lambda m, seq: m.classifier(seq))
-register_head("RobertaForTokenClassification", "roberta", lambda m, seq: m.classifier(m.dropout(seq)))
+register_head("BertForSequenceClassification",
+              Head("bert", lambda m, seq: m.classifier(m.dropout(m.bert.pooler(seq))), first_token_only=True))
+register_head("BertForTokenClassification",
+              Head("bert", lambda m, seq: m.classifier(m.dropout(seq)), first_token_only=False))
+register_head("RobertaForSequenceClassification",
+              Head("roberta", lambda m, seq: m.classifier(seq), first_token_only=True))
+register_head("RobertaForTokenClassification",
+              Head("roberta", lambda m, seq: m.classifier(m.dropout(seq)), first_token_only=False))
 
 # The layer layout the packed forward reproduces (transformers' BERT and RoBERTa layers).
 _LAYERS = {"BertLayer": "BertSelfAttention", "RobertaLayer": "RobertaSelfAttention"}
@@ -50,7 +69,7 @@ def unsupported(model) -> str | None:
     config = model.config
     if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
         return f"{name} is configured as a decoder"
-    encoder = getattr(model, HEADS[name][0])
+    encoder = getattr(model, HEADS[name].encoder)
     for layer in encoder.encoder.layer:
         attention = type(layer.attention.self).__name__
         if _LAYERS.get(type(layer).__name__) != attention:
@@ -63,21 +82,83 @@ def forward_path(model, device: str) -> str:
     return "packed" if device == "cpu" and unsupported(model) is None else "plain"
 
 
+class TorchProducts:
+    """The layers' matrix products through torch's own linear (MKL on x86), activation and adds apart."""
+
+    name = "packed"
+
+    @staticmethod
+    def linear(x, weight, bias):
+        import torch.nn.functional as F
+
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def linear_add(x, dense, residual):
+        return dense(x) + residual
+
+    @staticmethod
+    def intermediate(module, x):
+        return module(x)
+
+
+class OneDnnProducts:
+    """The layers' matrix products through oneDNN, with the residual add, and the exact (erf) GELU where
+    the layer has it, applied inside the product rather than as passes of their own."""
+
+    name = "packed-onednn"
+
+    @staticmethod
+    def available() -> bool:
+        import platform
+
+        import torch
+
+        return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+                and platform.machine().lower() in ("x86_64", "amd64"))
+
+    @staticmethod
+    def linear(x, weight, bias):
+        import torch
+
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def linear_add(x, dense, residual):
+        import torch
+
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, dense.weight, dense.bias, "add")
+
+    @classmethod
+    def intermediate(cls, module, x):
+        import torch
+        import torch.nn.functional as F
+
+        act = module.intermediate_act_fn
+        if type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is F.gelu:
+            return torch.ops.mkldnn._linear_pointwise(x, module.dense.weight, module.dense.bias, "gelu", [], "none")
+        return act(cls.linear(x, module.dense.weight, module.dense.bias))
+
+
 class PackedForward:
     """The packed forward of one loaded classifier (eval mode, float32, CPU). Each layer's query, key and
     value weights are stored side by side in one tensor, the three Linear modules keeping views of its
     rows: one product gives all three, and the plain forward, which reads the views, is unchanged in
-    values and memory."""
+    values and memory. `onednn`: whether the products run through oneDNN (default: where it is
+    available); `name` says which ran (`packed-onednn` or `packed`)."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, onednn: bool | None = None) -> None:
         import torch
 
         reason = unsupported(model)
         if reason:
             raise ValueError(reason)
-        self.model = model
-        encoder_name, self.head = HEADS[type(model).__name__]
-        self.base = getattr(model, encoder_name)
+        if onednn is None:
+            onednn = OneDnnProducts.available()
+        self.products = OneDnnProducts if onednn else TorchProducts
+        self.name = self.products.name
+        self.model, self.head = model, HEADS[type(model).__name__]
+        self.base = getattr(model, self.head.encoder)
         self.projections = []
         with torch.no_grad():
             for layer in self.base.encoder.layer:
@@ -99,11 +180,16 @@ class PackedForward:
         mask = attention_mask.bool()
         x = hidden[mask]  # [tokens, hidden], row after row
         runs = equal_length_runs(attention_mask.sum(dim=1).tolist())
-        for layer, projection in zip(self.base.encoder.layer, self.projections, strict=True):
-            x = _packed_layer(layer, projection, x, runs)
+        layers = list(zip(self.base.encoder.layer, self.projections, strict=True))
+        if self.head.first_token_only:
+            *layers, last = layers
+        for layer, projection in layers:
+            x = _packed_layer(layer, projection, x, runs, self.products)
+        if self.head.first_token_only:
+            return self.head.apply(self.model, _first_token_layer(*last, x, runs, self.products)[:, None, :])
         sequence = hidden.new_zeros(hidden.shape)
         sequence[mask] = x
-        return self.head(self.model, sequence)
+        return self.head.apply(self.model, sequence)
 
 
 def equal_length_runs(lengths: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -120,7 +206,29 @@ def equal_length_runs(lengths: Sequence[int]) -> list[tuple[int, int, int]]:
     return runs
 
 
-def _packed_layer(layer, projection, x, runs):
+def _first_token_layer(layer, projection, x, runs, products):
+    """The last layer for each row's first token alone, `[rows, hidden]`: keys and values of every token,
+    the query, attention output and feed-forward of the first tokens only."""
+    import torch
+    import torch.nn.functional as F
+
+    attention = layer.attention.self
+    heads, size = attention.num_attention_heads, attention.attention_head_size
+    width = heads * size
+    weight, bias = projection
+    kv = products.linear(x, weight[width:], bias[width:])
+    x = x[torch.tensor([first + i * length for first, rows, length in runs for i in range(rows)])]
+    q = products.linear(x, weight[:width], bias[:width])
+    context, row = [], 0
+    for first, rows, length in runs:
+        k, v = kv[first: first + rows * length].view(rows, length, 2, heads, size).permute(2, 0, 3, 1, 4)
+        query = q[row: row + rows].view(rows, 1, heads, size).transpose(1, 2)
+        context.append(F.scaled_dot_product_attention(query, k, v, scale=attention.scaling).reshape(rows, width))
+        row += rows
+    return _after_attention(layer, torch.cat(context) if len(context) > 1 else context[0], x, products)
+
+
+def _packed_layer(layer, projection, x, runs, products):
     """One encoder layer on packed tokens: BertLayer's arithmetic with attention per equal-length run."""
     import torch
     import torch.nn.functional as F
@@ -128,13 +236,17 @@ def _packed_layer(layer, projection, x, runs):
     attention = layer.attention.self
     heads, size = attention.num_attention_heads, attention.attention_head_size
     width = heads * size
-    qkv = F.linear(x, *projection)
+    qkv = products.linear(x, *projection)
     context = []
     for first, rows, length in runs:
-        block = qkv[first: first + rows * length].view(rows, length, 3, heads, size).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(block[0], block[1], block[2], scale=attention.scaling)
+        q, k, v = qkv[first: first + rows * length].view(rows, length, 3, heads, size).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, scale=attention.scaling)
         context.append(out.transpose(1, 2).reshape(rows * length, width))
-    context = torch.cat(context) if len(context) > 1 else context[0]
-    output = layer.attention.output
-    x = output.LayerNorm(output.dense(context) + x)
-    return layer.output.LayerNorm(layer.output.dense(layer.intermediate(x)) + x)
+    return _after_attention(layer, torch.cat(context) if len(context) > 1 else context[0], x, products)
+
+
+def _after_attention(layer, context, x, products):
+    """The attention output projection, the feed-forward pair, their residual adds and LayerNorms."""
+    x = layer.attention.output.LayerNorm(products.linear_add(context, layer.attention.output.dense, x))
+    return layer.output.LayerNorm(products.linear_add(products.intermediate(layer.intermediate, x),
+                                                      layer.output.dense, x))

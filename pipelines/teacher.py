@@ -154,7 +154,7 @@ class LoadedTeacher:
     model: object
     device: str
     dtype: str  # what actually ran, recorded in the manifest
-    forward: str = "plain"  # packed_forward.FORWARDS: which forward runs the batches, recorded likewise
+    forward: str = "plain"  # which forward runs the batches (plain, or PackedForward.name), recorded likewise
     packed: object = None  # the PackedForward when `forward` is "packed"
 
 
@@ -217,8 +217,8 @@ class TeacherHandler(ModelHandler):
         dtype = dtype_for(device)
         model = load_model(get_task(self.task).model_kind, resolve_checkpoint(self.checkpoint),
                            dtype=getattr(torch, dtype)).to(device).eval()
-        forward = forward_path(model, device) if self.forward == "auto" else "plain"
-        return LoadedTeacher(model, device, dtype, forward, PackedForward(model) if forward == "packed" else None)
+        packed = PackedForward(model) if self.forward == "auto" and forward_path(model, device) == "packed" else None
+        return LoadedTeacher(model, device, dtype, packed.name if packed else "plain", packed)
 
     def run_inference(self, batch: Sequence[dict], model: LoadedTeacher, inference_args=None):
         import torch

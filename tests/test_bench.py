@@ -91,6 +91,16 @@ def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
         ceiling["matmul_peak_gflops"] / ceiling["achieved_gflops"]["pipeline"])
 
 
+def test_the_forward_bench_times_every_forward_on_the_same_batches(tmp_path):
+    result = run_bench("forward_bench.py", tmp_path / "forward.json", "--rows", "6", "--shape", "mini", "--rounds", "2")
+    forwards = result["forwards"]
+    assert {"plain", "packed", "packed, last layer for every token", "one row at a time"} <= set(forwards)
+    assert result["rows"] == 6 and result["failed"] is None
+    assert all(f["max_abs_logit_diff"] <= 1e-5 and f["cpu_seconds"] > 0 for f in forwards.values())
+    assert forwards["plain"]["vs_plain_cpu"]["mean"] == pytest.approx(1.0)
+    assert len(result["summary"]) == len(forwards) - 1 and result["compile_seconds"] is None
+
+
 def test_the_reader_bench_reads_the_same_rows_with_both_readers(tmp_path):
     result = run_bench("reader_bench.py", tmp_path / "reader.json", "--rows", "1500", "--shards", "2",
                        "--rounds", "1")

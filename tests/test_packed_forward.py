@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from zhkd.pipelines.packed_forward import PackedForward, equal_length_runs, forward_path, unsupported
+from zhkd.pipelines.packed_forward import OneDnnProducts, PackedForward, equal_length_runs, forward_path, unsupported
 from zhkd.pipelines.teacher import TeacherHandler
 
 TOLERANCE = 1e-5
@@ -16,13 +16,13 @@ TOLERANCE = 1e-5
 LENGTHS = [1, 4, 4, 7, 9, 9, 9, 13, 13, 20]
 
 
-def tiny(kind: str, family: str = "bert"):
+def tiny(kind: str, family: str = "bert", act: str = "gelu"):
     """A random 2-layer classifier whose weights are large enough (std 0.3, not 0.02) that attention over a
     pad token, or over another row, moves the logits far beyond the tolerance."""
     config_class, prefix = {"bert": (transformers.BertConfig, "Bert"),
                             "roberta": (transformers.RobertaConfig, "Roberta")}[family]
     config = config_class(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=64, initializer_range=0.3, num_labels=3,
+                          intermediate_size=64, initializer_range=0.3, num_labels=3, hidden_act=act,
                           pad_token_id=1 if family == "roberta" else 0)
     torch.manual_seed(0)
     return getattr(transformers, f"{prefix}For{kind}Classification")(config).eval()
@@ -48,13 +48,19 @@ def per_row(model, ids, mask, types):
                       ).logits[0] for i, n in enumerate(mask.sum(dim=1).tolist())]
 
 
+ONEDNN = [False, pytest.param(True, marks=pytest.mark.skipif(not OneDnnProducts.available(),
+                                                              reason="torch has no oneDNN here"))]
+
+
+@pytest.mark.parametrize("onednn", ONEDNN)
 @pytest.mark.parametrize(("family", "kind"), [("bert", "Sequence"), ("bert", "Token"), ("roberta", "Sequence"),
                                               ("roberta", "Token")])
-def test_the_packed_forward_gives_each_rows_own_logits_on_a_padded_batch(family, kind):
+def test_the_packed_forward_gives_each_rows_own_logits_on_a_padded_batch(family, kind, onednn):
     model = tiny(kind, family)
     ids, mask, types = padded_batch(model, pairs=family == "bert")
     alone = per_row(model, ids, mask, types)
-    packed = PackedForward(model)
+    packed = PackedForward(model, onednn=onednn)
+    assert packed.name == ("packed-onednn" if onednn else "packed")
     with torch.inference_mode():
         fast = packed(ids, mask, types)
         plain = model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
@@ -70,6 +76,17 @@ def test_the_packed_forward_gives_each_rows_own_logits_on_a_padded_batch(family,
     assert leak > 1e-3
 
 
+@pytest.mark.parametrize("onednn", ONEDNN)
+@pytest.mark.parametrize("act", ["gelu_new", "relu"])
+def test_a_layer_without_the_exact_gelu_keeps_its_own_activation(act, onednn):
+    model = tiny("Sequence", act=act)
+    ids, mask, types = padded_batch(model)
+    alone = per_row(model, ids, mask, types)
+    with torch.inference_mode():
+        fast = PackedForward(model, onednn=onednn)(ids, mask)
+    assert max((fast[i] - alone[i]).abs().max() for i in range(len(LENGTHS))) <= TOLERANCE
+
+
 def test_fusing_the_projections_leaves_the_plain_forward_and_the_weights_as_they_were():
     model = tiny("Sequence")
     ids, mask, types = padded_batch(model)
@@ -82,10 +99,11 @@ def test_fusing_the_projections_leaves_the_plain_forward_and_the_weights_as_they
     assert all(torch.equal(before[name], p) for name, p in model.named_parameters())
 
 
-def test_the_packed_forward_is_the_same_bits_on_every_call():
+@pytest.mark.parametrize("onednn", ONEDNN)
+def test_the_packed_forward_is_the_same_bits_on_every_call(onednn):
     model = tiny("Sequence")
     ids, mask, _ = padded_batch(model)
-    packed = PackedForward(model)
+    packed = PackedForward(model, onednn=onednn)
     with torch.inference_mode():
         assert torch.equal(packed(ids, mask), packed(ids, mask))
 
@@ -120,7 +138,8 @@ def test_the_handler_labels_alike_with_either_forward_and_says_which_ran(tiny_cl
     fast = TeacherHandler(str(tiny_classifier), "pair", pad_token_id=0, device="cpu", threads=1)
     plain = TeacherHandler(str(tiny_classifier), "pair", pad_token_id=0, device="cpu", threads=1, forward="plain")
     loaded_fast, loaded_plain = fast.load_model(), plain.load_model()
-    assert (loaded_fast.forward, loaded_plain.forward) == ("packed", "plain")
+    expected = "packed-onednn" if OneDnnProducts.available() else "packed"
+    assert (loaded_fast.forward, loaded_fast.packed.name, loaded_plain.forward) == (expected, expected, "plain")
     for a, b in zip(fast.run_inference(rows, loaded_fast), plain.run_inference(rows, loaded_plain), strict=True):
         assert a.example["id"] == b.example["id"]
         np.testing.assert_allclose(a.inference, b.inference, atol=TOLERANCE)
