@@ -11,6 +11,8 @@ by each of these forwards in interleaved rounds (the order alternating), at one 
   tokens alone, which are all a sequence classifier's head reads; the products through oneDNN with GELU
   and the residual adds fused into them, where torch has it);
 - packed, last layer for every token: the same with the last layer run for every token;
+- packed, attention over the padded batch: the same with attention as one masked call over the padded
+  batch per layer (what the packed forward does at several threads);
 - packed, separate q/k/v: the same with three products for the projections;
 - packed, eager attention: the same with matmul/softmax/matmul attention;
 - packed, torch's linear: the same with the products through torch's `F.linear` (MKL), GELU and the
@@ -68,7 +70,7 @@ def attention_runs(layer, qkv, runs, eager: bool = False):
     return torch.cat(context) if len(context) > 1 else context[0]
 
 
-def separate_qkv_layer(layer, projection, x, runs, products):
+def separate_qkv_layer(layer, projection, x, packing, products):
     import torch
 
     from zhkd.pipelines.packed_forward import _after_attention
@@ -76,14 +78,14 @@ def separate_qkv_layer(layer, projection, x, runs, products):
     attention = layer.attention.self
     qkv = torch.cat([products.linear(x, p.weight, p.bias) for p in (attention.query, attention.key, attention.value)],
                     dim=1)
-    return _after_attention(layer, attention_runs(layer, qkv, runs), x, products)
+    return _after_attention(layer, attention_runs(layer, qkv, packing.runs), x, products)
 
 
-def eager_attention_layer(layer, projection, x, runs, products):
+def eager_attention_layer(layer, projection, x, packing, products):
     from zhkd.pipelines.packed_forward import _after_attention
 
-    return _after_attention(layer, attention_runs(layer, products.linear(x, *projection), runs, eager=True), x,
-                            products)
+    return _after_attention(layer, attention_runs(layer, products.linear(x, *projection), packing.runs, eager=True),
+                            x, products)
 
 
 def dense_part(context, x, wo, bo, g1, b1, wi, bi, wout, bout, g2, b2, eps: float):
@@ -97,9 +99,9 @@ def dense_part(context, x, wo, bo, g1, b1, wi, bi, wout, bout, g2, b2, eps: floa
 def compiled_layer(compiled):
     import torch.nn.functional as F
 
-    def layer_fn(layer, projection, x, runs, products):
+    def layer_fn(layer, projection, x, packing, products):
         output, ffn = layer.attention.output, layer.output
-        return compiled(attention_runs(layer, F.linear(x, *projection), runs), x, output.dense.weight,
+        return compiled(attention_runs(layer, F.linear(x, *projection), packing.runs), x, output.dense.weight,
                         output.dense.bias, output.LayerNorm.weight, output.LayerNorm.bias,
                         layer.intermediate.dense.weight, layer.intermediate.dense.bias, ffn.dense.weight,
                         ffn.dense.bias, ffn.LayerNorm.weight, ffn.LayerNorm.bias, ffn.LayerNorm.eps)
@@ -167,13 +169,13 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
                 model.config._attn_implementation = "sdpa"
         return run
 
-    def packed_with(layer_fn, every_token: bool = False, forward=packed):
+    def packed_with(layer_fn, every_token: bool = False, forward=packed, whole_batch: bool = False):
         def run():
             packed_module._packed_layer = layer_fn
             if every_token:
                 forward.head = dataclasses.replace(head, first_token_only=False)
             try:
-                return [forward(ids, mask) for ids, mask in padded]
+                return [forward(ids, mask, whole_batch_attention=whole_batch) for ids, mask in padded]
             finally:
                 packed_module._packed_layer, forward.head = shipped_layer, head
         return run
@@ -183,6 +185,7 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
 
     forwards = {"plain": plain("sdpa"), "plain, eager attention": plain("eager"), "packed": packed_with(shipped_layer),
                 "packed, last layer for every token": packed_with(shipped_layer, every_token=True),
+                "packed, attention over the padded batch": packed_with(shipped_layer, whole_batch=True),
                 "packed, separate q/k/v": packed_with(separate_qkv_layer),
                 "packed, eager attention": packed_with(eager_attention_layer)}
     if packed.name != torch_linear.name:

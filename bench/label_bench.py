@@ -30,14 +30,14 @@ Three figures set the comparison in context, per thread count:
   LayerNorm, other torch operators, and outside torch's operators (Python) is recorded;
 - zhkd's budget sweep: the handler at each of --budgets padded tokens per batch, on the sweep rows, in
   interleaved rounds (the build's CPU default, `BATCH_BUDGETS["cpu"]`, was chosen from it);
-- the ceiling: both sides do the same arithmetic, the model's matrix products, whose floating-point
-  operations per row are counted from the model's shape and each row's token count (padding not
-  counted). Dividing by the seconds gives each side's useful GFLOP/s; the machine's float32 matrix
-  product rate at that thread count (`torch.mm` of a 2,048 x 768 by 768 x 3,072 product, the best of
-  several) bounds any labeller of this model. Its ratio to the pipeline's achieved rate is the most any
-  labeller could beat the pipeline by on this CPU without skipping work. The packed forward does skip
-  some: its last layer runs for each row's first token only (all a sequence classifier's head reads),
-  about 1/14 of a 12-layer model's products at these lengths, so its rate here counts work it never did.
+- the ceiling: the logits need the model's matrix products but for the last layer's outputs the head
+  never reads (a sequence classifier reads each row's first token); their floating-point operations per
+  row are counted from the model's shape and each row's token count (padding not counted). Dividing by
+  the seconds gives each side's useful GFLOP/s (the pipeline also does the unread part, about 1/14 of
+  a 12-layer model's products at these lengths, which is not counted); the machine's float32 matrix
+  product rate at that thread count (a 2,048 x 768 by 768 x 3,072 product, the best of several, by
+  `torch.mm` and by oneDNN) bounds any labeller of this model. Its ratio to the pipeline's achieved
+  rate is the most any labeller could beat the pipeline by on this CPU without skipping needed work.
 
     python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads 1,2] [--profile-rows 64]
 """
@@ -159,28 +159,39 @@ def budget_sweep(teacher: Path, texts: list[str], budgets: list[int], args, thre
 
 
 def row_flops(config, lengths: list[int]) -> float:
-    """Floating-point operations of a BERT encoder over rows of these token counts, padding not counted:
-    per token and layer the four attention projections and the feed-forward pair (2 x multiply-adds),
-    per row and layer the attention scores and their weighted sum (2 x 2 x length^2 x hidden)."""
+    """Floating-point operations a BERT sequence classifier's logits need over rows of these token counts,
+    padding not counted: per token and layer the four attention projections and the feed-forward pair
+    (2 x multiply-adds), per row and layer the attention scores and their weighted sum (2 x 2 x length^2
+    x hidden); in the last layer only the keys and values of every token and the rest for the first
+    token, the one the head reads."""
     hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    per_token = 2 * (4 * hidden * hidden + 2 * hidden * inner) * layers
-    return float(sum(per_token * n + 4 * n * n * hidden * layers for n in lengths))
+    per_token = 2 * (4 * hidden * hidden + 2 * hidden * inner)
+    first_token_rest = 2 * (2 * hidden * hidden + 2 * hidden * inner)  # query, output, feed-forward
+    return float(sum(per_token * n * (layers - 1) + 4 * n * n * hidden * (layers - 1)
+                     + 2 * 2 * hidden * hidden * n + first_token_rest + 4 * n * hidden for n in lengths))
 
 
 def matmul_gflops(threads: int, repeats: int = 20) -> float:
     """This CPU's float32 matrix product rate at `threads` torch threads: the best of `repeats` products of
-    the feed-forward's shape over 2,048 tokens (bert-base), after a warm-up."""
+    the feed-forward's shape over 2,048 tokens (bert-base), after a warm-up, by torch's `mm` (MKL on x86)
+    and by oneDNN's linear where torch has it (the packed forward's), whichever is faster."""
     import torch
 
+    from zhkd.pipelines.packed_forward import OneDnnProducts
+
     torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 768), torch.randn(768, 3072)
-    for _ in range(3):
-        torch.mm(a, b)
+    a, weight = torch.randn(2048, 768), torch.randn(3072, 768)
+    products = [lambda: torch.mm(a, weight.t())]
+    if OneDnnProducts.available():
+        products.append(lambda: OneDnnProducts.linear(a, weight, None))
     best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
+    for product in products:
+        for _ in range(3):
+            product()
+        for _ in range(repeats):
+            started = time.perf_counter()
+            product()
+            best = min(best, time.perf_counter() - started)
     return 2 * 2048 * 768 * 3072 / best / 1e9
 
 
@@ -211,7 +222,8 @@ def sweep(pipe: PipelineLabeller, texts: list[str], batch_sizes: list[int], roun
 # Where a labeller's time goes, by torch operator (self time): the rest of the wall time is spent outside
 # torch's operators (Python: tokenisation, batching, the pipeline's pre- and post-processing).
 PROFILE_PARTS = {
-    "matrix products": ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
+    "matrix products": ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
+                        "mkldnn::_linear_pointwise"),  # oneDNN's, with the GELU and residual adds fused into it
     "attention": ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_flash_attention_for_cpu",
                   "aten::softmax", "aten::_softmax", "aten::_safe_softmax"),
     "GELU, LayerNorm, tanh": ("aten::gelu", "aten::layer_norm", "aten::native_layer_norm", "aten::tanh"),

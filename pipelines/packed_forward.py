@@ -5,7 +5,9 @@ size 1, which pads nothing, multiplies every weight matrix by one row's few doze
 weights stream through the caches once per row. Here a batch's real tokens are gathered into one
 `[tokens, hidden]` matrix: the attention projections (one product: query, key and value weights side
 by side), the feed-forward pair, LayerNorm and the activation run on real tokens only, as a few large
-products; attention runs per run of equal-length rows, with no mask and no pad keys. A sequence
+products; attention runs per run of equal-length rows, with no mask and no pad keys (at several torch
+threads, as one masked call over the padded batch: many small calls each pay the threads' start and
+join; attention is a few percent of the arithmetic, its padding with it). A sequence
 classifier's head reads each row's first token only, so the last layer runs for those tokens alone
 (keys and values of every token, the rest for the first). Where torch has oneDNN on x86, the products
 run through it, GELU and the residual adds fused into them (`OneDnnProducts`); else through torch's
@@ -104,7 +106,10 @@ class TorchProducts:
 
 class OneDnnProducts:
     """The layers' matrix products through oneDNN, with the residual add, and the exact (erf) GELU where
-    the layer has it, applied inside the product rather than as passes of their own."""
+    the layer has it, applied inside the product rather than as passes of their own over the output
+    (bench/forward_bench.py: faster than torch's linear with the passes apart). The entry point,
+    `torch.ops.mkldnn._linear_pointwise`, is the one torch's own compiler emits for CPU linears; it is
+    private, so `available()` looks for it and the packed forward uses TorchProducts without it."""
 
     name = "packed-onednn"
 
@@ -172,24 +177,49 @@ class PackedForward:
                     fused.append(tensor)
                 self.projections.append(tuple(fused))
 
-    def __call__(self, input_ids, attention_mask, token_type_ids=None):
+    def __call__(self, input_ids, attention_mask, token_type_ids=None, *, whole_batch_attention=None):
         """Logits of a right-padded batch, `[rows, labels]` or `[rows, width, labels]` like the plain
         forward's (per-token logits at pad positions are the head's output for a zero vector). Call in
-        `torch.inference_mode()`."""
+        `torch.inference_mode()`. Attention runs per run of equal-length rows at one torch thread; at
+        several, as one masked call over the padded batch (`whole_batch_attention`, default by the thread
+        count): many small calls each pay the threads' start and join."""
+        import torch
+
         hidden = self.base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         mask = attention_mask.bool()
         x = hidden[mask]  # [tokens, hidden], row after row
-        runs = equal_length_runs(attention_mask.sum(dim=1).tolist())
+        if whole_batch_attention is None:
+            whole_batch_attention = torch.get_num_threads() > 1
+        packing = Packing(equal_length_runs(attention_mask.sum(dim=1).tolist()), mask, whole_batch_attention)
         layers = list(zip(self.base.encoder.layer, self.projections, strict=True))
         if self.head.first_token_only:
             *layers, last = layers
         for layer, projection in layers:
-            x = _packed_layer(layer, projection, x, runs, self.products)
+            x = _packed_layer(layer, projection, x, packing, self.products)
         if self.head.first_token_only:
-            return self.head.apply(self.model, _first_token_layer(*last, x, runs, self.products)[:, None, :])
+            return self.head.apply(self.model, _first_token_layer(*last, x, packing, self.products)[:, None, :])
         sequence = hidden.new_zeros(hidden.shape)
         sequence[mask] = x
         return self.head.apply(self.model, sequence)
+
+
+@dataclass
+class Packing:
+    """Where a batch's tokens are: runs of equal-length rows in the packed order (`equal_length_runs`),
+    the padded batch's mask, and whether attention runs over the padded batch in one call."""
+
+    runs: list[tuple[int, int, int]]
+    mask: object  # [rows, width] bool tensor
+    whole_batch: bool
+
+    def padded(self, packed):
+        """A `[tokens, n]` packed tensor laid out as the padded batch `[rows, width, n]` (zeros at pads)."""
+        out = packed.new_zeros((*self.mask.shape, packed.shape[-1]))
+        out[self.mask] = packed
+        return out
+
+    def key_mask(self):
+        return self.mask[:, None, None, :]
 
 
 def equal_length_runs(lengths: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -206,7 +236,7 @@ def equal_length_runs(lengths: Sequence[int]) -> list[tuple[int, int, int]]:
     return runs
 
 
-def _first_token_layer(layer, projection, x, runs, products):
+def _first_token_layer(layer, projection, x, packing, products):
     """The last layer for each row's first token alone, `[rows, hidden]`: keys and values of every token,
     the query, attention output and feed-forward of the first tokens only."""
     import torch
@@ -217,19 +247,25 @@ def _first_token_layer(layer, projection, x, runs, products):
     width = heads * size
     weight, bias = projection
     kv = products.linear(x, weight[width:], bias[width:])
+    runs = packing.runs
     x = x[torch.tensor([first + i * length for first, rows, length in runs for i in range(rows)])]
-    q = products.linear(x, weight[:width], bias[:width])
+    q = products.linear(x, weight[:width], bias[:width]).view(len(x), 1, heads, size).transpose(1, 2)
+    if packing.whole_batch:
+        k, v = packing.padded(kv).view(*packing.mask.shape, 2, heads, size).permute(2, 0, 3, 1, 4)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=packing.key_mask(), scale=attention.scaling)
+        return _after_attention(layer, context.reshape(len(x), width), x, products)
     context, row = [], 0
     for first, rows, length in runs:
         k, v = kv[first: first + rows * length].view(rows, length, 2, heads, size).permute(2, 0, 3, 1, 4)
-        query = q[row: row + rows].view(rows, 1, heads, size).transpose(1, 2)
-        context.append(F.scaled_dot_product_attention(query, k, v, scale=attention.scaling).reshape(rows, width))
+        out = F.scaled_dot_product_attention(q[row: row + rows], k, v, scale=attention.scaling)
+        context.append(out.reshape(rows, width))
         row += rows
     return _after_attention(layer, torch.cat(context) if len(context) > 1 else context[0], x, products)
 
 
-def _packed_layer(layer, projection, x, runs, products):
-    """One encoder layer on packed tokens: BertLayer's arithmetic with attention per equal-length run."""
+def _packed_layer(layer, projection, x, packing, products):
+    """One encoder layer on packed tokens: BertLayer's arithmetic with attention per equal-length run
+    (or over the padded batch in one call)."""
     import torch
     import torch.nn.functional as F
 
@@ -237,8 +273,13 @@ def _packed_layer(layer, projection, x, runs, products):
     heads, size = attention.num_attention_heads, attention.attention_head_size
     width = heads * size
     qkv = products.linear(x, *projection)
+    if packing.whole_batch:
+        q, k, v = packing.padded(qkv).view(*packing.mask.shape, 3, heads, size).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=packing.key_mask(), scale=attention.scaling)
+        return _after_attention(layer, out.transpose(1, 2).reshape(*packing.mask.shape, width)[packing.mask], x,
+                                products)
     context = []
-    for first, rows, length in runs:
+    for first, rows, length in packing.runs:
         q, k, v = qkv[first: first + rows * length].view(rows, length, 3, heads, size).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v, scale=attention.scaling)
         context.append(out.transpose(1, 2).reshape(rows * length, width))

@@ -52,17 +52,19 @@ ONEDNN = [False, pytest.param(True, marks=pytest.mark.skipif(not OneDnnProducts.
                                                               reason="torch has no oneDNN here"))]
 
 
+@pytest.mark.parametrize("whole_batch_attention", [False, True])
 @pytest.mark.parametrize("onednn", ONEDNN)
 @pytest.mark.parametrize(("family", "kind"), [("bert", "Sequence"), ("bert", "Token"), ("roberta", "Sequence"),
                                               ("roberta", "Token")])
-def test_the_packed_forward_gives_each_rows_own_logits_on_a_padded_batch(family, kind, onednn):
+def test_the_packed_forward_gives_each_rows_own_logits_on_a_padded_batch(family, kind, onednn,
+                                                                         whole_batch_attention):
     model = tiny(kind, family)
     ids, mask, types = padded_batch(model, pairs=family == "bert")
     alone = per_row(model, ids, mask, types)
     packed = PackedForward(model, onednn=onednn)
     assert packed.name == ("packed-onednn" if onednn else "packed")
     with torch.inference_mode():
-        fast = packed(ids, mask, types)
+        fast = packed(ids, mask, types, whole_batch_attention=whole_batch_attention)
         plain = model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
         leaky = model(input_ids=ids, token_type_ids=types).logits  # pad tokens attended to
     assert fast.shape == plain.shape
@@ -150,6 +152,25 @@ def test_a_forward_other_than_auto_or_plain_is_refused(tiny_classifier):
 
     with pytest.raises(PipelineError, match="auto or plain"):
         TeacherHandler(str(tiny_classifier), "classification", pad_token_id=0, forward="fast")
+
+
+def test_attention_runs_over_the_padded_batch_when_torch_has_several_threads(monkeypatch):
+    import zhkd.pipelines.packed_forward as module
+
+    model = tiny("Sequence")
+    ids, mask, _ = padded_batch(model)
+    packed, seen = PackedForward(model), []
+    real = module._packed_layer
+    monkeypatch.setattr(module, "_packed_layer", lambda *a: seen.append(a[3].whole_batch) or real(*a))
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                packed(ids, mask)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [False, True]  # one layer before the last, per call
 
 
 def test_equal_length_runs_cover_the_packed_tokens_in_order():
