@@ -73,7 +73,7 @@ def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
     sides = figures["contenders"]
     assert {name: side["rows"] for name, side in sides.items()} == {
         "zhkd": 8, "zhkd_plain": 8, "pipeline": 8, "pipeline_sorted": 8}
-    assert figures["forward"] == "packed" and 0 <= figures["padded_share"] < 1
+    assert figures["forward"] in ("packed", "packed-onednn") and 0 <= figures["padded_share"] < 1
     assert figures["pipeline_best_batch_size"] in (1, 2) and set(figures["pipeline_sweep_rows_per_s"]) == {"1", "2"}
     assert result["failed"] is None and max(figures["max_abs_logit_diff"].values()) <= 1e-5
     assert set(figures["max_abs_logit_diff"]) == {"zhkd_plain", "pipeline", "pipeline_sorted"}
