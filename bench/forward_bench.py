@@ -192,6 +192,8 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
         forwards["packed, torch's linear"] = packed_with(shipped_layer, forward=torch_linear)
     compile_seconds = None
     if args.compile:
+        # A cold compile, as a fresh worker pays it: inductor's caches in a new directory.
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="zhkd-inductor-")
         compiled = torch.compile(dense_part, dynamic=True)
         forwards["packed, inductor"] = packed_with(compiled_layer(compiled))
         with torch.inference_mode():
