@@ -132,10 +132,10 @@ def main() -> int:
         teacher = make_teacher(args.shape, Path(tmp), corpus)
         tokenizer = TeacherTokenizer(str(teacher), "classification", MAX_LENGTH)
         model = load_model("sequence", teacher).eval()
-        return measure(args, model, tokenizer, corpus, started, load_before)
+        return measure(args, model, tokenizer, corpus, started, load_before, Path(tmp) / "inductor")
 
 
-def measure(args, model, tokenizer, corpus: list[str], started: float, load_before) -> int:
+def measure(args, model, tokenizer, corpus: list[str], started: float, load_before, inductor_cache: Path) -> int:
     """Every forward on the same batches, interleaved; the result file."""
     import numpy as np
     import torch
@@ -193,7 +193,7 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
     compile_seconds = None
     if args.compile:
         # A cold compile, as a fresh worker pays it: inductor's caches in a new directory.
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="zhkd-inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache)
         compiled = torch.compile(dense_part, dynamic=True)
         forwards["packed, inductor"] = packed_with(compiled_layer(compiled))
         with torch.inference_mode():
