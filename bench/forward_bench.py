@@ -17,9 +17,10 @@ by each of these forwards in interleaved rounds (the order alternating), at one 
 - packed, eager attention: the same with matmul/softmax/matmul attention;
 - packed, torch's linear: the same with the products through torch's `F.linear` (MKL), GELU and the
   adds apart (only where the packed forward runs oneDNN);
-- packed, inductor (`--compile`): the same with everything after attention compiled by `torch.compile`
-  (inductor, dynamic shapes; needs a C++ compiler; torch's linear inside); its compile seconds
-  (and first pass) are recorded, as a build pays them in every worker process;
+- packed, inductor (`--compile`, by default where a C++ compiler is found): the same with everything
+  after attention compiled by `torch.compile` (inductor, dynamic shapes, torch's linear inside, a cold
+  cache); its compile seconds (and first pass) are recorded, as a build pays them in every worker
+  process;
 - one row at a time: the model's own forward on each row alone, no padding at all (what
   `pipeline(batch_size=1)` runs, without the pipeline's own pre- and post-processing).
 
@@ -30,7 +31,7 @@ time; ratios are against the plain forward, with their 95% intervals over rounds
 logits are compared with the one-row-at-a-time logits (each must be within 1e-5, else the run fails).
 Results: bench/results/forward_bench.json.
 
-    python bench/forward_bench.py [--rows 96] [--shape bert-base] [--rounds 4] [--compile]
+    python bench/forward_bench.py [--rows 96] [--shape bert-base] [--rounds 4] [--compile auto|yes|no]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -121,7 +123,8 @@ def main() -> int:
     parser.add_argument("--shape", default="bert-base")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
-    parser.add_argument("--compile", action="store_true", help="also time the inductor-compiled variant")
+    parser.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
+                        help="also time the inductor-compiled variant (auto: where a C++ compiler is found)")
     parser.add_argument("--out", type=Path, default=RESULTS / "forward_bench.json")
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
@@ -191,7 +194,7 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
     if packed.name != torch_linear.name:
         forwards["packed, torch's linear"] = packed_with(shipped_layer, forward=torch_linear)
     compile_seconds = None
-    if args.compile:
+    if args.compile == "yes" or (args.compile == "auto" and (shutil.which("c++") or shutil.which("g++"))):
         # A cold compile, as a fresh worker pays it: inductor's caches in a new directory.
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache)
         compiled = torch.compile(dense_part, dynamic=True)

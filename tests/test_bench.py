@@ -92,7 +92,8 @@ def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
 
 
 def test_the_forward_bench_times_every_forward_on_the_same_batches(tmp_path):
-    result = run_bench("forward_bench.py", tmp_path / "forward.json", "--rows", "6", "--shape", "mini", "--rounds", "2")
+    result = run_bench("forward_bench.py", tmp_path / "forward.json", "--rows", "6", "--shape", "mini", "--rounds", "2",
+                       "--compile", "no")
     forwards = result["forwards"]
     assert {"plain", "packed", "packed, last layer for every token", "one row at a time"} <= set(forwards)
     assert result["rows"] == 6 and result["failed"] is None
