@@ -148,8 +148,10 @@ class OneDnnProducts:
 class PackedForward:
     """The packed forward of one loaded classifier (eval mode, float32, CPU). Each layer's query, key and
     value weights are stored side by side in one tensor, the three Linear modules keeping views of its
-    rows: one product gives all three, and the plain forward, which reads the views, is unchanged in
-    values and memory. `onednn`: whether the products run through oneDNN (default: where it is
+    rows, so one product gives all three as one tensor that each run of rows views as (q, k, v) and
+    the last layer slices into (q) and (k, v); the plain forward, which reads the views, is unchanged
+    in values and memory. (Speed is not the reason: bench/forward_bench.py finds three products as
+    fast.) `onednn`: whether the products run through oneDNN (default: where it is
     available); `name` says which ran (`packed-onednn` or `packed`)."""
 
     def __init__(self, model, onednn: bool | None = None) -> None:
