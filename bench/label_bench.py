@@ -387,7 +387,7 @@ def summary_rows(figures: dict, threads: int, args) -> list[dict]:
                     f"{top['achieved_gflops']['pipeline']:.0f} GFLOP/s useful", "GFLOP/s",
                     top["most_possible_vs_pipeline"],
                     note=(f"zhkd reached {top['achieved_gflops']['zhkd']:.0f} GFLOP/s useful; "
-                          f"{top['row_gflop']:.0f} GFLOP of matrix products over the {args.rows} rows; zhkd's "
+                          f"{top['row_gflop']:.0f} GFLOP of needed matrix products over the {args.rows} rows; zhkd's "
                           "budget sweep " + ", ".join(f"{b}: {v:.1f}" for b, v in budgets.items()) + " rows/s"
                           + profile_note(figures.get("profile")))),
     ]
