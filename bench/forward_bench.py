@@ -2,7 +2,8 @@
 
 One randomly initialised classifier (bert-base-shaped by default) labels the same rows of the bundled
 sentiment corpus, tokenised and cut into batches as the build cuts them (`plan_batches`, the CPU budget),
-by each of these forwards in interleaved rounds (the order alternating), at one torch thread:
+by each of these forwards in interleaved rounds (the order alternating), at each of --threads torch
+thread counts (default 1, the build's):
 
 - plain: the model's own forward on the padded batches, SDPA attention (what zhkd ran before);
 - plain, eager attention: the same with transformers' eager attention;
@@ -11,8 +12,9 @@ by each of these forwards in interleaved rounds (the order alternating), at one 
   tokens alone, which are all a sequence classifier's head reads; the products through oneDNN with GELU
   and the residual adds fused into them, where torch has it);
 - packed, last layer for every token: the same with the last layer run for every token;
-- packed, attention over the padded batch: the same with attention as one masked call over the padded
-  batch per layer (what the packed forward does at several threads);
+- packed, attention per run / over the padded batch: the same with attention always per run of
+  equal-length rows, or always as one masked call over the padded batch per layer (the packed forward
+  does the first at one thread, the second at several);
 - packed, separate q/k/v: the same with three products for the projections;
 - packed, eager attention: the same with matmul/softmax/matmul attention;
 - packed, torch's linear: the same with the products through torch's `F.linear` (MKL), GELU and the
@@ -26,12 +28,13 @@ by each of these forwards in interleaved rounds (the order alternating), at one 
 
 The packed variants change the layers before the last; the last runs as the build runs it (for the
 first tokens alone) but in "last layer for every token". Each forward is timed per round by this
-process's CPU seconds (one thread: less moved by other work on the machine than wall time) and by wall
-time; ratios are against the plain forward, with their 95% intervals over rounds, and every forward's
-logits are compared with the one-row-at-a-time logits (each must be within 1e-5, else the run fails).
-Results: bench/results/forward_bench.json.
+process's CPU seconds and by wall time; speed ratios are against the plain forward, with their 95%
+intervals over rounds, by CPU seconds at one thread (less moved by other work on the machine than wall
+time) and by wall time at several (waiting threads spin, and count). Every forward's logits are
+compared with the one-row-at-a-time logits (each must be within 1e-5, else the run fails). Results:
+bench/results/forward_bench.json.
 
-    python bench/forward_bench.py [--rows 96] [--shape bert-base] [--rounds 4] [--compile auto|yes|no]
+    python bench/forward_bench.py [--rows 96] [--shape bert-base] [--rounds 4] [--threads 1] [--compile auto|yes|no]
 """
 
 from __future__ import annotations
@@ -111,7 +114,6 @@ def compiled_layer(compiled):
 
 
 def main() -> int:
-    import torch
 
     from zhkd.models import load_model
     from zhkd.pipelines.build_config import DEFAULT_BATCH_TOKENS
@@ -123,12 +125,12 @@ def main() -> int:
     parser.add_argument("--shape", default="bert-base")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
+    parser.add_argument("--threads", default="1", help="torch thread counts, comma-separated (the build's default: 1)")
     parser.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
                         help="also time the inductor-compiled variant (auto: where a C++ compiler is found)")
     parser.add_argument("--out", type=Path, default=RESULTS / "forward_bench.json")
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
-    torch.set_num_threads(1)
 
     corpus = [r["text"] for r in load_corpus("chnsenti", "train")]
     with tempfile.TemporaryDirectory(prefix="zhkd-forward-bench-") as tmp:
@@ -140,7 +142,6 @@ def main() -> int:
 
 def measure(args, model, tokenizer, corpus: list[str], started: float, load_before, inductor_cache: Path) -> int:
     """Every forward on the same batches, interleaved; the result file."""
-    import numpy as np
     import torch
 
     import zhkd.pipelines.packed_forward as packed_module
@@ -172,7 +173,7 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
                 model.config._attn_implementation = "sdpa"
         return run
 
-    def packed_with(layer_fn, every_token: bool = False, forward=packed, whole_batch: bool = False):
+    def packed_with(layer_fn, every_token: bool = False, forward=packed, whole_batch: bool | None = None):
         def run():
             packed_module._packed_layer = layer_fn
             if every_token:
@@ -188,6 +189,7 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
 
     forwards = {"plain": plain("sdpa"), "plain, eager attention": plain("eager"), "packed": packed_with(shipped_layer),
                 "packed, last layer for every token": packed_with(shipped_layer, every_token=True),
+                "packed, attention per run": packed_with(shipped_layer, whole_batch=False),
                 "packed, attention over the padded batch": packed_with(shipped_layer, whole_batch=True),
                 "packed, separate q/k/v": packed_with(separate_qkv_layer),
                 "packed, eager attention": packed_with(eager_attention_layer)}
@@ -205,6 +207,34 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
             compile_seconds = time.perf_counter() - at
     forwards["one row at a time"] = one_at_a_time
 
+    by_threads, summary, failed = {}, [], []
+    for threads in [int(t) for t in str(args.threads).split(",")]:
+        torch.set_num_threads(threads)
+        figures = time_forwards(forwards, args.rounds, len(rows))
+        by_threads[str(threads)] = figures
+        failed += [f"{threads} threads, {name}: max |logit difference| {f['max_abs_logit_diff']:.2e} > {TOLERANCE:g}"
+                   for name, f in figures.items() if f["max_abs_logit_diff"] > TOLERANCE]
+        summary += summary_rows(figures, threads, args.shape, compile_seconds)
+    result = {"shape": args.shape, "rows": len(rows), "batches": len(batches),
+              "tokens": sum(len(r["input_ids"]) for r in rows), "padded_tokens": sum(ids.numel() for ids, _ in padded),
+              "batch_tokens": args.batch_tokens, "compile_seconds": compile_seconds, "by_threads": by_threads,
+              "failed": failed or None, "summary": summary}
+    result["meta"] = meta("forward_bench", started, load_before, device="cpu")
+    write_result(args.out, result)
+    if failed:
+        print("forward_bench FAILED: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def time_forwards(forwards: dict, rounds: int, rows: int) -> dict:
+    """Every forward in interleaved rounds at the current thread count: seconds, CPU seconds, the speed
+    ratio to the plain forward per round (by CPU seconds at one thread, which other work on the machine
+    moves less; by wall time at several, where waiting threads spin), and the logits' distance from
+    one row at a time."""
+    import numpy as np
+    import torch
+
     logits: dict[str, np.ndarray] = {}
 
     def contender(name: str):
@@ -212,52 +242,44 @@ def measure(args, model, tokenizer, corpus: list[str], started: float, load_befo
             with torch.inference_mode():
                 out = forwards[name]()
             logits[name] = np.concatenate([o.reshape(-1, o.shape[-1]).numpy() for o in out])
-            return {"rows": len(rows)}
+            return {"rows": rows}
         return one_round
 
     with torch.inference_mode():
         for run in forwards.values():  # warm-up: oneDNN and SDPA pick their kernels per shape
             run()
-    timed = interleave(args.rounds, {name: contender(name) for name in forwards})
-    reference = logits["one row at a time"]
-    base = timed["plain"]
+    timed = interleave(rounds, {name: contender(name) for name in forwards})
+    key = "cpu_seconds" if torch.get_num_threads() == 1 else "seconds"
+    base, reference = timed["plain"], logits["one row at a time"]
     figures = {}
-    for name, rounds in timed.items():
-        per_round = [b["cpu_seconds"] / r["cpu_seconds"] for r, b in zip(rounds, base, strict=True)]
-        mean, half = interval(per_round)
+    for name, timings in timed.items():
+        mean, half = interval([b[key] / r[key] for r, b in zip(timings, base, strict=True)])
         figures[name] = {
-            "cpu_seconds": sum(r["cpu_seconds"] for r in rounds) / len(rounds),
-            "seconds": sum(r["seconds"] for r in rounds) / len(rounds),
-            "vs_plain_cpu": {"mean": mean, "interval": half},
-            "vs_plain_wall": sum(r["seconds"] for r in base) / sum(r["seconds"] for r in rounds),
+            "cpu_seconds": sum(r["cpu_seconds"] for r in timings) / len(timings),
+            "seconds": sum(r["seconds"] for r in timings) / len(timings),
+            "vs_plain": {"by": key, "mean": mean, "interval": half},
             "max_abs_logit_diff": float(np.abs(logits[name] - reference).max()),
         }
-    failed = [f"{name}: max |logit difference| {f['max_abs_logit_diff']:.2e} > {TOLERANCE:g}"
-              for name, f in figures.items() if f["max_abs_logit_diff"] > TOLERANCE]
-    tokens = sum(len(r["input_ids"]) for r in rows)
-    padded_tokens = sum(ids.numel() for ids, _ in padded)
-    result = {"shape": args.shape, "rows": len(rows), "batches": len(batches),
-              "tokens": tokens, "padded_tokens": padded_tokens, "batch_tokens": args.batch_tokens,
-              "compile_seconds": compile_seconds, "forwards": figures, "failed": failed or None,
-              "summary": [summary_row(f"teacher forward on CPU ({args.shape}, 1 thread): {name} vs plain",
-                                      f"{f['cpu_seconds']:.2f} CPU s", f"{figures['plain']['cpu_seconds']:.2f} CPU s",
-                                      "CPU seconds (inverse)", f["vs_plain_cpu"]["mean"],
-                                      interval=f["vs_plain_cpu"]["interval"],
-                                      note=(f"wall ratio {f['vs_plain_wall']:.2f}x; max logit difference from one "
-                                            f"row at a time {f['max_abs_logit_diff']:.1e}"
-                                            + (f"; compiling (and its first pass) took {compile_seconds:.0f} s"
-                                               if name == "packed, inductor" else "")))
-                          for name, f in figures.items() if name != "plain"]}
+        print(f"{torch.get_num_threads()} thread(s), {name:40s} {figures[name][key]:6.2f} {key}  {mean:.2f}x ± "
+              f"{half:.2f} of plain  (max logit diff {figures[name]['max_abs_logit_diff']:.1e})", file=sys.stderr)
+    return figures
+
+
+def summary_rows(figures: dict, threads: int, shape: str, compile_seconds: float | None) -> list[dict]:
+    rows = []
     for name, f in figures.items():
-        print(f"{name:26s} {f['cpu_seconds']:6.2f} CPU s  {f['vs_plain_cpu']['mean']:.2f}x ± "
-              f"{f['vs_plain_cpu']['interval']:.2f} of plain  (max logit diff {f['max_abs_logit_diff']:.1e})",
-              file=sys.stderr)
-    result["meta"] = meta("forward_bench", started, load_before, device="cpu")
-    write_result(args.out, result)
-    if failed:
-        print("forward_bench FAILED: " + "; ".join(failed), file=sys.stderr)
-        return 1
-    return 0
+        if name == "plain":
+            continue
+        key = f["vs_plain"]["by"]
+        unit = "CPU s" if key == "cpu_seconds" else "s"
+        note = f"max logit difference from one row at a time {f['max_abs_logit_diff']:.1e}"
+        if name == "packed, inductor":
+            note += f"; compiling (and its first pass) took {compile_seconds:.0f} s"
+        rows.append(summary_row(
+            f"teacher forward on CPU ({shape}, {threads} thread{'s' if threads > 1 else ''}): {name} vs plain",
+            f"{f[key]:.2f} {unit}", f"{figures['plain'][key]:.2f} {unit}", f"speed ({key.replace('_', ' ')})",
+            f["vs_plain"]["mean"], interval=f["vs_plain"]["interval"], note=note))
+    return rows
 
 
 if __name__ == "__main__":

@@ -94,11 +94,11 @@ def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
 def test_the_forward_bench_times_every_forward_on_the_same_batches(tmp_path):
     result = run_bench("forward_bench.py", tmp_path / "forward.json", "--rows", "6", "--shape", "mini", "--rounds", "2",
                        "--compile", "no")
-    forwards = result["forwards"]
+    (forwards,) = result["by_threads"].values()
     assert {"plain", "packed", "packed, last layer for every token", "one row at a time"} <= set(forwards)
     assert result["rows"] == 6 and result["failed"] is None
     assert all(f["max_abs_logit_diff"] <= 1e-5 and f["cpu_seconds"] > 0 for f in forwards.values())
-    assert forwards["plain"]["vs_plain_cpu"]["mean"] == pytest.approx(1.0)
+    assert forwards["plain"]["vs_plain"] == {"by": "cpu_seconds", "mean": pytest.approx(1.0), "interval": 0.0}
     assert len(result["summary"]) == len(forwards) - 1 and result["compile_seconds"] is None
 
 
