@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Every bench at its documented size (hours on a 2-core machine), then bench/README.md from the results.
-BENCHES := augment_bench label_bench reader_bench build_bench pretrain_bench length_bench logit_bits_bench baseline_bench
+BENCHES := augment_bench label_bench forward_bench reader_bench build_bench pretrain_bench length_bench logit_bits_bench baseline_bench
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,gcp,baseline,dask,bench]'
 	for b in $(BENCHES); do HF_HUB_OFFLINE=1 $(BIN)/python bench/$$b.py || exit 1; done

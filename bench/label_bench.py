@@ -8,7 +8,10 @@ excluded (each contender first labels 16 rows that are not measured):
 
 - zhkd: `TeacherTokenizer.encode` (one batched call) and the packing into `TeacherRow`s, `plan_batches`
   (length-sorted, token budget) and `TeacherHandler.run_inference` per batch, as `zhkd build` runs them
-  on a group of rows;
+  on a group of rows (with the forward the build picks: the packed, padding-free one for a BERT
+  classifier on CPU);
+- zhkd, plain forward: the same, with the model's own forward on the padded batches (what the packed
+  forward gains);
 - pipeline: `pipeline("text-classification")(texts, batch_size=B, truncation=True,
   function_to_apply="none", top_k=None)`, the rows in the order given (as a user calls it), with B its
   best batch size: a sweep over --batch-sizes on the first --sweep-rows rows, in interleaved rounds,
@@ -16,23 +19,28 @@ excluded (each contender first labels 16 rows that are not measured):
 - pipeline, sorted: the same call with B on the same rows sorted by length (what a user could do to
   cut padding), its outputs put back in row order.
 
-The rows are cut into --rounds blocks, each labelled by the three in turn (order alternating). All of
+The rows are cut into --rounds blocks, each labelled by the four in turn (order alternating). All of
 it runs at each of --threads torch thread counts (both sides alike; default 1, what `zhkd build` gives
-each worker, and all cores, what `pipeline()` takes). The logits of both pipeline runs must equal
-zhkd's within 1e-5 on every row, else the run fails (exit 1, recorded). Target (issue 14): zhkd >= 1.3x
-the pipeline as called. Results: bench/results/label_bench.json.
+each worker, and all cores, what `pipeline()` takes). The logits of the other three must equal zhkd's
+within 1e-5 on every row, else the run fails (exit 1, recorded). Target (issue 14): zhkd >= 1.3x the
+pipeline as called. Results: bench/results/label_bench.json.
 
-Two figures set the comparison in context, per thread count:
+Three figures set the comparison in context, per thread count:
+- where the time goes: zhkd, its plain forward and the pipeline each label the first --profile-rows
+  rows once under torch.profiler; the share of the wall time in matrix products, attention, GELU and
+  LayerNorm, other torch operators, and outside torch's operators (Python) is recorded;
 - zhkd's budget sweep: the handler at each of --budgets padded tokens per batch, on the sweep rows, in
   interleaved rounds (the build's CPU default, `BATCH_BUDGETS["cpu"]`, was chosen from it);
-- the ceiling: both sides do the same arithmetic, the model's matrix products, whose floating-point
-  operations per row are counted from the model's shape and each row's token count (padding not
-  counted). Dividing by the seconds gives each side's useful GFLOP/s; the machine's float32 matrix
-  product rate at that thread count (`torch.mm` of a 2,048 x 768 by 768 x 3,072 product, the best of
-  several) bounds any labeller of this model. Its ratio to the pipeline's achieved rate is the most any
-  labeller could beat the pipeline by on this CPU without skipping work.
+- the ceiling: the logits need the model's matrix products but for the last layer's outputs the head
+  never reads (a sequence classifier reads each row's first token); their floating-point operations per
+  row are counted from the model's shape and each row's token count (padding not counted). Dividing by
+  the seconds gives each side's useful GFLOP/s (the pipeline also does the unread part, about 1/14 of
+  a 12-layer model's products at these lengths, which is not counted); the machine's float32 matrix
+  product rate at that thread count (a 2,048 x 768 by 768 x 3,072 product, the best of several, by
+  `torch.mm` and by oneDNN) bounds any labeller of this model. Its ratio to the pipeline's achieved
+  rate is the most any labeller could beat the pipeline by on this CPU without skipping needed work.
 
-    python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads 1,2]
+    python bench/label_bench.py [--rows 1000] [--shape bert-base] [--rounds 4] [--threads 1,2] [--profile-rows 64]
 """
 
 from __future__ import annotations
@@ -72,15 +80,17 @@ def make_teacher(shape, out_dir: Path, texts: list[str]) -> Path:
 
 
 class ZhkdLabeller:
-    """zhkd's tokenizer, batch planner and RunInference handler, as the build's FormBatches/Teacher run them."""
+    """zhkd's tokenizer, batch planner and RunInference handler, as the build's FormBatches/Teacher run them;
+    `forward="plain"` makes the handler run the model's own forward on the padded batches."""
 
-    def __init__(self, teacher: Path, batch_tokens: int, max_rows: int, threads: int) -> None:
+    def __init__(self, teacher: Path, batch_tokens: int, max_rows: int, threads: int, forward: str = "auto") -> None:
         from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer
 
         self.tokenizer = TeacherTokenizer(str(teacher), "classification", MAX_LENGTH)
         self.handler = TeacherHandler(str(teacher), "classification", device="cpu", threads=threads,
-                                      pad_token_id=self.tokenizer.tokenizer.pad_token_id)
+                                      pad_token_id=self.tokenizer.tokenizer.pad_token_id, forward=forward)
         self.model = self.handler.load_model()
+        self.forward = self.model.forward  # what ran: packed or plain
         self.batch_tokens, self.max_rows = batch_tokens, max_rows
 
     @staticmethod
@@ -92,6 +102,17 @@ class ZhkdLabeller:
     def lengths(self, texts: list[str]) -> list[int]:
         """Each row's token count, as the teacher sees it."""
         return [len(e.input_ids) for e in self.tokenizer.encode(self.variants(texts))]
+
+    def padded_share(self, texts: list[str]) -> float:
+        """The share of pad tokens in the padded batches these rows are cut into."""
+        from types import SimpleNamespace
+
+        from zhkd.pipelines.teacher import plan_batches
+
+        rows = [SimpleNamespace(id=f"{i:06d}", length=n) for i, n in enumerate(self.lengths(texts))]
+        batches = plan_batches(rows, batch_tokens=self.batch_tokens, max_rows=self.max_rows)
+        padded = sum(len(b) * max(r.length for r in b) for b in batches)
+        return 1 - sum(r.length for r in rows) / padded
 
     def __call__(self, texts: list[str]):
         import numpy as np
@@ -147,28 +168,39 @@ def budget_sweep(teacher: Path, texts: list[str], budgets: list[int], args, thre
 
 
 def row_flops(config, lengths: list[int]) -> float:
-    """Floating-point operations of a BERT encoder over rows of these token counts, padding not counted:
-    per token and layer the four attention projections and the feed-forward pair (2 x multiply-adds),
-    per row and layer the attention scores and their weighted sum (2 x 2 x length^2 x hidden)."""
+    """Floating-point operations a BERT sequence classifier's logits need over rows of these token counts,
+    padding not counted: per token and layer the four attention projections and the feed-forward pair
+    (2 x multiply-adds), per row and layer the attention scores and their weighted sum (2 x 2 x length^2
+    x hidden); in the last layer only the keys and values of every token and the rest for the first
+    token, the one the head reads."""
     hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    per_token = 2 * (4 * hidden * hidden + 2 * hidden * inner) * layers
-    return float(sum(per_token * n + 4 * n * n * hidden * layers for n in lengths))
+    per_token = 2 * (4 * hidden * hidden + 2 * hidden * inner)
+    first_token_rest = 2 * (2 * hidden * hidden + 2 * hidden * inner)  # query, output, feed-forward
+    return float(sum(per_token * n * (layers - 1) + 4 * n * n * hidden * (layers - 1)
+                     + 2 * 2 * hidden * hidden * n + first_token_rest + 4 * n * hidden for n in lengths))
 
 
 def matmul_gflops(threads: int, repeats: int = 20) -> float:
     """This CPU's float32 matrix product rate at `threads` torch threads: the best of `repeats` products of
-    the feed-forward's shape over 2,048 tokens (bert-base), after a warm-up."""
+    the feed-forward's shape over 2,048 tokens (bert-base), after a warm-up, by torch's `mm` (MKL on x86)
+    and by oneDNN's linear where torch has it (the packed forward's), whichever is faster."""
     import torch
 
+    from zhkd.pipelines.packed_forward import OneDnnProducts
+
     torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 768), torch.randn(768, 3072)
-    for _ in range(3):
-        torch.mm(a, b)
+    a, weight = torch.randn(2048, 768), torch.randn(3072, 768)
+    products = [lambda: torch.mm(a, weight.t())]
+    if OneDnnProducts.available():
+        products.append(lambda: OneDnnProducts.linear(a, weight, None))
     best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
+    for product in products:
+        for _ in range(3):
+            product()
+        for _ in range(repeats):
+            started = time.perf_counter()
+            product()
+            best = min(best, time.perf_counter() - started)
     return 2 * 2048 * 768 * 3072 / best / 1e9
 
 
@@ -196,6 +228,33 @@ def sweep(pipe: PipelineLabeller, texts: list[str], batch_sizes: list[int], roun
     return {b: sum(r["rows"] for r in timed[b]) / sum(r["seconds"] for r in timed[b]) for b in batch_sizes}
 
 
+# Where a labeller's time goes, by torch operator (self time): the rest of the wall time is spent outside
+# torch's operators (Python: tokenisation, batching, the pipeline's pre- and post-processing).
+PROFILE_PARTS = {
+    "matrix products": ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
+                        "mkldnn::_linear_pointwise"),  # oneDNN's, with the GELU and residual adds fused into it
+    "attention": ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_flash_attention_for_cpu",
+                  "aten::softmax", "aten::_softmax", "aten::_safe_softmax"),
+    "GELU, LayerNorm, tanh": ("aten::gelu", "aten::layer_norm", "aten::native_layer_norm", "aten::tanh"),
+}
+
+
+def profile_shares(call) -> dict:
+    """One call under torch.profiler: the share of its wall time in each of PROFILE_PARTS, in the other
+    torch operators (adds, copies, gathers, embeddings) and outside torch's operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    wall = time.perf_counter() - started
+    seconds = {event.key: event.self_cpu_time_total / 1e6 for event in prof.key_averages()}
+    shares = {part: sum(seconds.get(name, 0.0) for name in names) / wall for part, names in PROFILE_PARTS.items()}
+    shares["other torch operators"] = sum(seconds.values()) / wall - sum(shares.values())
+    shares["outside torch operators"] = max(0.0, 1 - sum(seconds.values()) / wall)
+    return {"seconds": wall, "shares": shares}
+
+
 def main() -> int:
     import torch
 
@@ -217,6 +276,8 @@ def main() -> int:
     parser.add_argument("--budgets", default="256,512,768,1024,2048",
                         help="zhkd's budgets to sweep on the sweep rows, comma-separated")
     parser.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS)
+    parser.add_argument("--profile-rows", type=int, default=64,
+                        help="rows each contender labels once under torch.profiler, per thread count (0: none)")
     parser.add_argument("--out", type=Path, default=RESULTS / "label_bench.json")
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
@@ -251,8 +312,10 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
     import numpy as np
 
     ours = ZhkdLabeller(teacher, args.batch_tokens, args.max_batch_rows, threads)
+    plain = ZhkdLabeller(teacher, args.batch_tokens, args.max_batch_rows, threads, forward="plain")
     pipe = PipelineLabeller(teacher)
     ours(warm)
+    plain(warm)
     pipe(warm, 1)
     budgets = budget_sweep(teacher, texts[: args.sweep_rows], [int(b) for b in args.budgets.split(",")],
                            args, threads)
@@ -261,9 +324,9 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
     print(f"{threads} thread(s), pipeline batch sweep: " + ", ".join(f"{b}: {v:.1f} rows/s" for b, v in swept.items())
           + f" -> best {best}", file=sys.stderr, flush=True)
     parts = blocks_of(texts, args.rounds)
-    got: dict[str, list] = {"zhkd": [], "pipeline": [], "pipeline_sorted": []}
-    calls = {"zhkd": lambda block: ours(block), "pipeline": lambda block: pipe(block, best),
-             "pipeline_sorted": lambda block: pipe(block, best, sort=True)}
+    calls = {"zhkd": lambda block: ours(block), "zhkd_plain": lambda block: plain(block),
+             "pipeline": lambda block: pipe(block, best), "pipeline_sorted": lambda block: pipe(block, best, sort=True)}
+    got: dict[str, list] = {name: [] for name in calls}
 
     def contender(name: str):
         def one_round(r: int) -> dict:
@@ -283,41 +346,68 @@ def compare(teacher: Path, texts: list[str], warm: list[str], batch_sizes: list[
         "ceiling": ceiling(flops, sides, threads),
         "contenders": sides, "vs_pipeline": rate_ratio(timed["zhkd"], timed["pipeline"], "rows"),
         "vs_pipeline_sorted": rate_ratio(timed["zhkd"], timed["pipeline_sorted"], "rows"),
+        "vs_plain_forward": rate_ratio(timed["zhkd"], timed["zhkd_plain"], "rows"),
+        "forward": ours.forward, "padded_share": sum(plain.padded_share(p) * len(p) for p in parts) / len(texts),
         "max_abs_logit_diff": {name: float(np.abs(logits["zhkd"] - logits[name]).max())
-                               for name in ("pipeline", "pipeline_sorted")},
+                               for name in ("zhkd_plain", "pipeline", "pipeline_sorted")},
     }
+    if args.profile_rows:
+        rows = texts[: args.profile_rows]
+        figures["profile"] = {name: profile_shares(lambda call=call: call(rows)) for name, call in calls.items()
+                              if name != "pipeline_sorted"}
     for name, side in sides.items():
         print(f"{threads} thread(s), {name:16s} {side['rows_per_s']:8.1f} rows/s ({side['seconds']:.1f} s)",
               file=sys.stderr)
-    print(f"{threads} thread(s): zhkd / pipeline(batch {best}) = {figures['vs_pipeline']['ratio']:.2f}x (target >= "
-          f"{TARGET}x); sorted: {figures['vs_pipeline_sorted']['ratio']:.2f}x", file=sys.stderr, flush=True)
+    print(f"{threads} thread(s): zhkd ({ours.forward} forward) / pipeline(batch {best}) = "
+          f"{figures['vs_pipeline']['ratio']:.2f}x (target >= {TARGET}x); sorted: "
+          f"{figures['vs_pipeline_sorted']['ratio']:.2f}x; over the plain forward: "
+          f"{figures['vs_plain_forward']['ratio']:.2f}x",
+          file=sys.stderr, flush=True)
+    for name, profiled in figures.get("profile", {}).items():
+        print(f"{threads} thread(s), profile of {name}: " + ", ".join(
+            f"{part} {share:.0%}" for part, share in profiled["shares"].items()), file=sys.stderr, flush=True)
     return figures
 
 
 def summary_rows(figures: dict, threads: int, args) -> list[dict]:
     sides, best, diffs = figures["contenders"], figures["pipeline_best_batch_size"], figures["max_abs_logit_diff"]
-    as_called, sorted_ = figures["vs_pipeline"], figures["vs_pipeline_sorted"]
+    as_called, sorted_, plain = figures["vs_pipeline"], figures["vs_pipeline_sorted"], figures["vs_plain_forward"]
     top, budgets = figures["ceiling"], figures["zhkd_budget_sweep_rows_per_s"]
     where = f"label on CPU ({args.shape}, {threads} torch thread{'s' if threads > 1 else ''} both)"
+    ours = f"{sides['zhkd']['rows_per_s']:.1f} rows/s"
     return [
-        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows as given",
-                    f"{sides['zhkd']['rows_per_s']:.1f} rows/s", f"{sides['pipeline']['rows_per_s']:.1f} rows/s",
-                    "rows/s", as_called["ratio"], interval=as_called["round_ratio_interval"], target=TARGET,
-                    note=(f"{args.rows} rows; pipeline's best of batch sizes {args.batch_sizes} on {args.sweep_rows} "
-                          f"rows; zhkd's budget {args.batch_tokens} tokens; max logit difference "
-                          f"{diffs['pipeline']:.1e}")),
-        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows sorted by length",
-                    f"{sides['zhkd']['rows_per_s']:.1f} rows/s", f"{sides['pipeline_sorted']['rows_per_s']:.1f} rows/s",
-                    "rows/s", sorted_["ratio"], interval=sorted_["round_ratio_interval"],
+        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows as given", ours,
+                    f"{sides['pipeline']['rows_per_s']:.1f} rows/s", "rows/s", as_called["ratio"],
+                    interval=as_called["round_ratio_interval"], target=TARGET,
+                    note=(f"{args.rows} rows; zhkd's {figures['forward']} forward; pipeline's best of batch sizes "
+                          f"{args.batch_sizes} on {args.sweep_rows} rows; zhkd's budget {args.batch_tokens} tokens; "
+                          f"max logit difference {diffs['pipeline']:.1e}")),
+        summary_row(f"{where}: zhkd handler vs pipeline(batch_size={best}), rows sorted by length", ours,
+                    f"{sides['pipeline_sorted']['rows_per_s']:.1f} rows/s", "rows/s", sorted_["ratio"],
+                    interval=sorted_["round_ratio_interval"],
                     note=f"max logit difference {diffs['pipeline_sorted']:.1e}"),
+        summary_row(f"{where}: zhkd's {figures['forward']} forward vs the model's own forward, same padded batches",
+                    ours, f"{sides['zhkd_plain']['rows_per_s']:.1f} rows/s", "rows/s", plain["ratio"],
+                    interval=plain["round_ratio_interval"],
+                    note=(f"{figures['padded_share']:.0%} of the padded batches' tokens are padding; max logit "
+                          f"difference {diffs['zhkd_plain']:.1e}")),
         summary_row(f"{where}: the most any labeller could reach vs pipeline(batch_size={best})",
                     f"{top['matmul_peak_gflops']:.0f} GFLOP/s (float32 matrix products)",
                     f"{top['achieved_gflops']['pipeline']:.0f} GFLOP/s useful", "GFLOP/s",
                     top["most_possible_vs_pipeline"],
                     note=(f"zhkd reached {top['achieved_gflops']['zhkd']:.0f} GFLOP/s useful; "
-                          f"{top['row_gflop']:.0f} GFLOP of matrix products over the {args.rows} rows; zhkd's "
-                          "budget sweep " + ", ".join(f"{b}: {v:.1f}" for b, v in budgets.items()) + " rows/s")),
+                          f"{top['row_gflop']:.0f} GFLOP of needed matrix products over the {args.rows} rows; zhkd's "
+                          "budget sweep " + ", ".join(f"{b}: {v:.1f}" for b, v in budgets.items()) + " rows/s"
+                          + profile_note(figures.get("profile")))),
     ]
+
+
+def profile_note(profile: dict | None) -> str:
+    """The profiled share of each side's time in matrix products (empty without a profile)."""
+    if not profile:
+        return ""
+    return "; time in matrix products (profiled): " + ", ".join(
+        f"{name} {p['shares']['matrix products']:.0%}" for name, p in profile.items())
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 BEGIN = "<!-- bench-report:begin (written by `make bench-report` from bench/results/*.json; do not edit) -->"
 END = "<!-- bench-report:end -->"
 # The order benches appear in; any other result file follows, by name.
-ORDER = ("augment_bench", "label_bench", "reader_bench", "build_bench", "pretrain_bench", "length_bench",
-         "logit_bits_bench", "ddp_bench")
+ORDER = ("augment_bench", "label_bench", "forward_bench", "reader_bench", "build_bench", "pretrain_bench",
+         "length_bench", "logit_bits_bench", "ddp_bench")
 
 
 class ReportError(Exception):

@@ -16,9 +16,13 @@ from zhkd.rows import Fields
 from zhkd.tasks import get_task
 
 # Teacher batches by device. CPU: a few hundred padded tokens keep a layer's activations in the core's
-# cache. In bench/label_bench.py's budget sweep (bert-base; bench/results/label_bench.json) 256 to 768
-# tokens ran alike and 2,048, the earlier default, was about a third slower at 1 and 2 threads; 768 is
-# the largest of the fast ones (fewer batches for small teachers). A GPU wants far larger batches.
+# cache. With the model's own forward, bench/label_bench.py's budget sweep (bert-base, commit 3843999)
+# ran 256 to 768 tokens alike and 2,048, the earlier default, about a third slower at 1 and 2 threads,
+# the padding growing with the budget; 768 was the largest of the fast ones (fewer batches for small
+# teachers). The packed forward (packed_forward.py), which BERT-family teachers run on CPU, spends
+# nothing on padding: in its sweep (bench/results/label_bench.json, a small run) 256 to 2,048 ran alike at
+# one thread, the build's default, and 2,048 ahead at two, in a single unrepeated pass; 768 stays until
+# a full run says otherwise. A GPU wants far larger batches.
 BATCH_BUDGETS = {"cpu": (768, 256), "cuda": (65536, 1024)}  # device -> (padded tokens, rows) per batch
 DEFAULT_BATCH_TOKENS, DEFAULT_MAX_BATCH_ROWS = BATCH_BUDGETS["cpu"]
 DTYPES = {"cpu": "float32", "cuda": "bfloat16"}  # bf16 where a GPU runs it; on CPU it is slower and less exact

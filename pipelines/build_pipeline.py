@@ -241,15 +241,16 @@ class TeacherBatch:
     results: list
     device: str
     dtype: str
+    forward: str
 
 
 class WholeBatches(TeacherHandler):
     """The teacher handler answering one element per batch (RunInference emits each answer as one
-    element), with the device and dtype that actually ran."""
+    element), with the device, dtype and forward that actually ran."""
 
     def run_inference(self, batch, model, inference_args=None):
         return [TeacherBatch(list(super().run_inference(batch, model, inference_args)), str(model.device),
-                             model.dtype)]
+                             model.dtype, model.forward)]
 
 
 class Progress:
@@ -282,7 +283,7 @@ class Judge(beam.DoFn):
         self.progress = Progress("teacher labelled") if self.show_progress else None
 
     def process(self, batch: TeacherBatch):
-        counts = Counter({f"teacher_ran/{batch.device}/{batch.dtype}": len(batch.results)})
+        counts = Counter({f"teacher_ran/{batch.device}/{batch.dtype}/{batch.forward}": len(batch.results)})
         for run, chunk in wire.chunked(self._kept(batch, counts)):
             yield MAIN, (run, (LABELS, chunk))
         if self.progress is not None:

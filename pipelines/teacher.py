@@ -23,6 +23,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from zhkd.pipelines.errors import PipelineError
+from zhkd.pipelines.packed_forward import PackedForward, forward_path
 from zhkd.pipelines.wire import TeacherRow, unpack_ints
 from zhkd.tasks import get_task
 
@@ -166,6 +167,8 @@ class LoadedTeacher:
     model: object
     device: str
     dtype: str  # what actually ran, recorded in the manifest
+    forward: str = "plain"  # which forward runs the batches (plain, or PackedForward.name), recorded likewise
+    packed: object = None  # the PackedForward when `forward` is "packed"
 
 
 # The process's loaded teachers. Beam's shared handle holds a model only while a DoFn refers to it;
@@ -178,9 +181,15 @@ class TeacherHandler(ModelHandler):
     (Beam's shared handle), or `copies` models shared by all processes of a machine (large models)."""
 
     def __init__(self, checkpoint: str, task: str, *, pad_token_id: int, device: str = "auto",
-                 copies: int | None = None, threads: int | None = None, fingerprint: str = "") -> None:
+                 copies: int | None = None, threads: int | None = None, fingerprint: str = "",
+                 forward: str = "auto") -> None:
         super().__init__(model_copies=copies)
         self.checkpoint, self.task, self.pad_token_id, self.device = checkpoint, task, pad_token_id, device
+        # "auto": the packed forward where it runs (packed_forward.forward_path), else the plain one;
+        # "plain": the model's own forward always (the bench's reference).
+        if forward not in ("auto", "plain"):
+            raise PipelineError(f"teacher forward {forward!r}: auto or plain")
+        self.forward = forward
         # The weights' sha256: a long-lived worker (a Dask cluster serving several builds) reloads a
         # checkpoint directory whose weights changed.
         self.fingerprint = fingerprint
@@ -189,13 +198,13 @@ class TeacherHandler(ModelHandler):
         self.threads = threads
 
     def load_model(self) -> LoadedTeacher:
-        """One model per process and (checkpoint, weights, task, device), loaded once; the configured thread count
-        is set on every call (something else in the process may have changed it since)."""
+        """One model per process and (checkpoint, weights, task, device, forward), loaded once; the configured
+        thread count is set on every call (something else in the process may have changed it since)."""
         import torch
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        key = (self.checkpoint, self.fingerprint, self.task, self.device)
+        key = (self.checkpoint, self.fingerprint, self.task, self.device, self.forward)
         if key not in _LOADED:
             _LOADED[key] = self._load()
         return _LOADED[key]
@@ -220,8 +229,9 @@ class TeacherHandler(ModelHandler):
                 device = f"cuda:{os.getpid() % torch.cuda.device_count()}"
         dtype = dtype_for(device)
         model = load_model(get_task(self.task).model_kind, resolve_checkpoint(self.checkpoint),
-                           dtype=getattr(torch, dtype))
-        return LoadedTeacher(model.to(device).eval(), device, dtype)
+                           dtype=getattr(torch, dtype)).to(device).eval()
+        packed = PackedForward(model) if self.forward == "auto" and forward_path(model, device) == "packed" else None
+        return LoadedTeacher(model, device, dtype, packed.name if packed else "plain", packed)
 
     def run_inference(self, batch: Sequence[TeacherRow], model: LoadedTeacher, inference_args=None):
         import torch
@@ -246,7 +256,8 @@ class TeacherHandler(ModelHandler):
         if on_gpu:  # pinned host memory: the copies to the GPU do not block the host
             inputs = {k: v.pin_memory() for k, v in inputs.items()}
         with torch.inference_mode():
-            logits = model.model(**{k: v.to(model.device, non_blocking=on_gpu) for k, v in inputs.items()}).logits
+            inputs = {k: v.to(model.device, non_blocking=on_gpu) for k, v in inputs.items()}
+            logits = model.packed(**inputs) if model.packed is not None else model.model(**inputs).logits
             logits = logits.float().cpu().numpy()  # the one host sync per batch: its results are needed
         if not get_task(self.task).per_token:
             return [PredictionResult(row, logits[i]) for i, row in enumerate(batch)]

@@ -71,16 +71,35 @@ def test_the_label_bench_checks_logits_on_the_same_rows(tmp_path):
                        "--budgets", "64,768")
     (figures,) = result["by_threads"].values()
     sides = figures["contenders"]
-    assert sides["zhkd"]["rows"] == sides["pipeline"]["rows"] == sides["pipeline_sorted"]["rows"] == 8
+    assert {name: side["rows"] for name, side in sides.items()} == {
+        "zhkd": 8, "zhkd_plain": 8, "pipeline": 8, "pipeline_sorted": 8}
+    assert figures["forward"] in ("packed", "packed-onednn") and 0 <= figures["padded_share"] < 1
     assert figures["pipeline_best_batch_size"] in (1, 2) and set(figures["pipeline_sweep_rows_per_s"]) == {"1", "2"}
     assert result["failed"] is None and max(figures["max_abs_logit_diff"].values()) <= 1e-5
-    assert [row["target"] for row in result["summary"]] == [1.3, None, None]
+    assert set(figures["max_abs_logit_diff"]) == {"zhkd_plain", "pipeline", "pipeline_sorted"}
+    assert [row["target"] for row in result["summary"]] == [1.3, None, None, None]
+    # each profiled side's time is split into parts that add up to the whole
+    assert set(figures["profile"]) == {"zhkd", "zhkd_plain", "pipeline"}
+    for profiled in figures["profile"].values():
+        assert sum(profiled["shares"].values()) == pytest.approx(1.0, abs=0.02)
+        assert profiled["shares"]["matrix products"] > 0
     assert set(figures["zhkd_budget_sweep_rows_per_s"]) == {"64", "768"}
     ceiling = figures["ceiling"]
     assert ceiling["matmul_peak_gflops"] > 0 and ceiling["row_gflop"] > 0
     # the most possible is the machine's rate over the pipeline's: no labeller of the same work can beat it
     assert ceiling["most_possible_vs_pipeline"] == pytest.approx(
         ceiling["matmul_peak_gflops"] / ceiling["achieved_gflops"]["pipeline"])
+
+
+def test_the_forward_bench_times_every_forward_on_the_same_batches(tmp_path):
+    result = run_bench("forward_bench.py", tmp_path / "forward.json", "--rows", "6", "--shape", "mini", "--rounds", "2",
+                       "--compile", "no")
+    (forwards,) = result["by_threads"].values()
+    assert {"plain", "packed", "packed, last layer for every token", "one row at a time"} <= set(forwards)
+    assert result["rows"] == 6 and result["failed"] is None
+    assert all(f["max_abs_logit_diff"] <= 1e-5 and f["cpu_seconds"] > 0 for f in forwards.values())
+    assert forwards["plain"]["vs_plain"] == {"by": "cpu_seconds", "mean": pytest.approx(1.0), "interval": 0.0}
+    assert len(result["summary"]) == len(forwards) - 1 and result["compile_seconds"] is None
 
 
 def test_the_reader_bench_reads_the_same_rows_with_both_readers(tmp_path):
