@@ -184,7 +184,9 @@ class PackedForward:
         forward's (per-token logits at pad positions are the head's output for a zero vector). Call in
         `torch.inference_mode()`. Attention runs per run of equal-length rows at one torch thread; at
         several, as one masked call over the padded batch (`whole_batch_attention`, default by the thread
-        count): many small calls each pay the threads' start and join."""
+        count): many small calls each pay the threads' start and join, which costs little on idle cores
+        (bench/forward_bench.py --threads 1,2 finds the two alike there) but much where other work holds
+        the cores and a thread waits at every join."""
         import torch
 
         hidden = self.base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
