@@ -138,11 +138,12 @@ def _finetune(config: FinetuneConfig, train_rows, dev_rows, label_names, rank: i
         model, tokenizer = scratch_model(config, train_rows, label_names, rank, world)
     else:
         model, tokenizer = pretrained_model(config, label_names)
-        similarity = state_similarity(model, tokenizer, list(row_texts(train_rows[:SIMILARITY_ROWS], config.task)),
-                                      max_length=training.max_length)
-        warning = collapse_warning(config, similarity)
-        if warning and rank == 0:
-            print(warning, file=sys.stderr, flush=True)
+        if rank == 0:  # the one rank that logs and prints
+            similarity = state_similarity(model, tokenizer, list(row_texts(train_rows[:SIMILARITY_ROWS], config.task)),
+                                          max_length=training.max_length)
+            warning = collapse_warning(config, similarity)
+            if warning:
+                print(warning, file=sys.stderr, flush=True)
     run = make_run(config.output, config.task, label_names, tokenizer, dev_rows, rank, world, device)
     run.log({"event": "finetune", "task": config.task, "init": config.init, "shape": config.shape,
              "labels": label_names, "train_rows": len(train_rows), "dev_rows": len(dev_rows) if dev_rows else 0,
