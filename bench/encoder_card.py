@@ -79,10 +79,7 @@ def predict(model, tokenizer, text: str, position: int) -> list[str]:
         return tokenizer.convert_ids_to_tokens(logits.topk(TOP_K).indices.tolist())
 
 
-def measure_probes(encoder: Path, sentences: list[tuple[str, int]]) -> list[dict]:
-    from zhkd.models import load_model, load_tokenizer
-
-    model, tokenizer = load_model("mlm", encoder).eval(), load_tokenizer(encoder)
+def measure_probes(model, tokenizer, sentences: list[tuple[str, int]]) -> list[dict]:
     return [{"text": text, "position": position, "masked": text[position],
              "predicted": predict(model, tokenizer, text, position)} for text, position in sentences]
 
@@ -99,15 +96,14 @@ def command_of(config: dict, inputs: str, heldout: str) -> str:
     return "zhkd pretrain " + " ".join(flags)
 
 
-def card_block(encoder: Path, summary: dict, probes: list[dict], similarity: float, command: str) -> str:
+def card_block(encoder: Path, model, summary: dict, probes: list[dict], similarity: float, command: str) -> str:
     from benchlib import cpu_model, git_commit
 
-    from zhkd.models import load_model
     from zhkd.shards import file_sha256
 
     weights = encoder / "model.safetensors"
     config = json.loads((encoder / "config.json").read_text("utf-8"))
-    parameters = sum(p.numel() for p in load_model("mlm", encoder).parameters())
+    parameters = sum(p.numel() for p in model.parameters())
     heldout = summary["heldout"]
     lines = [
         START,
@@ -171,13 +167,13 @@ def ship(run: Path, inputs: str, heldout: str) -> None:
         shutil.copyfile(run / name, partial)
         os.replace(partial, EMBEDDED_ENCODER / name)
     heldout_paths = heldout.split(",")
-    probes = measure_probes(EMBEDDED_ENCODER, probe_sentences(heldout_paths))
+    model, tokenizer = load_model("mlm", EMBEDDED_ENCODER).eval(), load_tokenizer(EMBEDDED_ENCODER)
+    probes = measure_probes(model, tokenizer, probe_sentences(heldout_paths))
     (EMBEDDED_ENCODER / PROBES_FILE).write_text(json.dumps(probes, ensure_ascii=False, indent=1) + "\n", "utf-8")
-    model, tokenizer = load_model("mlm", EMBEDDED_ENCODER), load_tokenizer(EMBEDDED_ENCODER)
     similarity = state_similarity(model, tokenizer, list(read_texts(heldout_paths)),
                                   max_length=summary["config"]["max_length"])
-    write_card(card_block(EMBEDDED_ENCODER, summary, probes, similarity, command_of(summary["config"], inputs,
-                                                                                   heldout)))
+    write_card(card_block(EMBEDDED_ENCODER, model, summary, probes, similarity,
+                          command_of(summary["config"], inputs, heldout)))
     print(f"shipped {run} as {EMBEDDED_ENCODER}; card: {CARD}")
 
 
