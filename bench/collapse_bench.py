@@ -27,14 +27,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 RESULTS = Path(__file__).parent / "measurements" / "collapse.json"
 
 
-def demo_texts(split: str, limit: int) -> list[str]:
-    """The `small` demo's sample of both corpora (`zhkd.demo.sample_rows`), as plain texts."""
-    from zhkd.demo import DEMO_TASKS, sample_rows
-
-    return [r["text"] if "text" in r else "".join(r["tokens"])
-            for spec in DEMO_TASKS for r in sample_rows(spec.corpus, split, limit)]
-
-
 def scores(model, tokenizer, texts: list[str]) -> dict:
     from zhkd.distill.pretrain import heldout_accuracy, state_similarity
 
@@ -46,6 +38,7 @@ def main() -> None:
     import torch
 
     from zhkd.cli import main as zhkd
+    from zhkd.demo import sample_texts
     from zhkd.distill.students import build_model, get_shape
     from zhkd.models import embedded_encoder, load_model, load_tokenizer
 
@@ -54,13 +47,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    dev = demo_texts("dev", 400)
+    dev = sample_texts("dev", 400)
     record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": args.threads,
               "load_average_before": os.getloadavg(), "dev_texts": len(dev), "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         train = Path(tmp) / "train.jsonl"
         train.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
-                                 for t in demo_texts("train", 2000)), encoding="utf-8")
+                                 for t in sample_texts("train", 2000)), encoding="utf-8")
         for steps in [int(s) for s in args.steps.split(",")]:
             out = Path(tmp) / f"mlm-{steps}"
             assert zhkd(["pretrain", "--input", str(train), "--output", str(out), "--shape", "small",

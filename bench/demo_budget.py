@@ -80,17 +80,14 @@ def random_checkpoint(out: Path, shape: str, kind: str, tokenizer_dir: Path, lab
 
 
 def measure(tmp: Path, scale_name: str, sizes: dict) -> dict:
-    from zhkd.demo import DEMO_TASKS, SCALES, TEACHER_CANDIDATES, choose_student, sample_rows, write_jsonl
+    from zhkd.demo import DEMO_TASKS, SCALES, TEACHER_CANDIDATES, choose_student, sample_rows, sample_texts, write_jsonl
     from zhkd.distill.predict import read_task_rows
     from zhkd.models import char_vocab, save_char_tokenizer
     from zhkd.tasks import get_task
 
     scale = SCALES[scale_name]
     costs: dict = {"shape": scale.mlm_shape, "tasks": {}}
-    texts = []
-    for spec in DEMO_TASKS:
-        rows = sample_rows(spec.corpus, "train", 2000)
-        texts += ["".join(r["tokens"]) if "tokens" in r else r["text"] for r in rows]
+    texts = sample_texts("train", 2000)
     vocab_dir = tmp / "vocab"
     save_char_tokenizer(char_vocab(texts), vocab_dir)
     mlm = random_checkpoint(tmp / "mlm", scale.mlm_shape, "mlm", vocab_dir, None)

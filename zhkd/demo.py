@@ -145,6 +145,13 @@ def sample_rows(corpus: str, split: str, limit: int) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
+def sample_texts(split: str, limit: int) -> list[str]:
+    """Every demo task's `sample_rows` as plain texts (an NER row's characters joined), as `zhkd pretrain`
+    reads the demo's files: what the demo's own MLM pre-trains on, for the benches that price or probe it."""
+    return ["".join(r["tokens"]) if "tokens" in r else r["text"]
+            for spec in DEMO_TASKS for r in sample_rows(spec.corpus, split, limit)]
+
+
 def write_jsonl(rows: list[dict], path: Path) -> Path:
     """The split file; a rerun finds it already written (the same bytes), and refuses one that differs."""
     from zhkd.outputs import write_atomic
