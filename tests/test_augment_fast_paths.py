@@ -197,6 +197,45 @@ def test_numpy_stream_words_are_the_keyed_generators_draws():
                                                                                     2).random()
 
 
+def test_numpy_bounded_draws_are_the_keyed_generators_randrange():
+    import numpy as np
+
+    from zhkd.augment.batch import below, stream_words
+
+    n = np.array([1, 2, 3, 7, 100, 12_345, 2**31 - 1] * 4)
+    seeds, ks, js = np.full(n.size, 987_654_321, np.uint64), np.repeat(np.arange(4), 7), np.tile(np.arange(7), 4)
+    expected = [KeyedRandom.of_seed(987_654_321, k) for k in range(4)]
+    assert below(stream_words(seeds, ks, js), n).tolist() == [expected[k].randrange(int(m))
+                                                                for k, m in zip(ks, n, strict=True)]
+
+
+def test_the_deletion_batch_makes_its_samples_itself_and_redraws_as_the_generator_does(corpus_texts):
+    # Samples of several words redraw whole when two coincide (KeyedRandom.sample): the batch follows the
+    # redraws, so only partial shuffles (4·count > words) and rare long redraws go to the text maker.
+    from functools import partial
+
+    from zhkd.augment.batch import delete
+    from zhkd.augment.ops import build
+
+    op = build("eda:delete", p=0.2)
+    segs = [segmenter().segment(t) for t in corpus_texts[:200]]
+    handed_back = []
+
+    def maker(seg, rng):
+        handed_back.append(seg)
+        return op.text_maker(seg)(rng)
+
+    planned = [(seg, plan) for seg in segs if (plan := op._deletion_plan(seg)) is not None]
+    jobs = [(plan, 77 + n, range(25), partial(maker, seg)) for n, (seg, plan) in enumerate(planned)]
+    made = delete(jobs)
+    for (seg, _), (_, seed, attempts, _), texts in zip(planned, jobs, made, strict=True):
+        make = op.text_maker(seg)
+        assert texts == [make(KeyedRandom.of_seed(seed, k)) for k in attempts]
+    at_once = [plan.count == 1 or 4 * plan.count <= len(plan.movable) for _, plan in planned]
+    assert sum(at_once) > len(planned) / 2 and any(plan.count > 1 for _, plan in planned)
+    assert len(handed_back) <= 25 * (len(planned) - sum(at_once)) + 0.05 * 25 * sum(at_once)
+
+
 def test_registry_draws_pick_the_item_bisect_picks():
     from bisect import bisect_right
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from zhkd.augment.batch import delete, deletion_plan
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.lexicon import synonym_table
 from zhkd.augment.ops.base import check_rate, count_for, free_words, synonym_slots, texts_in_batch, texts_one_by_one
@@ -50,6 +51,8 @@ class Eda:
         words (no Segmented), its pairs drawn one word each (`KeyedRandom.pairs`)."""
         if self.p == 0:
             return None
+        if self.mode == "delete":
+            return self._delete_maker(seg)
         if self.mode != "swap":
             apply = self.apply
             return lambda rng: None if (out := apply(seg, rng)) is None else out.text
@@ -72,10 +75,12 @@ class Eda:
         return swap
 
     def texts_batch(self, jobs):
-        """The text maker's texts for many attempts of many sentences: swaps in one batch (`batch.swap`),
-        deletions and insertions one attempt at a time."""
-        if self.mode != "swap" or self.p == 0:
+        """The text maker's texts for many attempts of many sentences: swaps and deletions in one batch
+        (`batch.swap`, `batch.delete`), insertions one attempt at a time."""
+        if self.mode == "insert" or self.p == 0:
             return texts_one_by_one(self, jobs)
+        if self.mode == "delete":
+            return texts_in_batch(self, jobs, self._deletion_plan, delete)
         from zhkd.augment.batch import swap, swap_plan
 
         def plan_of(seg: Segmented):
@@ -84,6 +89,41 @@ class Eda:
                 s.words, slots, count, s.remember("cjk_gaps", _cjk_gaps))) if count else None
 
         return texts_in_batch(self, jobs, plan_of, swap)
+
+    def _deletion_plan(self, seg: Segmented):
+        """The sentence's deletion plan as `batch.delete` takes it (None: fewer than two movable words),
+        remembered per sentence."""
+        return seg.remember(f"delete:{self.p}:batch", self._make_deletion_plan)
+
+    def _make_deletion_plan(self, seg: Segmented):
+        slots = free_words(seg)
+        if len(slots) < 2:
+            return None
+        return deletion_plan(seg.words, slots, min(len(slots) - 1, count_for(self.p, len(slots))),
+                             seg.remember("cjk_gaps", _cjk_gaps))
+
+    def _delete_maker(self, seg: Segmented):
+        """`_delete`'s text from the same draw, the kept words joined (no Segmented); None when a
+        sentence has fewer than two movable words. Dropping a word always changes the words, so only
+        the space check can refuse an attempt."""
+        slots = free_words(seg)
+        if len(slots) < 2:
+            return None
+        words, count, gaps = seg.words, min(len(slots) - 1, count_for(self.p, len(slots))), \
+            seg.remember("cjk_gaps", _cjk_gaps)
+        sample = KeyedRandom.sample
+
+        def delete(rng: KeyedRandom) -> str | None:
+            dropped = sample(rng, slots, count)
+            if count == 1:
+                i, = dropped
+                text = "".join(words[:i]) + "".join(words[i + 1:])
+            else:
+                dropped = set(dropped)
+                text = "".join([w for i, w in enumerate(words) if i not in dropped])
+            return None if gaps is not None and cjk_gaps(text) > gaps else text
+
+        return delete
 
     def _swap_plan(self, seg: Segmented) -> tuple[list[int], int]:
         """The movable words, and how many swaps a variant makes (0 when fewer than two distinct words)."""
