@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,13 +97,16 @@ def cpu_by_role(process: subprocess.Popen, every: float = 0.25) -> dict[str, flo
     """CPU seconds (user + system) of a build and every process it starts, summed by role, until it exits:
     `driver` is the `zhkd build` process itself (Beam's translation, and on Dask the local cluster's
     scheduler and nannies, which run in it), `workers` every process below it; and the largest resident
-    memory any one process of each role reached (`*_peak_rss_mib`). Sampled every `every` seconds, so a
-    process's last fraction of a sample before it exits is not counted."""
+    memory any one process of each role reached (`*_peak_rss_mib`); and `cores_busy`, how many cores
+    each role kept busy in each twentieth of the run (a worker that waits shows as a gap). Sampled every
+    `every` seconds, so a process's last fraction of a sample before it exits is not counted."""
     import psutil
 
     seen: dict[int, tuple[str, float]] = {}
     peak_rss = {"driver": 0, "workers": 0}
+    timeline: list[tuple[float, float, float]] = []   # (time, driver CPU s, workers' CPU s) so far
     root = psutil.Process(process.pid)
+    started = time.perf_counter()
     while process.poll() is None:
         try:
             members = [(root, "driver")] + [(child, "workers") for child in root.children(recursive=True)]
@@ -115,12 +119,26 @@ def cpu_by_role(process: subprocess.Popen, every: float = 0.25) -> dict[str, flo
                 peak_rss[role] = max(peak_rss[role], member.memory_info().rss)
             except psutil.NoSuchProcess:
                 pass
+        timeline.append((time.perf_counter() - started, *(sum(c for r, c in seen.values() if r == role)
+                                                           for role in ("driver", "workers"))))
         time.sleep(every)
     totals: dict[str, float] = {"driver": 0.0, "workers": 0.0}
     for role, seconds in seen.values():
         totals[role] += seconds
     return ({role: round(seconds, 1) for role, seconds in totals.items()}
-            | {f"{role}_peak_rss_mib": round(rss / 2**20) for role, rss in peak_rss.items()})
+            | {f"{role}_peak_rss_mib": round(rss / 2**20) for role, rss in peak_rss.items()}
+            | {"cores_busy": cores_busy(timeline)})
+
+
+def cores_busy(timeline: list[tuple[float, float, float]], slices: int = 20) -> dict[str, list[float]]:
+    """Cores each role kept busy in each of `slices` equal stretches of the run, from cumulative CPU samples
+    (time, driver, workers): the CPU a stretch added over its length."""
+    if len(timeline) < 2:
+        return {"driver": [], "workers": []}
+    end = timeline[-1][0]
+    marks = [next(s for s in timeline if s[0] >= end * i / slices) for i in range(slices + 1)]
+    return {role: [round((b[col] - a[col]) / max(b[0] - a[0], 1e-9), 2) for a, b in pairwise(marks)]
+            for col, role in ((1, "driver"), (2, "workers"))}
 
 
 def identical_shards(runs: list[dict], sizes: list[int]) -> dict[str, bool | None]:
