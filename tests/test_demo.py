@@ -325,6 +325,26 @@ def test_the_classical_baseline_trained_on_the_same_rows_gets_a_row_and_a_senten
         assert f"| {baseline['score']:.4f} |" in row
 
 
+def test_a_run_of_another_scale_fills_its_own_block_beside_the_small_one(demo, tmp_path):
+    from zhkd.demo_readme import markers
+    from zhkd.pipelines.errors import PipelineError
+
+    out, _ = demo
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    medium = tmp_path / "medium.json"
+    medium.write_text(json.dumps({**report, "scale": "medium"}), encoding="utf-8")
+    begin, end = markers("medium")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BEGIN}\nsmall table\n{END}\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match="markers for the medium scale"):
+        publish(medium, readme)
+    readme.write_text(f"{BEGIN}\nsmall table\n{END}\n\n{begin}\nthe previous medium run\n{end}\n", encoding="utf-8")
+    publish(medium, readme)
+    text = readme.read_text("utf-8")
+    assert text.startswith(f"{BEGIN}\nsmall table\n{END}\n") and "the previous medium run" not in text
+    assert report["command"] in text.split(begin)[1]
+
+
 def test_readme_without_markers_is_refused(demo, tmp_path):
     from zhkd.pipelines.errors import PipelineError
 

@@ -19,6 +19,16 @@ BEGIN = "<!-- demo-report:begin (written by `make readme` from demo-out/report.j
 END = "<!-- demo-report:end -->"
 
 
+def markers(scale: str) -> tuple[str, str]:
+    """The README's markers for a scale's block: a `make demo` run's (`small`, or the tests' `tiny`) are
+    BEGIN and END; a `medium` or `full` run has its own block beside it, so publishing one never replaces
+    the other."""
+    if scale not in ("medium", "full"):
+        return BEGIN, END
+    return (f"<!-- demo-report:begin {scale} (written by `make readme OUT=...` from a {scale} run's report.json; "
+            f"do not edit) -->", f"<!-- demo-report:end {scale} -->")
+
+
 def section(report: dict) -> str:
     return "\n".join([
         run_line(report), "",
@@ -39,15 +49,18 @@ def publish(report_path: Path, readme_path: Path) -> None:
     except (OSError, ValueError) as e:
         raise PipelineError(f"{report_path}: not a readable demo report ({e})") from None
     text = readme_path.read_text("utf-8")
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise PipelineError(f"{readme_path}: needs exactly one pair of demo-report markers, in order")
+    scale = report.get("scale", "small") if isinstance(report, dict) else "small"
+    begin, end = markers(scale)
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise PipelineError(f"{readme_path}: needs exactly one pair of demo-report markers for the {scale} scale, "
+                            f"in order ({begin} ... {end})")
     try:
         body = section(report)
     except (KeyError, TypeError, IndexError) as e:  # a report of an older zhkd, or edited by hand
         raise PipelineError(f"{report_path}: not a demo report this zhkd can read (missing or odd {e})") from None
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    readme_path.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}", encoding="utf-8")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    readme_path.write_text(f"{head}{begin}\n{body}\n{end}{tail}", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
