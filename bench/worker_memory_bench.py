@@ -12,7 +12,8 @@ before the rows (the baseline: interpreter, pyarrow, zhkd). Two ways to size the
   the bucket count grows with the data, as docs/build.md advises, so memory should stay flat;
 - `--runs-per-shard K` instead: a fixed bucket count, so each run grows with the shard.
 
-Results: bench/results/worker_memory_bench.json.
+Results: bench/results/worker_memory_bench.json (target: the peak at the larger size at most FLAT = 1.25x
+the smaller's).
 
     python bench/worker_memory_bench.py [--sizes 100000,1000000] [--rows-per-run 3125 | --runs-per-shard 32]
 """
@@ -23,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,7 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results" / "worker_memory_bench.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import RESULTS as RESULTS_DIR  # noqa: E402
+from benchlib import meta, summary_row, write_result  # noqa: E402, I001
+
+RESULTS = RESULTS_DIR / "worker_memory_bench.json"
+FLAT = 1.25   # "flat": ten times the rows may raise the peak by at most a quarter
 TEXT = "这家酒店的服务很好，房间也很干净，早餐种类丰富，下次出差还会选择这里入住。"[:48]
 
 
@@ -74,11 +79,13 @@ def main() -> None:
     sizing = parser.add_mutually_exclusive_group()
     sizing.add_argument("--rows-per-run", type=int, default=3125)
     sizing.add_argument("--runs-per-shard", type=int)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", nargs=3, metavar=("ROWS", "RUNS", "STAGING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), int(args.child[1]), args.child[2])))
         return
+    started, load_before = time.time(), os.getloadavg()
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
         runs = args.runs_per_shard or max(1, math.ceil(size / args.rows_per_run))
@@ -91,18 +98,23 @@ def main() -> None:
               f"peak {result['peak_rss_mib']:.0f} MiB ({result['peak_above_baseline_mib']:.0f} MiB above the "
               f"{result['baseline_rss_mib']:.0f} MiB baseline), {result['wall_s']:.1f} s, "
               f"shard {result['shard_bytes'] / 2**20:.0f} MiB", flush=True)
-    summary = {"bench": "worker_memory_bench", "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-               "sizing": f"runs per shard {args.runs_per_shard}" if args.runs_per_shard
-               else f"rows per run {args.rows_per_run}", "results": results}
+    result = {"sizing": f"runs per shard {args.runs_per_shard}" if args.runs_per_shard
+              else f"rows per run {args.rows_per_run}", "results": results, "summary": []}
     if len(results) >= 2:
         small, large = results[0], results[-1]
-        summary["peak_ratio_largest_vs_smallest"] = large["peak_rss_mib"] / small["peak_rss_mib"]
-        summary["rows_ratio"] = large["rows"] / small["rows"]
-        print(f"peak memory x{summary['peak_ratio_largest_vs_smallest']:.2f} for x{summary['rows_ratio']:.0f} rows")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
-
+        growth = large["peak_rss_mib"] / small["peak_rss_mib"]
+        result["summary"].append(summary_row(
+            f"shard writer peak memory, {large['rows']:,} vs {small['rows']:,} rows a shard",
+            f"{large['peak_rss_mib']:.0f} MiB at {large['rows']:,}",
+            f"{small['peak_rss_mib']:.0f} MiB at {small['rows']:,}",
+            "peak RSS (smaller / larger)", small["peak_rss_mib"] / large["peak_rss_mib"], target=round(1 / FLAT, 3),
+            note=(f"{result['sizing']}; peak x{growth:.2f} for x{large['rows'] / small['rows']:.0f} rows "
+                  f"(flat: at most x{FLAT}); above the interpreter's baseline {small['peak_above_baseline_mib']:.0f} "
+                  f"-> {large['peak_above_baseline_mib']:.0f} MiB; shard {small['shard_bytes'] / 2**20:.0f} -> "
+                  f"{large['shard_bytes'] / 2**20:.0f} MiB; the sink as Dataflow feeds it (grouped values streamed)")))
+        print(f"peak memory x{growth:.2f} for x{large['rows'] / small['rows']:.0f} rows")
+    result["meta"] = meta("worker_memory_bench", started, load_before)
+    write_result(args.out, result)
 
 if __name__ == "__main__":
     main()

@@ -166,6 +166,16 @@ def test_the_dask_profile_names_zhkd_functions_and_ranks_their_growth():
     assert ranked[0]["calls_per_worker_1"] == 1 and ranked[0]["calls_per_worker_2"] == 1
 
 
+def test_the_worker_memory_bench_writes_every_row_of_both_shard_sizes(tmp_path):
+    result = run_bench("worker_memory_bench.py", tmp_path / "memory.json", "--sizes", "2000,6000",
+                       "--rows-per-run", "1000")
+    small, large = result["results"]
+    assert (small["rows"], small["runs"]) == (2000, 2) and (large["rows"], large["runs"]) == (6000, 6)
+    assert large["shard_bytes"] > 2 * small["shard_bytes"] and small["peak_rss_mib"] > small["baseline_rss_mib"]
+    (row,) = result["summary"]
+    assert row["ratio"] == pytest.approx(small["peak_rss_mib"] / large["peak_rss_mib"]) and row["target"] == 0.8
+
+
 def test_a_failed_build_is_never_called_identical():
     import build_bench
 
