@@ -365,10 +365,10 @@ def distinct_draws(seeds: np.ndarray, rows: Rows, n: np.ndarray, count: np.ndarr
                    tries: int = SAMPLE_TRIES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The draws of `KeyedRandom.sample`'s at-once path (count indices below n from words j = t·count ..
     t·count + count - 1, redrawn whole, t = 1, 2, ..., while two coincide) for the candidate rows, per job
-    (n, count): (done: the rows that found distinct indices within `tries` draws, in order; row: each index's row, a
-    position in `done`; the indices, each row's in draw order)."""
+    (n, count): (done: the rows that found distinct indices within `tries` draws, in order; row: each
+    index's row, a position in `done`; the indices, each row's in draw order)."""
     done, rows_of_draw, draws = [], [], []
-    pending, found = candidates, 0
+    pending, found, span = candidates, 0, int(n.max(initial=0)) + 1
     for t in range(tries):
         if not pending.size:
             break
@@ -377,7 +377,6 @@ def distinct_draws(seeds: np.ndarray, rows: Rows, n: np.ndarray, count: np.ndarr
         row, j = ragged(width)
         j += t * width[row]
         drawn = below(stream_words(seeds[job][row], rows.k[pending][row], j), n[job][row])
-        span = int(n.max(initial=0)) + 1
         key = np.sort(row * span + drawn)   # rows stay in order: a row's keys stay among its own
         distinct = np.ones(pending.size, bool)
         distinct[key[1:][key[1:] == key[:-1]] // span] = False   # a row that drew an index twice

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from zhkd.augment.batch import delete, deletion_plan
+from zhkd.augment.batch import delete, deletion_plan, swap, swap_plan
 from zhkd.augment.errors import AugmentError
 from zhkd.augment.lexicon import synonym_table
 from zhkd.augment.ops.base import check_rate, count_for, free_words, synonym_slots, texts_in_batch, texts_one_by_one
@@ -81,7 +81,6 @@ class Eda:
             return texts_one_by_one(self, jobs)
         if self.mode == "delete":
             return texts_in_batch(self, jobs, self._deletion_plan, delete)
-        from zhkd.augment.batch import swap, swap_plan
 
         def plan_of(seg: Segmented):
             slots, count = seg.remember(f"swap:{self.p}", self._swap_plan)
@@ -93,27 +92,26 @@ class Eda:
     def _deletion_plan(self, seg: Segmented):
         """The sentence's deletion plan as `batch.delete` takes it (None: fewer than two movable words),
         remembered per sentence."""
-        return seg.remember(f"delete:{self.p}:batch", self._make_deletion_plan)
+        return seg.remember(f"delete:{self.p}:batch", lambda s: None if (drops := self._drops(s)) is None
+                            else deletion_plan(s.words, *drops, s.remember("cjk_gaps", _cjk_gaps)))
 
-    def _make_deletion_plan(self, seg: Segmented):
+    def _drops(self, seg: Segmented) -> tuple[list[int], int] | None:
+        """The words a deletion may drop and how many it drops (always one word kept); None when fewer than
+        two words are movable."""
         slots = free_words(seg)
         if len(slots) < 2:
             return None
-        return deletion_plan(seg.words, slots, min(len(slots) - 1, count_for(self.p, len(slots))),
-                             seg.remember("cjk_gaps", _cjk_gaps))
+        return slots, min(len(slots) - 1, count_for(self.p, len(slots)))
 
     def _delete_maker(self, seg: Segmented):
-        """`_delete`'s text from the same draw, the kept words joined (no Segmented); None when a
-        sentence has fewer than two movable words. Dropping a word always changes the words, so only
-        the space check can refuse an attempt."""
-        slots = free_words(seg)
-        if len(slots) < 2:
+        """`_delete`'s text from the same draw, the kept words joined (no Segmented). Dropping a word always
+        changes the words, so only the space check can refuse an attempt."""
+        if (drops := self._drops(seg)) is None:
             return None
-        words, count, gaps = seg.words, min(len(slots) - 1, count_for(self.p, len(slots))), \
-            seg.remember("cjk_gaps", _cjk_gaps)
+        (slots, count), words, gaps = drops, seg.words, seg.remember("cjk_gaps", _cjk_gaps)
         sample = KeyedRandom.sample
 
-        def delete(rng: KeyedRandom) -> str | None:
+        def drop(rng: KeyedRandom) -> str | None:
             dropped = sample(rng, slots, count)
             if count == 1:
                 i, = dropped
@@ -123,7 +121,7 @@ class Eda:
                 text = "".join([w for i, w in enumerate(words) if i not in dropped])
             return None if gaps is not None and cjk_gaps(text) > gaps else text
 
-        return delete
+        return drop
 
     def _swap_plan(self, seg: Segmented) -> tuple[list[int], int]:
         """The movable words, and how many swaps a variant makes (0 when fewer than two distinct words)."""
@@ -145,10 +143,9 @@ class Eda:
         return Segmented(tuple(words), tuple(pos), tuple(ents))
 
     def _delete(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
-        slots = free_words(seg)
-        if len(slots) < 2:
+        if (drops := self._drops(seg)) is None:
             return None
-        dropped = set(rng.sample(slots, min(len(slots) - 1, count_for(self.p, len(slots)))))
+        dropped = set(rng.sample(*drops))
         return _reorder(seg, [i for i in range(len(seg.words)) if i not in dropped])
 
     def _insert(self, seg: Segmented, rng: KeyedRandom) -> Segmented | None:
