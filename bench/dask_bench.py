@@ -12,7 +12,8 @@ ratio); and whether every run wrote the same shards (sha256 of the shard digests
 bench/results/dask_bench.json, rewritten after every run (a 100k build takes minutes on 2 cores, so a
 stopped series still leaves what it measured).
 
-    python bench/dask_bench.py [--sizes 10000,100000] [--workers 1,2] [--rounds 1] [--work DIR] [--out FILE]
+    python bench/dask_bench.py [--sizes 10000,100000] [--workers 1,2] [--rounds 1] [--num-buckets B] [--work DIR]
+                               [--out FILE]
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ SPEC_SIZES = (10_000, 100_000)
 SPEEDUP_TARGET, LINEARITY_TARGET = 1.6, 1.2
 
 
-def dask_args(workers: int) -> list[str]:
-    return ["--runner", "DaskRunner", "--dask-workers", str(workers)]
+def dask_args(workers: int, buckets: int | None = None) -> list[str]:
+    return ["--runner", "DaskRunner", "--dask-workers", str(workers)] + (
+        ["--num-buckets", str(buckets)] if buckets else [])
 
 
 def main() -> None:
@@ -47,6 +49,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--num-aug", type=int, default=4)
+    parser.add_argument("--num-buckets", type=int, help="work groups for every build (default: zhkd's, "
+                        "4 per worker and at least 8; they never change the bytes)")
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one, removed)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"result file (default {RESULTS})")
     args = parser.parse_args()
@@ -70,7 +74,7 @@ def main() -> None:
                     out = work / f"out-{size}-{w}"
                     shutil.rmtree(out, ignore_errors=True)
                     run = {"size": size, "round": round_,
-                           **run_build(source, teacher, out, w, args.num_aug, dask_args(w))}
+                           **run_build(source, teacher, out, w, args.num_aug, dask_args(w, args.num_buckets))}
                     runs.append(run)
                     shutil.rmtree(out, ignore_errors=True)
                     if "failed" not in run:
@@ -108,7 +112,8 @@ def result_of(runs: list[dict], sizes: list[int], workers: list[int], args, star
     if paired:
         mean, half = interval(paired)
         summary.append(summary_row(
-            f"zhkd build on Dask, {largest:,} examples (N={args.num_aug}): 2 local workers vs 1",
+            f"zhkd build on Dask, {largest:,} examples (N={args.num_aug}"
+            f"{f', {args.num_buckets} buckets' if args.num_buckets else ''}): 2 local workers vs 1",
             f"{statistics.median(two.values()):.0f} s with 2", f"{statistics.median(one.values()):.0f} s with 1",
             "wall time", mean, interval=half, target=SPEEDUP_TARGET,
             note=f"{len(paired)} round(s), worker counts interleaved; cluster start-up included"))
@@ -130,8 +135,9 @@ def result_of(runs: list[dict], sizes: list[int], workers: list[int], args, star
     summary.append(summary_row(
         "shards identical across worker counts", "yes" if identical else "NO", f"{len(runs) - len(failed)} runs",
         "sha256", None, note=f"{len(failed)} failed run(s)" if failed else ""))
-    return {"runner": "DaskRunner", "num_aug": args.num_aug, "sizes": sizes, "rounds": args.rounds, "table": table,
-            "runs": runs, "identical_shards_across_workers": identical, "summary": summary,
+    return {"runner": "DaskRunner", "num_aug": args.num_aug, "num_buckets": args.num_buckets, "sizes": sizes,
+            "rounds": args.rounds, "table": table, "runs": runs, "identical_shards_across_workers": identical,
+            "summary": summary,
             "meta": meta("dask_bench", started, load_before, device="cpu")}
 
 
