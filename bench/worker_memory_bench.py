@@ -32,10 +32,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import RESULTS as RESULTS_DIR  # noqa: E402
-from benchlib import meta, summary_row, write_result  # noqa: E402, I001
+from benchlib import RESULTS, meta, summary_row, write_result  # noqa: E402
 
-RESULTS = RESULTS_DIR / "worker_memory_bench.json"
+RESULT_FILE = RESULTS / "worker_memory_bench.json"
 FLAT = 1.25   # "flat": ten times the rows may raise the peak by at most a quarter
 TEXT = "这家酒店的服务很好，房间也很干净，早餐种类丰富，下次出差还会选择这里入住。"[:48]
 
@@ -79,7 +78,7 @@ def main() -> None:
     sizing = parser.add_mutually_exclusive_group()
     sizing.add_argument("--rows-per-run", type=int, default=3125)
     sizing.add_argument("--runs-per-shard", type=int)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULT_FILE)
     parser.add_argument("--child", nargs=3, metavar=("ROWS", "RUNS", "STAGING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -115,6 +114,7 @@ def main() -> None:
         print(f"peak memory x{growth:.2f} for x{large['rows'] / small['rows']:.0f} rows")
     result["meta"] = meta("worker_memory_bench", started, load_before)
     write_result(args.out, result)
+
 
 if __name__ == "__main__":
     main()
