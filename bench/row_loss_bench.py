@@ -7,7 +7,7 @@ build (default five times, 100k sentiment reviews, N=4, a 2-layer random teacher
 records per run: the rows the build's own counts expect (labelled - filtered), the rows the shards
 hold, whether it published, the wall time, and how many times Beam's data plane logged "Discard
 inputs for cleaned up instruction" (the suspected symptom; Beam logs it at INFO, so the builds run
-with INFO logging). The counts come from the staging `results.json` when a build refused to publish.
+with INFO logging). The counts come from staging's `results/` (`read_results`) when a build refused to publish.
 Results: bench/results/row_loss_bench.json, rewritten after every run (a 100k build takes a quarter of
 an hour or more on 2 cores, so a stopped series still leaves the runs it finished).
 
@@ -43,7 +43,7 @@ RUNNER_FLAGS = {"direct": ["--direct_num_workers", "2", "--direct_running_mode",
 
 
 def one_run(source: Path, teacher: Path, out: Path, runner: str, num_aug: int) -> dict:
-    from zhkd.pipelines.build_pipeline import RESULTS_FILE
+    from zhkd.pipelines.build_pipeline import COUNTS_FILE, RESULTS, read_results
     from zhkd.pipelines.outputs import STAGING
 
     command = [sys.executable, "-c", RUN_WITH_INFO_LOG, "build", "--task", "classification", "--input", str(source),
@@ -59,8 +59,8 @@ def one_run(source: Path, teacher: Path, out: Path, runner: str, num_aug: int) -
         counts = manifest["counts"]
         run.update(expected=counts["labelled"] - counts["filtered_total"] - counts["id_collisions"],
                    written=manifest["total_rows"])
-    elif (out / STAGING / RESULTS_FILE).exists():  # refused by the count check: its counts are in staging
-        counts = json.loads((out / STAGING / RESULTS_FILE).read_text("utf-8"))["counts"]
+    elif (out / STAGING / RESULTS / COUNTS_FILE).exists():  # refused by the count check: counts in staging
+        counts = read_results(str(out / STAGING))["counts"]
         filtered = sum(n for k, n in counts.items() if k.startswith("filtered/"))
         run.update(expected=counts.get("labelled", 0) - filtered - counts.get("id_collisions", 0),
                    written=counts.get("written", 0))

@@ -15,7 +15,7 @@ from pathlib import Path
 from zhkd.outputs import claim, refuse_inputs
 from zhkd.pipelines import beam_options, dask_cluster, outputs, storage
 from zhkd.pipelines.build_config import MIN_BUCKETS, BuildConfig, config_hash, dtype_for, resolve_device
-from zhkd.pipelines.build_pipeline import LENGTH_BIN, RESULTS_FILE, build_pipeline
+from zhkd.pipelines.build_pipeline import LENGTH_BIN, RESULTS, build_pipeline, read_results
 from zhkd.pipelines.card import length_histogram, render_card
 from zhkd.pipelines.errors import PipelineError
 from zhkd.pipelines.label_filter import LabelFilter
@@ -179,12 +179,30 @@ def summary_lines(manifest: dict, wall_s: float) -> list[str]:
     ]
 
 
-def default_buckets(flags: dict, local_workers: int) -> int:
-    """Work groups when `--num-buckets` is not given: 4 per worker process (8 cores per Dataflow
-    worker assumed), at least MIN_BUCKETS. More groups cost more tasks per shuffle on Dask."""
+# A local Dask cluster's tasks per stage, per worker process: a stage's last task leaves the other workers
+# idle (9 tasks on 2 workers idled one for a ninth of each stage), yet every partition feeding a grouping
+# costs it tiny tasks (about partitions^1.5 to ^2 of them), so not many more.
+DASK_PARTITIONS_PER_WORKER = 8
+# Dask sends a group to a partition by a hash of its key, at random: with few groups per partition some
+# partitions get three and some none (8 buckets in 9 partitions left 4 empty), so many groups per partition.
+BUCKETS_PER_PARTITION = 8
+
+
+def default_buckets(flags: dict, local_workers: int, on_dask: bool = False) -> int:
+    """Work groups when `--num-buckets` is not given: on a local Dask cluster BUCKETS_PER_PARTITION per
+    partition (`dask_partitions`); else 4 per worker process (8 cores per Dataflow worker assumed); at
+    least MIN_BUCKETS."""
+    if on_dask and local_workers:
+        return max(MIN_BUCKETS, BUCKETS_PER_PARTITION * DASK_PARTITIONS_PER_WORKER * local_workers)
     workers = local_workers or int(flags.get("direct_num_workers") or 0)
     workers = max(workers, 8 * int(flags.get("max_num_workers") or flags.get("num_workers") or 0))
     return max(MIN_BUCKETS, 4 * workers)
+
+
+def dask_partitions(buckets: int, local_workers: int) -> int:
+    """Dask partitions (`--dask_npartitions`) when not given: DASK_PARTITIONS_PER_WORKER per process of a
+    local cluster, at most one per bucket; one per bucket on a named cluster (its size is not known here)."""
+    return min(buckets, DASK_PARTITIONS_PER_WORKER * local_workers) if local_workers else buckets
 
 
 def _run(pipeline):
@@ -262,10 +280,10 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
     def run_graph(staging: str, show_progress: bool):
         """The build's graph on the chosen engine (a local Dask cluster lives as long as this run)."""
         with _engine(flags, dask_workers, log) as (run_flags, local_workers):
-            buckets = num_buckets or default_buckets(run_flags, local_workers)
-            if beam_options.is_dask(run_flags) and not (run_flags.get("dask_npartitions")
-                                                        or run_flags.get("dask_partition_size")):
-                run_flags = {**run_flags, "dask_npartitions": buckets}  # one Dask partition per bucket
+            on_dask = beam_options.is_dask(run_flags)
+            buckets = num_buckets or default_buckets(run_flags, local_workers, on_dask)
+            if on_dask and not (run_flags.get("dask_npartitions") or run_flags.get("dask_partition_size")):
+                run_flags = {**run_flags, "dask_npartitions": dask_partitions(buckets, local_workers)}
             run_options = beam_options.make_options(run_flags)
             pipeline = beam.Pipeline(options=run_options)
             build_pipeline(pipeline, config=config, units=units, staging=staging, label_names=labels,
@@ -304,7 +322,7 @@ def build(config: BuildConfig, beam_flags: dict | None = None, *, overwrite: boo
 def _finish(config: BuildConfig, out: str, staging: str, teacher: TeacherInfo, policy, settings: dict, digest: str,
             labels: list[str], label_source: str, max_length: int, schema_metadata: dict) -> dict:
     """Check what the pipeline left in staging (every row accounted for, at least one written), then publish."""
-    results = json.loads(storage.read_text(storage.join(staging, RESULTS_FILE)))
+    results = read_results(staging)
     tally = results["counts"]
     counts = _counts(tally)
     check_reconciles(counts)
@@ -315,7 +333,7 @@ def _finish(config: BuildConfig, out: str, staging: str, teacher: TeacherInfo, p
         raise IntegrityError(f"{len(infos)} shards hold {sum(s.rows for s in infos)} rows; expected "
                              f"{config.num_shards} shards and {counts['written']} rows")
     # Working files of the run, not part of the dataset: the results and the sorted runs merged into the shards.
-    storage.delete(storage.join(staging, RESULTS_FILE))
+    storage.delete(storage.join(staging, RESULTS))
     storage.delete(storage.join(staging, RUNS))
     stats = _stats(tally)
     manifest = {

@@ -17,17 +17,24 @@ One graph for every runner (the in-process engine, Dask, Dataflow). Four rules m
   because a row's logits change in the last bits with the batch it shares; augmentation batches have
   fixed shapes (see the mlm operator); runs merge into the same sorted shard however many there are.
   So any bucket count, worker count and runner give the same shards.
-- **Every output is data, and one terminal step consumes it all.** Each DoFn yields `(kind, value)`
-  pairs (a row, a dead letter, a tally of counts, a shard's info) from `process` only, and branches
-  pick their kind with a plain FlatMap. Beam 2.77's DaskRunner drops what `finish_bundle` emits,
-  sends every tagged output of a multi-output ParDo to every consumer, and computes only the last
-  transform's result; so there are no tagged outputs, no `finish_bundle` outputs, and every leaf
-  (shards, counts, dead letters) feeds `WriteResults`, the last transform, which writes
-  `results.json` into staging. The counts reach Beam's metrics too (for a runner's UI).
+- **Every output is data, and it all flows into the last step.** Each DoFn yields `(kind, value)`
+  pairs (a row, a dead letter, a tally of counts) from `process` only, and branches pick their kind
+  with a plain FlatMap. Beam 2.77's DaskRunner drops what `finish_bundle` emits, sends every tagged
+  output of a multi-output ParDo to every consumer, and computes only the last transform's result; so
+  there are no tagged outputs, no `finish_bundle` outputs, and no leaf beside the last transform:
+  dead letters and every stage's tallies ride the write step's grouping (`to_write`: a group per
+  reason, one for the counts), and the write step sends the counts on to the shard step, the last
+  transform, which writes each shard with its record and the counts into staging's `results/` (the
+  driver reads them with `read_results`). Each Flatten adds its inputs' Dask partitions to the next
+  grouping, whose cost on Dask grows with their square; so each stage feeds the write step through
+  one FlatMap, and no grouping of every stage's outputs follows the shards (one cost thousands of
+  tiny tasks on Dask, most of a 2-worker run's last 15%). The counts reach Beam's metrics too (for a
+  runner's UI).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -54,11 +61,13 @@ from zhkd.shards import schema_for, shard_of
 from zhkd.tasks import get_task
 
 NAMESPACE = "zhkd"
-MAIN, DEAD, TALLY, SHARD = "main", "dead", "tally", "shard"
+MAIN, DEAD, TALLY = "main", "dead", "tally"
 ROWS, LABELS = "rows", "labels"  # a row's stored fields and its teacher columns, on their way to its run
 AUGMENT_CHUNK = 64
 LENGTH_BIN = 16
-RESULTS_FILE = "results.json"
+# Staging's results/: the counts of every stage (COUNTS_FILE) and one record per shard, for the driver.
+RESULTS, COUNTS_FILE = "results", "counts.json"
+COUNTS = "counts"  # the group of the write step, and of the shard step, that gathers the tallies
 
 # Worker processes import this module to run its DoFns: quiet Beam's known noise there too.
 quiet_known_warnings()
@@ -76,9 +85,16 @@ def _value(element: tuple, kind: str):
         yield element[1]
 
 
-def _results(element: tuple):
-    if element[0] in (TALLY, SHARD):
-        yield element
+def to_write(element: tuple, rows_kind: str | None):
+    """A stage's output routed to the write step's groups: its row parts (`rows_kind`) to their run, a
+    dead letter to its reason's group, a tally to the counts' group; anything else goes elsewhere."""
+    kind, value = element
+    if kind == rows_kind:
+        yield value
+    elif kind == DEAD:
+        yield (DEAD, value.reason), value
+    elif kind == TALLY:
+        yield (COUNTS,), value
 
 
 def pick(pcoll, label: str, kind: str):
@@ -136,27 +152,38 @@ def content_key(text: str | None, text_pair: str | None) -> tuple[bytes, int]:
     return hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest(), len(key) - 1
 
 
+@functools.lru_cache(maxsize=2)
+def augment_state(config: BuildConfig, max_length: int, config_hash: str):
+    """The augmentation policy and the teacher's tokenizer, built once per worker process and build: Beam's
+    DaskRunner sets a DoFn up for every partition (bundle), and a policy rebuilt each time would also start
+    its memo tables cold. Both are pure functions of their inputs, so sharing them changes no byte; the
+    build's config hash (which covers the teacher's and the resources' digests) keeps a file replaced
+    between two builds in one process from being served stale."""
+    from zhkd.augment.policy import make_policy
+
+    c = config
+    policy = make_policy(c.task, num_aug=c.num_aug, ops=c.ops, seed=c.seed, mlm_model=c.mlm_model,
+                         user_dict=c.user_dict, device=c.device)
+    return policy, TeacherTokenizer(c.teacher, c.task, max_length)
+
+
 class Augment(beam.DoFn):
     """One bucket of examples: duplicate ids rejected, then variants in fixed chunks of sorted ids,
     tokenised for the teacher. Each variant leaves in two parts (`zhkd.pipelines.wire`): its teacher
     inputs to its teacher group, its stored fields straight to its run. The policy and the tokenizer
-    are built in `setup`, once per worker; the policy's heavy state loads lazily in that process.
+    come from `augment_state`, once per worker process; the policy's heavy state loads lazily there.
     `parallel_tokenizer` off when several local worker processes already share the cores."""
 
     def __init__(self, config: BuildConfig, label_names: list[str], max_length: int, runs_per_shard: int,
-                 parallel_tokenizer: bool = True) -> None:
+                 config_hash: str, parallel_tokenizer: bool = True) -> None:
         self.config, self.label_names, self.max_length = config, label_names, max_length
+        self.config_hash = config_hash
         self.runs_per_shard, self.parallel_tokenizer = runs_per_shard, parallel_tokenizer
 
     def setup(self) -> None:
-        from zhkd.augment.policy import make_policy
-
-        c = self.config
-        self.policy = make_policy(c.task, num_aug=c.num_aug, ops=c.ops, seed=c.seed, mlm_model=c.mlm_model,
-                                  user_dict=c.user_dict, device=c.device)
         if not self.parallel_tokenizer:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        self.tokenizer = TeacherTokenizer(c.teacher, c.task, self.max_length)
+        self.policy, self.tokenizer = augment_state(self.config, self.max_length, self.config_hash)
         self.tag_index = {name: i for i, name in enumerate(self.label_names)}
 
     def process(self, element):
@@ -217,9 +244,19 @@ def keep_first(rows: list[wire.TeacherRow]) -> tuple[list[wire.TeacherRow], int]
     return list(best.values()), len(rows) - len(best)
 
 
+class RowBatch(list):
+    """A teacher batch (a list of `wire.TeacherRow`) that carries its group's counts to the judge, so that
+    FormBatches need not feed the write step itself (each stage feeding it adds its Dask partitions)."""
+
+    def __init__(self, rows, counts: tuple = ()) -> None:
+        super().__init__(rows)
+        self.counts = counts
+
+
 class FormBatches(beam.DoFn):
     """One teacher group (normalised-text hash % teacher groups, length bin), so duplicates meet: drop
-    exact duplicates, then rows sorted by (length, id), cut by the token budget (`plan_batches`)."""
+    exact duplicates, then rows sorted by (length, id), cut by the token budget (`plan_batches`); the
+    group's counts ride its first batch (a group of rows always makes at least one)."""
 
     def __init__(self, config: BuildConfig) -> None:
         self.config = config
@@ -228,10 +265,10 @@ class FormBatches(beam.DoFn):
         _, chunks = element
         rows, duplicates = keep_first([row for chunk in chunks for row in chunk])
         batches = plan_batches(rows, batch_tokens=self.config.batch_tokens, max_rows=self.config.max_batch_rows)
-        for batch in batches:
-            yield MAIN, batch
-        yield tally(Counter(duplicates=duplicates, teacher_batches=len(batches),
-                            teacher_truncated=sum(row.truncated for row in rows)))
+        counts = Counter(duplicates=duplicates, teacher_batches=len(batches),
+                         teacher_truncated=sum(row.truncated for row in rows))
+        for i, batch in enumerate(batches):
+            yield MAIN, RowBatch(batch, tuple(sorted(counts.items())) if i == 0 else ())
 
 
 @dataclass
@@ -242,6 +279,7 @@ class TeacherBatch:
     device: str
     dtype: str
     forward: str
+    counts: tuple = ()  # its group's counts from FormBatches (`RowBatch`)
 
 
 class WholeBatches(TeacherHandler):
@@ -250,7 +288,7 @@ class WholeBatches(TeacherHandler):
 
     def run_inference(self, batch, model, inference_args=None):
         return [TeacherBatch(list(super().run_inference(batch, model, inference_args)), str(model.device),
-                             model.dtype, model.forward)]
+                             model.dtype, model.forward, getattr(batch, "counts", ()))]
 
 
 class Progress:
@@ -284,6 +322,7 @@ class Judge(beam.DoFn):
 
     def process(self, batch: TeacherBatch):
         counts = Counter({f"teacher_ran/{batch.device}/{batch.dtype}/{batch.forward}": len(batch.results)})
+        counts.update(dict(batch.counts))
         for run, chunk in wire.chunked(self._kept(batch, counts)):
             yield MAIN, (run, (LABELS, chunk))
         if self.progress is not None:
@@ -336,16 +375,37 @@ def unique_ids(rows: list[dict]) -> tuple[list[dict], int]:
     return [row for _, row in best.values()], len(rows) - len(best)
 
 
-class WriteRun(beam.DoFn):
-    """One run: a small group of one shard's rows, joined with their teacher columns, made unique by id,
-    counted, sorted and written to staging/runs/. A row's fields without teacher columns are those of a
-    duplicate or a filtered row (counted where they were dropped) and are not written."""
+class Write(beam.DoFn):
+    """One group of the write step (`to_write`): a run's rows, a reason's dead letters, or the counts of
+    the stages before; sends the shard step (keyed by shard) each run's name and (under COUNTS) all counts.
+    The counts' group, present in every build (each input unit is counted), also names every shard, so
+    that an empty shard is written too (a separate Create of markers would add Dask partitions)."""
 
-    def __init__(self, staging: str, schema: pa.Schema, task: str, label_names: list[str]) -> None:
+    def __init__(self, staging: str, schema: pa.Schema, task: str, label_names: list[str],
+                 num_shards: int) -> None:
         self.staging, self.schema, self.task, self.label_names = staging, schema, task, label_names
+        self.num_shards = num_shards
 
     def process(self, element):
-        (shard, run), chunks = element
+        key, values = element
+        if key == (COUNTS,):
+            counts = Counter()
+            for items in values:
+                counts.update(dict(items))
+            yield MAIN, (COUNTS, (TALLY, tuple(sorted(counts.items()))))  # already in the metrics
+            for shard in range(self.num_shards):
+                yield MAIN, (shard, None)
+        elif key[0] == DEAD:
+            written = sink.write_dead_letters(self.staging, key[1], list(values))
+            yield MAIN, (COUNTS, tally(Counter({f"dead_letter/{key[1]}": written})))
+        else:
+            yield from self._run(key, values)
+
+    def _run(self, key: tuple[int, int], chunks):
+        """One run: a small group of one shard's rows, joined with their teacher columns, made unique by id,
+        counted, sorted and written to staging/runs/. A row's fields without teacher columns are those of
+        a duplicate or a filtered row (counted where they were dropped) and are not written."""
+        shard, run = key
         labelled: dict[bytes, wire.Labelled] = {}
         variants = []
         for kind, chunk in chunks:
@@ -364,18 +424,26 @@ class WriteRun(beam.DoFn):
         for row in rows:
             count_stats(counts, self.task, row, self.label_names)
         yield MAIN, (shard, sink.write_run(self.staging, shard, run, rows, self.schema))
-        yield tally(counts)
+        yield MAIN, (COUNTS, tally(counts))
 
 
 class MergeShard(beam.DoFn):
-    """One shard from its runs (none for an empty shard), merged as a stream; counts what it wrote."""
+    """The last step. One shard from its runs (none for an empty shard), merged as a stream, with a record
+    of what it wrote in staging's results/; or, for COUNTS, every stage's counts summed into its file."""
 
     def __init__(self, staging: str, num_shards: int, schema: pa.Schema) -> None:
         self.staging, self.num_shards, self.schema = staging, num_shards, schema
 
     def process(self, element):
-        index, runs = element
-        counts: Counter = Counter()
+        index, values = element
+        if index == COUNTS:
+            counts: Counter = Counter()
+            for _, items in values:
+                counts.update(dict(items))
+            write_json(storage.join(self.staging, RESULTS, COUNTS_FILE), dict(counts))
+            return
+        runs = values
+        counts = Counter()
 
         def seen(row: dict) -> None:
             counts["written/original" if row["is_original"] else "written/augmented"] += 1
@@ -383,51 +451,27 @@ class MergeShard(beam.DoFn):
         info = sink.merge_runs(self.staging, index, self.num_shards, [r for r in runs if r is not None],
                                self.schema, on_row=seen)
         counts["written"] = info.rows
-        yield SHARD, asdict(info)
-        yield tally(counts)
-
-
-class WriteDeadLetters(beam.DoFn):
-    def __init__(self, staging: str) -> None:
-        self.staging = staging
-
-    def process(self, element):
-        reason, letters = element
-        yield tally(Counter({f"dead_letter/{reason}": sink.write_dead_letters(self.staging, reason, list(letters))}))
-
-
-class WriteResults(beam.DoFn):
-    """The terminal step: every leaf's output (counts, shard infos) in one file for the driver."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def process(self, element):
-        _, outputs = element
-        counts: Counter = Counter()
-        shards = []
-        for kind, value in outputs:
-            if kind == TALLY:
-                counts.update(dict(value))
-            else:
-                shards.append(value)
-        write_json(self.path, {"counts": dict(counts), "shards": sorted(shards, key=lambda s: s["file"])})
-        return ()
+        _, items = tally(counts)
+        write_json(storage.join(self.staging, RESULTS, f"shard-{index:05d}.json"),
+                   {"info": asdict(info), "counts": dict(items)})
 
 
 def write_json(path: str, value) -> None:
     storage.write_text(path, json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True))
 
 
-def _terminal(pipeline: beam.Pipeline, stages: list, write: beam.DoFn) -> None:
-    """Flatten the results of `stages` into one group and hand it to `write`: applied last, so that a
-    runner that computes only the last transform (Beam 2.77's DaskRunner) computes everything."""
-    picked = [stage | f"Results{i}" >> beam.FlatMap(_results) for i, stage in enumerate(stages)]
-    _ = (picked
-         | "AllResults" >> beam.Flatten()
-         | "OneGroup" >> beam.Map(lambda e: (0, e))
-         | "GroupResults" >> beam.GroupByKey()
-         | "WriteResults" >> beam.ParDo(write))
+def read_results(staging: str) -> dict:
+    """What the last step left in staging's results/: {"counts": every stage's counts, "shards": the shard
+    records sorted by file}; a shard record missing shows as fewer shards (the driver checks the count)."""
+    folder = storage.join(staging, RESULTS)
+    counts = Counter(json.loads(storage.read_text(storage.join(folder, COUNTS_FILE))))
+    shards = []
+    for name in storage.list_names(folder):
+        if name.startswith("shard-"):
+            record = json.loads(storage.read_text(storage.join(folder, name)))
+            counts.update(record["counts"])
+            shards.append(record["info"])
+    return {"counts": dict(counts), "shards": sorted(shards, key=lambda s: s["file"])}
 
 
 def runs_per_shard(num_buckets: int, num_shards: int) -> int:
@@ -454,7 +498,8 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
     augmented = ((pick(validated, "Examples", MAIN), markers)
                  | "WithBuckets" >> beam.Flatten()
                  | "GroupExamples" >> beam.GroupByKey()
-                 | "Augment" >> beam.ParDo(Augment(config, label_names, teacher_max_length, runs, parallel_tokenizer)))
+                 | "Augment" >> beam.ParDo(Augment(config, label_names, teacher_max_length, runs,
+                                                   metadata.get("config_hash", ""), parallel_tokenizer)))
     batches = (pick(augmented, "ForTeacher", MAIN)
                | "GroupForTeacher" >> beam.GroupByKey()
                | "FormBatches" >> beam.ParDo(FormBatches(config)))
@@ -464,19 +509,14 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: BuildConfig, units: list[
     judged = (pick(batches, "Batches", MAIN)
               | "Teacher" >> RunInference(handler)
               | "Judge" >> beam.ParDo(Judge(config, runs, show_progress)))
-    runs_written = ((pick(augmented, "RowFields", ROWS), pick(judged, "TeacherColumns", MAIN))
-                    | "ToRuns" >> beam.Flatten()
-                    | "GroupRuns" >> beam.GroupByKey()
-                    | "WriteRuns" >> beam.ParDo(WriteRun(staging, schema, config.task, label_names)))
-    every_shard = pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(config.num_shards)])
-    shards = ((pick(runs_written, "RunNames", MAIN), every_shard)
-              | "WithEmptyShards" >> beam.Flatten()
-              | "GroupShards" >> beam.GroupByKey()
-              | "MergeShards" >> beam.ParDo(MergeShard(staging, config.num_shards, schema)))
-    dead = ((pick(validated, "Invalid", DEAD), pick(augmented, "DuplicateIds", DEAD))
-            | "AllDeadLetters" >> beam.Flatten()
-            | "ByReason" >> beam.Map(lambda d: (d.reason, d))
-            | "GroupReasons" >> beam.GroupByKey()
-            | "WriteDeadLetters" >> beam.ParDo(WriteDeadLetters(staging)))
-    _terminal(pipeline, [read, validated, augmented, batches, judged, runs_written, shards, dead],
-              WriteResults(storage.join(staging, RESULTS_FILE)))
+    # One FlatMap per stage into the write step: each adds its stage's partitions to the grouping.
+    stages = {"Read": (read, None), "Validated": (validated, None), "Augmented": (augmented, ROWS),
+              "Judged": (judged, MAIN)}  # FormBatches' counts reach the judge with its batches
+    written = ([stage | f"{name}ToWrite" >> beam.FlatMap(to_write, rows_kind)
+                for name, (stage, rows_kind) in stages.items()]
+               | "ToWrite" >> beam.Flatten()
+               | "GroupWrites" >> beam.GroupByKey()
+               | "Write" >> beam.ParDo(Write(staging, schema, config.task, label_names, config.num_shards)))
+    _ = (pick(written, "ForShards", MAIN)
+         | "GroupShards" >> beam.GroupByKey()
+         | "MergeShards" >> beam.ParDo(MergeShard(staging, config.num_shards, schema)))  # the last transform

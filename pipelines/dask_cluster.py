@@ -27,10 +27,14 @@ def require_dask() -> None:
 @contextmanager
 def local_cluster(workers: int) -> Iterator[str]:
     """A local cluster of `workers` single-threaded worker processes; yields its scheduler address."""
+    import dask
     from distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.CRITICAL)
+    # No dashboard, so no one reads the workers' statistical profiles: sampling each task thread's stack
+    # every 10 ms costs the task thread its interpreter lock for nothing.
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.CRITICAL)
     try:
         yield cluster.scheduler_address
     finally:

@@ -136,10 +136,10 @@ def test_the_row_loss_bench_counts_every_row_it_expected_in_each_run(tmp_path):
 def test_the_shuffle_bench_measures_every_grouping_of_the_build_and_compares_with_a_baseline(tmp_path):
     first = run_bench("shuffle_bytes.py", tmp_path / "first.json", "--size", "12", "--num-aug", "1")
     table = {row["grouping"]: row for row in first["table"]}
-    assert {"GroupExamples", "GroupForTeacher", "GroupRuns", "GroupShards", "GroupResults"} <= set(table)
+    assert {"GroupExamples", "GroupForTeacher", "GroupWrites", "GroupShards"} <= set(table)
     assert not table["SpreadUnits"]["on_dask"] and all(row["on_dask"] for name, row in table.items()
                                                       if name != "SpreadUnits")
-    for name in ("GroupExamples", "GroupForTeacher", "GroupRuns"):  # rows cross these
+    for name in ("GroupExamples", "GroupForTeacher", "GroupWrites"):  # rows cross these
         assert table[name]["elements"] > 0 and table[name]["pickled_bytes"] > table[name]["elements"] * 20
     assert first["written"] > 12 and first["totals"]["elements"] == sum(
         row["elements"] for row in first["table"] if row["on_dask"])

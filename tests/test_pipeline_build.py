@@ -489,7 +489,7 @@ def test_a_run_writes_only_rows_the_teacher_labelled_and_each_once(tmp_path):
     import numpy as np
 
     from zhkd.augment.example import Variant
-    from zhkd.pipelines.build_pipeline import LABELS, ROWS, WriteRun
+    from zhkd.pipelines.build_pipeline import COUNTS, LABELS, ROWS, Write
     from zhkd.pipelines.sink import RUNS, run_name
     from zhkd.pipelines.wire import Labelled, pack_floats, pack_ints, row_key
     from zhkd.shards import read_rows, schema_for
@@ -500,7 +500,7 @@ def test_a_run_writes_only_rows_the_teacher_labelled_and_each_once(tmp_path):
     unlabelled = Variant("b", "b", "不好", None, 0, None, None, (), True)
     logits = pack_floats(np.array([0.25, -1.5]))
     columns = [Labelled(row_key(v), pack_ints([2, 7, 3]), None, logits) for v in (original, augmented)]
-    write = WriteRun(str(tmp_path), schema_for("classification", label_names=labels), "classification", labels)
+    write = Write(str(tmp_path), schema_for("classification", label_names=labels), "classification", labels, 1)
     chunks = [(ROWS, [original, augmented, unlabelled]), (LABELS, columns), (ROWS, [augmented])]
     out = list(write.process(((0, 0), chunks)))
     assert out[0] == ("main", (0, run_name(0, 0)))
@@ -508,7 +508,58 @@ def test_a_run_writes_only_rows_the_teacher_labelled_and_each_once(tmp_path):
     assert [r["id"] for r in rows] == ["a", "a~1"]
     assert rows[0]["input_ids"] == [2, 7, 3] and rows[0]["teacher_logits"] == [0.25, -1.5]
     assert rows[1]["ops"] == ["insert"] and rows[1]["label"] == 1 and not rows[1]["is_original"]
-    assert dict(out[1][1])["id_collisions"] == 0
+    assert out[1][1][0] == COUNTS and dict(out[1][1][1][1])["id_collisions"] == 0
+
+
+def test_dead_letters_and_every_stages_counts_ride_the_write_step_to_the_last_one(tmp_path):
+    """No leaf beside the last transform (Beam's DaskRunner computes only that one): a stage's dead letters
+    go to their reason's group and its tallies to the counts' group of the write step, which writes the
+    dead letters and sends every count, and every shard's name, on to the shard step; there the counts'
+    group writes them all."""
+    from collections import Counter
+
+    from zhkd.pipelines.build_pipeline import COUNTS, DEAD, MAIN, MergeShard, Write, read_results, tally, to_write
+    from zhkd.rows import DeadLetter
+    from zhkd.shards import schema_for
+
+    letter = DeadLetter("bad_json", "in.jsonl", 3, "{", "not JSON")
+    routed = [kv for element in [(MAIN, "an example"), (DEAD, letter), tally(Counter(rows_in=5)),
+                                 tally(Counter(rows_in=2, blank_lines=1))] for kv in to_write(element, None)]
+    assert routed == [((DEAD, "bad_json"), letter), ((COUNTS,), (("rows_in", 5),)),
+                      ((COUNTS,), (("blank_lines", 1), ("rows_in", 2)))]
+    schema = schema_for("classification", label_names=["negative", "positive"])
+    write = Write(str(tmp_path), schema, "classification", ["negative", "positive"], 2)
+    sent = list(write.process(((DEAD, "bad_json"), [letter]))) + list(write.process(
+        ((COUNTS,), [value for key, value in routed if key == (COUNTS,)])))
+    assert (tmp_path / "dead_letter" / "bad_json.jsonl").read_text("utf-8").count("\n") == 1
+    assert [dict(value[1]) for _, (key, value) in sent if key == COUNTS] == [
+        {"dead_letter/bad_json": 1}, {"rows_in": 7, "blank_lines": 1}]
+    assert [key for _, (key, value) in sent if value is None] == [0, 1]  # every shard named, empty or not
+    last = MergeShard(str(tmp_path), 2, schema)
+    last.process((COUNTS, [value for _, (key, value) in sent if key == COUNTS]))
+    for shard in (0, 1):
+        last.process((shard, [None]))  # an empty shard, with its record
+    results = read_results(str(tmp_path))
+    assert results["counts"] == {"rows_in": 7, "blank_lines": 1, "dead_letter/bad_json": 1, "written": 0}
+    assert [s["rows"] for s in results["shards"]] == [0, 0]
+
+
+def test_a_teacher_groups_counts_ride_its_first_batch_to_the_judge_through_a_pickle():
+    """FormBatches feeds the write step through the judge only: its group's counts travel on the first
+    batch (a `RowBatch`, a list that workers pickle like any element), and the judge counts them."""
+    import pickle
+
+    from zhkd.pipelines.build_config import BuildConfig
+    from zhkd.pipelines.build_pipeline import FormBatches, RowBatch
+
+    config = BuildConfig(task="classification", inputs=("in.jsonl",), output="out", teacher="t", batch_tokens=2)
+    rows = [teacher_row("a", "你好", True), teacher_row("a~1", "你 好", False), teacher_row("b", "好的好的", True)]
+    out = list(FormBatches(config).process((0, [rows[:2], rows[2:]])))
+    batches = [pickle.loads(pickle.dumps(batch)) for _, batch in out]
+    assert all(isinstance(b, RowBatch) for b in batches) and len(batches) >= 2
+    assert sum(len(b) for b in batches) == 2  # the two rows of one normalised text meet: one is kept
+    assert dict(batches[0].counts) == {"duplicates": 1, "teacher_batches": len(batches), "teacher_truncated": 0}
+    assert all(b.counts == () for b in batches[1:])
 
 
 def test_a_variant_that_takes_an_input_rows_id_gives_way_to_it():
