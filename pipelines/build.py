@@ -185,7 +185,7 @@ def summary_lines(manifest: dict, wall_s: float) -> list[str]:
 DASK_PARTITIONS_PER_WORKER = 8
 # Dask sends a group to a partition by a hash of its key, at random: with few groups per partition some
 # partitions get three and some none (8 buckets in 9 partitions left 4 empty), so many groups per partition.
-BUCKETS_PER_PARTITION = 8
+BUCKETS_PER_PARTITION = 4
 
 
 def default_buckets(flags: dict, local_workers: int, on_dask: bool = False) -> int:
