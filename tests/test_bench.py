@@ -166,6 +166,25 @@ def test_the_dask_profile_names_zhkd_functions_and_ranks_their_growth():
     assert ranked[0]["calls_per_worker_1"] == 1 and ranked[0]["calls_per_worker_2"] == 1
 
 
+def test_the_dask_task_bench_names_task_kinds_and_finds_each_workers_idle_time():
+    import dask_tasks
+
+    assert dask_tasks.kind_of("('shuffle-split-0123456789abcdef0123456789abcdef', 1, 3, (2,))") == "shuffle-split"
+    assert dask_tasks.kind_of("('apply_dofn_to_bundle-concat-0123456789abcdef0123456789abcdef', 0)") == (
+        "apply_dofn_to_bundle-concat")
+    tasks = [{"kind": "label", "worker": "tcp://b", "start": 0.0, "stop": 10.0},
+             {"kind": "label", "worker": "tcp://a", "start": 0.0, "stop": 5.0},
+             {"kind": "shuffle-split", "worker": "tcp://a", "start": 9.5, "stop": 9.51}]
+    found = dask_tasks.summarise(10.0, tasks)
+    assert found["tasks"] == 3 and found["kinds"]["label"] == {"tasks": 2, "busy_s": 15.0}
+    assert list(found["kinds"]) == ["label", "shuffle-split"]  # the busiest kind first
+    assert found["busy_per_twentieth"]["worker 1"] == [1.0] * 20  # tcp://b: busy throughout
+    first = found["busy_per_twentieth"]["worker 0"]  # tcp://a: idle from 5 s but for a tiny task
+    assert first[:10] == [1.0] * 10 and first[12] == 0
+    assert [t["worker"] for t in found["long_tasks"]] == ["worker 1", "worker 0"]
+    assert found["last_tenth"] == {"tasks": 1, "tiny_tasks": 1, "tiny_busy_s": 0.01}
+
+
 def test_the_worker_memory_bench_writes_every_row_of_both_shard_sizes(tmp_path):
     result = run_bench("worker_memory_bench.py", tmp_path / "memory.json", "--sizes", "2000,6000",
                        "--rows-per-run", "1000")

@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("running (never changes the output)")
     run.add_argument("--num-buckets", type=int,
                      help="work groups for augmentation, deduplication and shard runs (default: 4 per worker "
-                          f"process, at least {MIN_BUCKETS})")
+                          f"process, 32 per worker of a local Dask cluster; at least {MIN_BUCKETS})")
     run.add_argument("--dask-workers", type=int,
                      help="with --runner DaskRunner and no --dask_client_address: worker processes of the "
                           "local Dask cluster zhkd starts (default: one per core)")
