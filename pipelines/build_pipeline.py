@@ -27,9 +27,9 @@ One graph for every runner (the in-process engine, Dask, Dataflow). Four rules m
   transform, which writes each shard with its record and the counts into staging's `results/` (the
   driver reads them with `read_results`). Each Flatten adds its inputs' Dask partitions to the next
   grouping, whose cost on Dask grows with their square; so each stage feeds the write step through
-  one FlatMap, and no grouping of every stage's outputs follows the shards (one cost thousands of
-  tiny tasks on Dask, most of a 2-worker run's last 15%). The counts reach Beam's metrics too (for a
-  runner's UI).
+  one FlatMap, and no grouping of every stage's outputs follows the shards (its shuffle had more
+  tasks than the rest of the build; `bench/dask_tasks.py` shows a run's tasks). The counts reach
+  Beam's metrics too (for a runner's UI).
 """
 
 from __future__ import annotations
