@@ -54,6 +54,14 @@ def write_source(path: Path, n: int) -> None:
             f.write(json.dumps({"text": text, "label": row["label"]}, ensure_ascii=False) + "\n")
 
 
+def bench_inputs(work: Path, size: int) -> tuple[Path, Path]:
+    """In `work`: the 2-layer random teacher and `size` source examples (`write_source`)."""
+    teacher = tiny_teacher(work / "teacher")
+    source = work / "source.jsonl"
+    write_source(source, size)
+    return teacher, source
+
+
 def tiny_teacher(out_dir: Path) -> Path:
     from zhkd.distill.students import Shape
     from zhkd.pipelines.corpora import load_corpus

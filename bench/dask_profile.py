@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchlib import ROOT, meta, write_result  # noqa: E402
-from build_bench import tiny_teacher, write_source  # noqa: E402
+from build_bench import bench_inputs  # noqa: E402
 
 OUT = ROOT / "bench" / "measurements" / "dask_profile.json"
 IMPORTS = ("<frozen importlib._bootstrap>", "_find_and_load")
@@ -139,9 +139,7 @@ def main() -> None:
     started, load_before = time.time(), os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="zhkd-dask-profile-"))
     try:
-        teacher = tiny_teacher(work / "teacher")
-        source = work / "source.jsonl"
-        write_source(source, args.size)
+        teacher, source = bench_inputs(work, args.size)
         runs = [profile_build(source, teacher, work, int(w), args.num_aug) for w in args.workers.split(",")]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchlib import ROOT, meta, write_result  # noqa: E402
-from build_bench import tiny_teacher, write_source  # noqa: E402
+from build_bench import bench_inputs  # noqa: E402
 
 OUT = ROOT / "bench" / "measurements" / "dask_tasks.json"
 SLICES, LONG_S, TINY_S = 20, 1.0, 0.05
@@ -109,9 +109,7 @@ def main() -> None:
     started, load_before = time.time(), os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="zhkd-dask-tasks-"))
     try:
-        teacher = tiny_teacher(work / "teacher")
-        source = work / "source.jsonl"
-        write_source(source, args.size)
+        teacher, source = bench_inputs(work, args.size)
         wall, tasks = stream_build(source, teacher, work / "out", args.workers, args.num_aug, buckets, partitions)
     finally:
         shutil.rmtree(work, ignore_errors=True)
