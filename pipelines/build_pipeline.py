@@ -97,6 +97,14 @@ def to_write(element: tuple, rows_kind: str | None):
         yield (COUNTS,), value
 
 
+def summed(tallies) -> Counter:
+    """Counts summed over tallies (each a tally's items or a mapping of them)."""
+    total: Counter = Counter()
+    for items in tallies:
+        total.update(dict(items))
+    return total
+
+
 def pick(pcoll, label: str, kind: str):
     """The values of one kind from a stage's (kind, value) output."""
     return pcoll | label >> beam.FlatMap(_value, kind)
@@ -389,10 +397,7 @@ class Write(beam.DoFn):
     def process(self, element):
         key, values = element
         if key == (COUNTS,):
-            counts = Counter()
-            for items in values:
-                counts.update(dict(items))
-            yield MAIN, (COUNTS, (TALLY, tuple(sorted(counts.items()))))  # already in the metrics
+            yield MAIN, (COUNTS, (TALLY, tuple(sorted(summed(values).items()))))  # already in the metrics
             for shard in range(self.num_shards):
                 yield MAIN, (shard, None)
         elif key[0] == DEAD:
@@ -437,13 +442,10 @@ class MergeShard(beam.DoFn):
     def process(self, element):
         index, values = element
         if index == COUNTS:
-            counts: Counter = Counter()
-            for _, items in values:
-                counts.update(dict(items))
-            write_json(storage.join(self.staging, RESULTS, COUNTS_FILE), dict(counts))
+            write_json(storage.join(self.staging, RESULTS, COUNTS_FILE), dict(summed(items for _, items in values)))
             return
         runs = values
-        counts = Counter()
+        counts: Counter = Counter()
 
         def seen(row: dict) -> None:
             counts["written/original" if row["is_original"] else "written/augmented"] += 1
@@ -464,14 +466,11 @@ def read_results(staging: str) -> dict:
     """What the last step left in staging's results/: {"counts": every stage's counts, "shards": the shard
     records sorted by file}; a shard record missing shows as fewer shards (the driver checks the count)."""
     folder = storage.join(staging, RESULTS)
-    counts = Counter(json.loads(storage.read_text(storage.join(folder, COUNTS_FILE))))
-    shards = []
-    for name in storage.list_names(folder):
-        if name.startswith("shard-"):
-            record = json.loads(storage.read_text(storage.join(folder, name)))
-            counts.update(record["counts"])
-            shards.append(record["info"])
-    return {"counts": dict(counts), "shards": sorted(shards, key=lambda s: s["file"])}
+    records = [json.loads(storage.read_text(storage.join(folder, name)))
+               for name in storage.list_names(folder) if name.startswith("shard-")]
+    counts = summed([json.loads(storage.read_text(storage.join(folder, COUNTS_FILE)))]
+                    + [record["counts"] for record in records])
+    return {"counts": dict(counts), "shards": sorted((r["info"] for r in records), key=lambda s: s["file"])}
 
 
 def runs_per_shard(num_buckets: int, num_shards: int) -> int:
