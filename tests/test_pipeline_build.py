@@ -189,6 +189,18 @@ def test_in_process_and_multiprocessing_give_identical_shards(larger_input, tiny
     assert manifest_of(two)["config_hash"] == one.manifest["config_hash"]
 
 
+def test_a_local_dask_cluster_gets_several_partitions_per_worker_and_several_buckets_per_partition():
+    """Tasks per stage scale with the local workers (a lone last task idles the rest), buckets with the
+    partitions (Dask hashes buckets to partitions at random); a named cluster keeps one per bucket."""
+    from zhkd.pipelines.build import dask_partitions, default_buckets
+
+    assert default_buckets({}, 2, on_dask=True) == 64 and dask_partitions(64, 2) == 16
+    assert default_buckets({}, 1, on_dask=True) == 32 and dask_partitions(32, 1) == 8
+    assert dask_partitions(5, 2) == 5  # never more partitions than buckets
+    assert default_buckets({}, 0, on_dask=True) == 8 and dask_partitions(8, 0) == 8  # a named cluster
+    assert default_buckets({"direct_num_workers": "2"}, 0) == 8  # other runners as before
+
+
 def test_the_bucket_count_never_changes_the_bytes(reference, inputs, tiny_classifier, tmp_path):
     out = tmp_path / "three-buckets"
     assert build_here(cls_args(inputs, tiny_classifier, out, "--num-buckets", "3")).built
