@@ -137,7 +137,7 @@ class ReadExamples(beam.DoFn):
             if key == DEAD:
                 yield from ((DEAD, letter) for letter in chunk)
             else:
-                yield MAIN, (key, chunk)
+                yield MAIN, (key, wire.pack_chunk(chunk))
         yield tally(counts)
 
     def _checked(self, unit: ReadUnit, counts: Counter):
@@ -206,7 +206,7 @@ class Augment(beam.DoFn):
         _, chunks = element
         by_id: dict[str, list] = {}
         for chunk in chunks:
-            for item in chunk or ():  # None: the bucket's marker
+            for item in wire.unpack_chunk(chunk) if chunk is not None else ():  # None: the bucket's marker
                 by_id.setdefault(item[0].id, []).append(item)
         counts: Counter = Counter()
         examples = []
@@ -219,9 +219,9 @@ class Augment(beam.DoFn):
         counts["valid"] += len(examples)
         for (kind, key), chunk in wire.chunked(self._parts(examples, counts)):
             if kind == MAIN:
-                yield MAIN, (key, chunk)
+                yield MAIN, (key, wire.pack_chunk(chunk))
             else:  # tagged: in its run, these meet the teacher's columns
-                yield ROWS, (key, (ROWS, chunk))
+                yield ROWS, (key, (ROWS, wire.pack_chunk(chunk)))
         yield tally(counts)
 
     def _parts(self, examples: list, counts: Counter):
@@ -279,7 +279,7 @@ class FormBatches(beam.DoFn):
 
     def process(self, element):
         _, chunks = element
-        rows, duplicates = keep_first([row for chunk in chunks for row in chunk])
+        rows, duplicates = keep_first([row for chunk in chunks for row in wire.unpack_chunk(chunk)])
         batches = plan_batches(rows, batch_tokens=self.config.batch_tokens, max_rows=self.config.max_batch_rows)
         counts = Counter(duplicates=duplicates, teacher_batches=len(batches),
                          teacher_truncated=sum(row.truncated for row in rows))
@@ -340,7 +340,7 @@ class Judge(beam.DoFn):
         counts = Counter({f"teacher_ran/{batch.device}/{batch.dtype}/{batch.forward}": len(batch.results)})
         counts.update(dict(batch.counts))
         for run, chunk in wire.chunked(self._kept(batch, counts)):
-            yield MAIN, (run, (LABELS, chunk))
+            yield MAIN, (run, (LABELS, wire.pack_chunk(chunk)))
         if self.progress is not None:
             self.progress.add(len(batch.results))
         yield tally(counts)
@@ -423,9 +423,9 @@ class Write(beam.DoFn):
         variants = []
         for kind, chunk in chunks:
             if kind == LABELS:
-                labelled.update((part.row_key, part) for part in chunk)
+                labelled.update((part.row_key, part) for part in wire.unpack_chunk(chunk))
             else:
-                variants.extend(chunk)
+                variants.extend(wire.unpack_chunk(chunk))
         tag_index = {name: i for i, name in enumerate(self.label_names)}
         rows = []
         for variant in variants:

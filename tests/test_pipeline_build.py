@@ -503,7 +503,7 @@ def test_a_run_writes_only_rows_the_teacher_labelled_and_each_once(tmp_path):
     from zhkd.augment.example import Variant
     from zhkd.pipelines.build_pipeline import COUNTS, LABELS, ROWS, Write
     from zhkd.pipelines.sink import RUNS, run_name
-    from zhkd.pipelines.wire import Labelled, pack_floats, pack_ints, row_key
+    from zhkd.pipelines.wire import Labelled, pack_chunk, pack_floats, pack_ints, row_key
     from zhkd.shards import read_rows, schema_for
 
     labels = ["negative", "positive"]
@@ -513,7 +513,8 @@ def test_a_run_writes_only_rows_the_teacher_labelled_and_each_once(tmp_path):
     logits = pack_floats(np.array([0.25, -1.5]))
     columns = [Labelled(row_key(v), pack_ints([2, 7, 3]), None, logits) for v in (original, augmented)]
     write = Write(str(tmp_path), schema_for("classification", label_names=labels), "classification", labels, 1)
-    chunks = [(ROWS, [original, augmented, unlabelled]), (LABELS, columns), (ROWS, [augmented])]
+    chunks = [(ROWS, pack_chunk([original, augmented, unlabelled])), (LABELS, pack_chunk(columns)),
+              (ROWS, pack_chunk([augmented]))]
     out = list(write.process(((0, 0), chunks)))
     assert out[0] == ("main", (0, run_name(0, 0)))
     rows = list(read_rows(tmp_path / RUNS / run_name(0, 0)))
@@ -563,10 +564,11 @@ def test_a_teacher_groups_counts_ride_its_first_batch_to_the_judge_through_a_pic
 
     from zhkd.pipelines.build_config import BuildConfig
     from zhkd.pipelines.build_pipeline import FormBatches, RowBatch
+    from zhkd.pipelines.wire import pack_chunk
 
     config = BuildConfig(task="classification", inputs=("in.jsonl",), output="out", teacher="t", batch_tokens=2)
     rows = [teacher_row("a", "你好", True), teacher_row("a~1", "你 好", False), teacher_row("b", "好的好的", True)]
-    out = list(FormBatches(config).process((0, [rows[:2], rows[2:]])))
+    out = list(FormBatches(config).process((0, [pack_chunk(rows[:2]), pack_chunk(rows[2:])])))
     batches = [pickle.loads(pickle.dumps(batch)) for _, batch in out]
     assert all(isinstance(b, RowBatch) for b in batches) and len(batches) >= 2
     assert sum(len(b) for b in batches) == 2  # the two rows of one normalised text meet: one is kept

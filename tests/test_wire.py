@@ -10,11 +10,13 @@ import pytest
 from zhkd.augment.example import Variant
 from zhkd.pipelines.wire import (
     chunked,
+    pack_chunk,
     pack_floats,
     pack_ints,
     pack_segments,
     packed_count,
     row_key,
+    unpack_chunk,
     unpack_floats,
     unpack_ints,
 )
@@ -59,6 +61,13 @@ def test_chunks_keep_each_keys_values_in_order_and_never_exceed_the_size():
     for key in range(3):
         assert [v for k, values in chunks if k == key for v in values] == [i for k, i in pairs if k == key]
     assert list(chunked([], size=4)) == []
+
+
+def test_a_packed_chunk_is_one_bytes_object_that_gives_back_equal_rows():
+    rows = [Variant(f"r{i}", "r", "很好" * i, None, i % 2, None, None, ("insert",) * (i % 2), i == 0) for i in range(5)]
+    packed = pack_chunk(rows)
+    assert type(packed) is bytes
+    assert unpack_chunk(packed) == rows and [row_key(r) for r in unpack_chunk(packed)] == [row_key(r) for r in rows]
 
 
 def test_a_row_key_changes_with_any_field_and_with_nothing_else():
