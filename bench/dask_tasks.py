@@ -9,7 +9,8 @@ classification, N=4, 8 shards) and records every task's compute interval (Dask's
 Reported: wall time (cluster start-up excluded) and the task count; per kind of task (the name Dask
 gives it, fused steps joined by "-", up to the first key token) the count and busy seconds; per worker
 the fraction of each twentieth of the run it spent computing; the tasks of one second or more in the
-order they ran; and the tiny tasks (< 50 ms) and their busy seconds in the last tenth. A grouping's
+order they ran; the tiny tasks (< 50 ms) and their busy seconds in the last tenth; and the workers'
+waits for inputs held by another worker (count, seconds, the waits of a second or more). A grouping's
 shuffle shows as many tiny "shuffle-split/-group/-join" tasks. Results: bench/measurements/dask_tasks.json.
 
     python bench/dask_tasks.py [--size 20000] [--workers 2] [--num-aug 4] [--num-buckets B] [--partitions P]
@@ -61,13 +62,17 @@ def stream_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: 
             build(config, {"runner": "DaskRunner", "dask_client_address": address, "dask_npartitions": partitions},
                   num_buckets=buckets, log=lambda line: None)
         wall = time.time() - started
-    tasks = [{"kind": kind_of(record["key"]), "worker": record["worker"], "start": part["start"] - started,
-              "stop": part["stop"] - started}
-             for record in stream.data for part in record["startstops"] if part["action"] == "compute"]
-    return wall, sorted(tasks, key=lambda t: t["start"])
+    parts = [{"kind": kind_of(record["key"]), "worker": record["worker"], "start": part["start"] - started,
+              "stop": part["stop"] - started, "action": part["action"]}
+             for record in stream.data for part in record["startstops"]]
+    tasks = [{k: v for k, v in p.items() if k != "action"} for p in parts if p["action"] == "compute"]
+    transfers = [{k: v for k, v in p.items() if k != "action"} for p in parts if p["action"] == "transfer"]
+    return wall, sorted(tasks, key=lambda t: t["start"]), sorted(transfers, key=lambda t: t["start"])
 
 
-def summarise(wall: float, tasks: list[dict]) -> dict:
+def summarise(wall: float, tasks: list[dict], transfers: list[dict] = ()) -> dict:
+    """`transfers`: each wait of a worker for a task's input held by another worker (Dask records it
+    from the request to the data's arrival, so it covers the peer's delay in answering, not just bytes)."""
     kinds: dict[str, dict] = defaultdict(lambda: {"tasks": 0, "busy_s": 0.0})
     for t in tasks:
         kinds[t["kind"]]["tasks"] += 1
@@ -90,6 +95,11 @@ def summarise(wall: float, tasks: list[dict]) -> dict:
                         "kind": t["kind"]} for t in tasks if t["stop"] - t["start"] >= LONG_S],
         "last_tenth": {"tasks": len(last_tenth), "tiny_tasks": len(tiny),
                        "tiny_busy_s": round(sum(t["stop"] - t["start"] for t in tiny), 2)},
+        "transfers": {"waits": len(transfers),
+                      "wait_s": round(sum(t["stop"] - t["start"] for t in transfers), 1),
+                      "long": [{"worker": names.get(t["worker"], t["worker"]), "start_s": round(t["start"], 1),
+                                "stop_s": round(t["stop"], 1), "for": t["kind"]}
+                               for t in transfers if t["stop"] - t["start"] >= LONG_S]},
     }
 
 
@@ -110,16 +120,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="zhkd-dask-tasks-"))
     try:
         teacher, source = bench_inputs(work, args.size)
-        wall, tasks = stream_build(source, teacher, work / "out", args.workers, args.num_aug, buckets, partitions)
+        wall, tasks, transfers = stream_build(source, teacher, work / "out", args.workers, args.num_aug, buckets,
+                                              partitions)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {"size": args.size, "workers": args.workers, "num_aug": args.num_aug, "buckets": buckets,
-              "partitions": partitions, **summarise(wall, tasks),
+              "partitions": partitions, **summarise(wall, tasks, transfers),
               "meta": meta("dask_tasks", started, load_before, device="cpu")}
     write_result(args.out, result)
     print(f"{args.size:,} examples on {args.workers} worker(s), {buckets} buckets, {partitions} partitions: "
           f"{result['wall_s']} s, {result['tasks']:,} tasks, {result['busy_s']} busy s; last tenth: "
-          f"{result['last_tenth']['tiny_tasks']:,} tiny tasks")
+          f"{result['last_tenth']['tiny_tasks']:,} tiny tasks; waits for data from another worker: "
+          f"{result['transfers']['wait_s']} s in {result['transfers']['waits']}")
     for worker, row in result["busy_per_twentieth"].items():
         print(f"  {worker}: {' '.join(f'{b:.2f}' for b in row)}")
 

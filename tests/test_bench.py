@@ -175,7 +175,9 @@ def test_the_dask_task_bench_names_task_kinds_and_finds_each_workers_idle_time()
     tasks = [{"kind": "label", "worker": "tcp://b", "start": 0.0, "stop": 10.0},
              {"kind": "label", "worker": "tcp://a", "start": 0.0, "stop": 5.0},
              {"kind": "shuffle-split", "worker": "tcp://a", "start": 9.5, "stop": 9.51}]
-    found = dask_tasks.summarise(10.0, tasks)
+    transfers = [{"kind": "label", "worker": "tcp://a", "start": 5.0, "stop": 7.5},
+                 {"kind": "label", "worker": "tcp://b", "start": 1.0, "stop": 1.25}]
+    found = dask_tasks.summarise(10.0, tasks, transfers)
     assert found["tasks"] == 3 and found["kinds"]["label"] == {"tasks": 2, "busy_s": 15.0}
     assert list(found["kinds"]) == ["label", "shuffle-split"]  # the busiest kind first
     assert found["busy_per_twentieth"]["worker 1"] == [1.0] * 20  # tcp://b: busy throughout
@@ -183,6 +185,8 @@ def test_the_dask_task_bench_names_task_kinds_and_finds_each_workers_idle_time()
     assert first[:10] == [1.0] * 10 and first[12] == 0
     assert [t["worker"] for t in found["long_tasks"]] == ["worker 1", "worker 0"]
     assert found["last_tenth"] == {"tasks": 1, "tiny_tasks": 1, "tiny_busy_s": 0.01}
+    assert found["transfers"] == {"waits": 2, "wait_s": 2.8, "long": [
+        {"worker": "worker 0", "start_s": 5.0, "stop_s": 7.5, "for": "label"}]}  # only the wait of 1 s or more
 
 
 def test_the_worker_memory_bench_writes_every_row_of_both_shard_sizes(tmp_path):
