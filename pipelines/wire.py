@@ -17,8 +17,8 @@ form that is cheap to pickle and to hold (bench/shuffle_bytes.py measures it):
 - **A chunk is one bytes object** (`pack_chunk`), pickled by the task that made it and unpickled by the
   task that uses it. A worker hands bytes to its peer as one copy; a list of rows is walked object by
   object on the worker's communication thread, which on Dask waits for the task thread's interpreter
-  lock (on two local workers, the rows' way to the write step held the peer up to 20 s of a 100k-row
-  build). These bytes are made and read by one build's own workers, never stored.
+  lock while the peer that asked for the rows waits too. These bytes are made and read by one build's
+  own workers, never stored.
 """
 
 from __future__ import annotations
