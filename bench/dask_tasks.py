@@ -62,15 +62,16 @@ def stream_build(source: Path, teacher: Path, out: Path, workers: int, num_aug: 
             build(config, {"runner": "DaskRunner", "dask_client_address": address, "dask_npartitions": partitions},
                   num_buckets=buckets, log=lambda line: None)
         wall = time.time() - started
-    parts = [{"kind": kind_of(record["key"]), "worker": record["worker"], "start": part["start"] - started,
-              "stop": part["stop"] - started, "action": part["action"]}
-             for record in stream.data for part in record["startstops"]]
-    tasks = [{k: v for k, v in p.items() if k != "action"} for p in parts if p["action"] == "compute"]
-    transfers = [{k: v for k, v in p.items() if k != "action"} for p in parts if p["action"] == "transfer"]
-    return wall, sorted(tasks, key=lambda t: t["start"]), sorted(transfers, key=lambda t: t["start"])
+    by_action: dict[str, list[dict]] = defaultdict(list)  # "compute" (tasks), "transfer" (waits for data), ...
+    for record in stream.data:
+        for part in record["startstops"]:
+            by_action[part["action"]].append({"kind": kind_of(record["key"]), "worker": record["worker"],
+                                              "start": part["start"] - started, "stop": part["stop"] - started})
+    tasks, transfers = (sorted(by_action[action], key=lambda t: t["start"]) for action in ("compute", "transfer"))
+    return wall, tasks, transfers
 
 
-def summarise(wall: float, tasks: list[dict], transfers: list[dict] = ()) -> dict:
+def summarise(wall: float, tasks: list[dict], transfers: list[dict]) -> dict:
     """`transfers`: each wait of a worker for a task's input held by another worker (Dask records it
     from the request to the data's arrival, so it covers the peer's delay in answering, not just bytes)."""
     kinds: dict[str, dict] = defaultdict(lambda: {"tasks": 0, "busy_s": 0.0})
