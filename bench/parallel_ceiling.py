@@ -6,7 +6,8 @@ processes twice the work of one. This bench measures what it gives for zhkd's ow
 coordinate: the same command (`zhkd build --runner DaskRunner --dask-workers 1`, dask_bench's source,
 teacher, N and shard count) on all `--size` rows, and on each half of those rows in two builds started
 together (two clusters, no data crosses between them, the halves exactly equal in size). The two-builds
-side is done when both are. The sides alternate inside each round (interleaved).
+side is done when both are. The sides alternate inside each round (interleaved). The halves do slightly
+more work than the whole: a build deduplicates within itself, so they write a few more rows.
 
 Reported per round: wall time one / two (the ceiling of a 2-worker speed-up for this work here, minus
 the small cost of a second driver and scheduler, which makes it a slightly low ceiling); the CPU
@@ -110,7 +111,7 @@ def main() -> None:
               f"{row['note']}")
 
 
-def dask_round_ratios(path: Path = DASK_RESULTS) -> list[float]:
+def dask_round_ratios(path: Path) -> list[float]:
     """dask_bench's recorded 2-vs-1 worker ratios per round at its largest size ([] when none is recorded)."""
     if not path.exists():
         return []
@@ -121,7 +122,9 @@ def dask_round_ratios(path: Path = DASK_RESULTS) -> list[float]:
     return [walls[(1, r)] / walls[(2, r)] for r in sorted({r for _, r in walls}) if (1, r) in walls and (2, r) in walls]
 
 
-def result_of(rounds: list[dict], args, started: float, load_before) -> dict:
+def result_of(rounds: list[dict], args, started: float, load_before, dask_record: Path = DASK_RESULTS) -> dict:
+    """The ceiling per round with its interval, the workers' CPU side by side over alone, and dask_bench's
+    recorded ratios beside the ceiling; a round with a failed build counts for nothing."""
     done = [r for r in rounds if not any("failed" in r[side] for side in ("one", "two"))]
     summary = []
     if done:
@@ -142,7 +145,7 @@ def result_of(rounds: list[dict], args, started: float, load_before) -> dict:
             f"{statistics.median(r['one']['cpu_s_by_role']['workers'] for r in done):.0f} CPU s alone",
             "CPU seconds", cpu_mean, interval=cpu_half,
             note="above 1: each process does less per CPU second while the other runs"))
-        recorded = dask_round_ratios()
+        recorded = dask_round_ratios(dask_record)
         if recorded:
             dask_mean, dask_half = interval(recorded)
             summary.append(summary_row(

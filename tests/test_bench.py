@@ -362,3 +362,40 @@ def test_teacher_bench_runs_of_one_seed_combine_and_a_repeated_seed_is_refused(t
     assert combined["gate"]["met_by"] == [] and combined["summary"][0]["peer"] == "0.8000"
     with pytest.raises(SystemExit, match="a seed appears in two files"):
         teacher_bench.combine([a, a], tmp_path / "d.json")
+
+
+def test_the_parallel_ceiling_splits_the_source_into_halves_that_together_are_its_rows(tmp_path):
+    import parallel_ceiling
+
+    source = tmp_path / "source.jsonl"
+    source.write_text("".join(f'{{"text": "{i}"}}\n' for i in range(5)), encoding="utf-8")
+    halves = (tmp_path / "a.jsonl", tmp_path / "b.jsonl")
+    parallel_ceiling.split_source(source, halves)
+    first, second = (h.read_text("utf-8") for h in halves)
+    assert first.count("\n") == 2 and first + second == source.read_text("utf-8")
+
+
+def test_the_parallel_ceiling_sets_the_recorded_dask_ratios_beside_the_ceiling(tmp_path):
+    import argparse
+
+    import parallel_ceiling
+
+    def side(wall, workers_cpu):
+        return {"wall_s": wall, "cpu_s_by_role": {"driver": 1.0, "workers": workers_cpu}}
+
+    rounds = [{"round": 0, "one": side(300.0, 290.0), "two": side(200.0, 348.0)},
+              {"round": 1, "one": side(310.0, 300.0), "two": side(200.0, 330.0)},
+              {"round": 2, "one": side(300.0, 290.0), "two": {"wall_s": 5.0, "failed": "boom"}}]
+    record = tmp_path / "dask.json"
+    runs = [{"size": 100, "workers": 1, "round": 0, "wall_s": 150.0},
+            {"size": 100, "workers": 2, "round": 0, "wall_s": 100.0},
+            {"size": 100, "workers": 1, "round": 1, "wall_s": 140.0},
+            {"size": 10, "workers": 2, "round": 1, "wall_s": 1.0}]
+    record.write_text(json.dumps({"sizes": [10, 100], "runs": runs}), encoding="utf-8")
+    assert parallel_ceiling.dask_round_ratios(record) == [1.5]   # round 1 has no 100-example run with 2 workers
+    found = parallel_ceiling.result_of(rounds, argparse.Namespace(size=100), 0.0, (0.0, 0.0, 0.0), record)
+    ceiling, cpu, dask = found["summary"]
+    # the round with a failed build is left out
+    assert ceiling["ratio"] == pytest.approx((1.5 + 1.55) / 2) and ceiling["target"] == 1.6
+    assert cpu["ratio"] == pytest.approx((348 / 290 + 330 / 300) / 2)
+    assert dask["ratio"] == pytest.approx(1.5 / ceiling["ratio"])
