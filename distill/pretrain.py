@@ -2,6 +2,9 @@
 
 No Chinese BERT weights install offline, so the embedded default teacher (and the augmentation's MLM)
 starts here: a character vocabulary built from the input, a catalogue-shaped BERT, and a plain loop.
+With `init` the loop continues a BERT masked LM instead (its weights and its tokenizer): the embedded
+encoder trained further, since its optimiser state is not shipped, or any checkpoint adapted to a domain's
+raw text before fine-tuning.
 
 Why it looks the way it does:
 - Texts are packed greedily into blocks of `max_length` (`[CLS] a [SEP] b [SEP] ...`), so a batch of
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -28,7 +32,7 @@ from pathlib import Path
 from zhkd.distill.checkpoints import Checkpoints
 from zhkd.distill.errors import DistillError
 from zhkd.distill.students import get_shape
-from zhkd.models import char_vocab, save_char_tokenizer
+from zhkd.models import char_vocab, load_model, load_tokenizer, save_char_tokenizer, weights_fingerprint
 from zhkd.outputs import write_atomic
 
 LOG_FILE = "log.jsonl"  # the trainer's names: one run layout for pre-training and training
@@ -51,6 +55,7 @@ class PretrainConfig:
     mask_prob: float = 0.15
     whole_word: bool = False
     char_vectors: str | None = None  # word vectors (zhkd.distill.wordvectors) to start the character embeddings
+    init: str | None = None  # a BERT masked LM to continue (weights and tokenizer); None: a new `shape` model
     seed: int = 0
     log_every: int = 10
     save_every: int = 200  # steps between resume checkpoints; 0 saves none
@@ -60,7 +65,12 @@ class PretrainConfig:
         get_shape(self.shape)
         if self.max_length < 8:
             raise DistillError(f"max length {self.max_length} is too short; use at least 8")
-        if self.max_length > get_shape(self.shape).max_positions:
+        if self.init:
+            # A vocabulary or embeddings of its own would silently replace the checkpoint's.
+            if self.vocab_size is not None or self.min_count != 1 or self.char_vectors:
+                raise DistillError("--init keeps the checkpoint's vocabulary and embeddings: drop --vocab-size, "
+                                   "--min-count and --char-vectors")
+        elif self.max_length > get_shape(self.shape).max_positions:
             raise DistillError(f"max length {self.max_length} exceeds the {self.shape} shape's positions")
         if self.batch_size < 1 or self.epochs <= 0 or (self.max_steps is not None and self.max_steps < 1):
             raise DistillError("batch size, epochs and max steps must be positive")
@@ -214,10 +224,19 @@ def mask_batch(ids, units, *, mask_id: int, candidate_ids, mask_prob: float, gen
 
 
 def prepare_blocks(texts: list[str], out_dir: Path, config: PretrainConfig):
-    """The vocabulary of `texts`, its tokenizer saved to `out_dir`, and the packed training blocks."""
+    """The vocabulary (of `texts`, or `config.init`'s), its tokenizer saved to `out_dir`, and the packed
+    training blocks."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab = char_vocab(texts, max_size=config.vocab_size, min_count=config.min_count)
-    tokenizer = save_char_tokenizer(vocab, out_dir)
+    if config.init:
+        tokenizer = load_tokenizer(config.init)
+        tokenizer.save_pretrained(str(out_dir))
+        word_list = Path(config.init) / "vocab.txt"   # a fast tokenizer saves tokenizer.json only; keep the
+        if word_list.is_file():                        # checkpoint's plain word list beside it, as it had one
+            shutil.copyfile(word_list, out_dir / "vocab.txt")
+        vocab = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
+    else:
+        vocab = char_vocab(texts, max_size=config.vocab_size, min_count=config.min_count)
+        tokenizer = save_char_tokenizer(vocab, out_dir)
     blocks = pack_blocks(encode_texts(tokenizer, texts, whole_word=config.whole_word), config.max_length,
                          tokenizer.cls_token_id, tokenizer.sep_token_id)
     return vocab, tokenizer, blocks
@@ -264,12 +283,27 @@ def vectors_sha256(config: PretrainConfig) -> str | None:
 
 
 def fingerprint(texts: list[str], config: PretrainConfig) -> str:
-    """What makes a run this run: its settings, its texts and its word vectors (computed before anything is
-    written)."""
+    """What makes a run this run: its settings, its texts, its word vectors and the weights it continues
+    (computed before anything is written)."""
     digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode("utf-8") + b"\n")
-    return hashlib.sha256(json.dumps([asdict(config), digest.hexdigest(), vectors_sha256(config)]).encode()).hexdigest()
+    start = weights_fingerprint(config.init) if config.init else None
+    return hashlib.sha256(
+        json.dumps([asdict(config), digest.hexdigest(), vectors_sha256(config), start]).encode()).hexdigest()
+
+
+def continued_model(config: PretrainConfig):
+    """`config.init`'s masked LM, which the loop trains further; one line when it is not a BERT MLM (the
+    loss reads its encoder and its prediction head) or its positions are fewer than a block's tokens."""
+    model = load_model("mlm", config.init)  # a head it lacks is named on stderr, never filled in silently
+    if not (hasattr(model, "bert") and hasattr(model, "cls")):
+        raise DistillError(f"--init {config.init}: {type(model).__name__} is not a BERT masked LM; "
+                           "zhkd pretrain continues BertForMaskedLM checkpoints")
+    if config.max_length > model.config.max_position_embeddings:
+        raise DistillError(f"max length {config.max_length} exceeds --init's "
+                           f"{model.config.max_position_embeddings} positions")
+    return model
 
 
 def _save_resume(out_dir: Path, model, optimizer, step: int, digest: str) -> None:
@@ -408,8 +442,9 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model(config.shape, kind="mlm", vocab_size=len(vocab), pad_token_id=tokenizer.pad_token_id,
-                        seed=config.seed)
+    model = (continued_model(config) if config.init else
+             build_model(config.shape, kind="mlm", vocab_size=len(vocab), pad_token_id=tokenizer.pad_token_id,
+                         seed=config.seed))
     vectors = None
     if config.char_vectors:
         from zhkd.distill.wordvectors import init_embeddings
@@ -476,6 +511,8 @@ def pretrain_mlm(texts: Iterable[str], out_dir: str | Path, config: PretrainConf
     model.eval().to("cpu").save_pretrained(str(out_dir), safe_serialization=True)
     summary = {
         "char_vectors": vectors and {**vectors, "file_sha256": vectors_sha256(config)},
+        "init": config.init and {"weights_sha256": weights_fingerprint(config.init),
+                                 "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size},
         "heldout": {**heldout_accuracy(model, tokenizer, heldout, max_length=config.max_length,
                                        mask_prob=config.mask_prob, seed=config.seed),
                     "state_similarity": state_similarity(model, tokenizer, heldout, max_length=config.max_length)}

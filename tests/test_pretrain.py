@@ -269,3 +269,46 @@ def test_cli_starts_from_word_vectors_and_reports_heldout_accuracy(tmp_path):
     missing = run_zhkd("pretrain", "--input", corpus_path("chnsenti", "dev"), "--output", tmp_path / "never",
                        "--shape", "mini", "--max-steps", "1", "--char-vectors", tmp_path / "none.safetensors")
     assert missing.returncode == 2 and "no word-vector file" in missing.stderr
+
+
+def test_a_continued_run_starts_from_the_checkpoints_weights_and_keeps_its_vocabulary(tmp_path, corpus, trained):
+    from zhkd.distill.pretrain import fingerprint
+
+    # A learning rate this small leaves the weights where they started: the run began from `trained`'s.
+    still = replace(QUICK, shape="small", init=str(trained), max_steps=2, lr=1e-12)
+    out = pretrain_mlm(corpus[:200], tmp_path / "still", still, progress=False)
+    before, after = weights(trained), weights(out)
+    assert before.keys() == after.keys()
+    assert all(float((before[k] - after[k]).abs().max()) < 1e-6 for k in before)
+    assert (out / "vocab.txt").read_text("utf-8") == (trained / "vocab.txt").read_text("utf-8")
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert summary["init"]["layers"] == 2 and summary["vocab_size"] == len((trained / "vocab.txt").read_text(
+        "utf-8").splitlines())  # mini's 2 layers, not the `small` shape named beside it
+
+    moved = pretrain_mlm(corpus[:200], tmp_path / "moved", replace(still, lr=1e-3), progress=False)
+    assert not same_weights(trained, moved)
+    # The weights it continues are part of the run's identity: other weights at the same path, another run.
+    assert fingerprint(corpus, replace(still, init=str(out))) != fingerprint(corpus, replace(still, init=str(moved)))
+
+
+def test_a_continued_run_refuses_a_vocabulary_or_embeddings_of_its_own(trained):
+    for change in ({"vocab_size": 600}, {"min_count": 2}, {"char_vectors": str(trained / "model.safetensors")}):
+        with pytest.raises(DistillError, match="keeps the checkpoint's vocabulary"):
+            replace(QUICK, init=str(trained), **change)
+
+
+def test_cli_continues_a_checkpoint_and_never_writes_into_it(tmp_path, trained):
+    out = tmp_path / "further"
+    base = ("pretrain", "--input", corpus_path("chnsenti", "dev"), "--max-steps", "2", "--batch-size", "8",
+            "--max-length", "32")
+    result = run_zhkd(*base, "--init", trained, "--output", out, env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr
+    assert f"pre-trained {trained} further" in result.stdout and (out / "model.safetensors").is_file()
+    weights_before = (trained / "model.safetensors").read_bytes()
+    for extra, message in ((["--output", trained], "also an input"),
+                           (["--output", tmp_path / "never", "--shape", "mini"], "--shape and --init exclude"),
+                           (["--output", tmp_path / "never", "--max-length", "1024"], "exceeds --init's")):
+        refused = run_zhkd(*base, "--init", trained, *extra, env=ONE_THREAD)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert message in refused.stderr.strip().splitlines()[-1]
+    assert (trained / "model.safetensors").read_bytes() == weights_before

@@ -16,7 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated files: plain text (one text per line) or JSONL rows with "
                              "text / text_pair / tokens (.gz read as gzip)")
     parser.add_argument("--output", required=True, type=Path, help="checkpoint directory to write")
-    parser.add_argument("--shape", default=defaults.shape, help="catalogue shape (default: %(default)s)")
+    parser.add_argument("--shape", default=None, help=f"catalogue shape (default: {defaults.shape})")
+    parser.add_argument("--init",
+                        help="continue this BERT masked LM (directory or hub id; its weights and tokenizer) "
+                             "instead of starting a new model, e.g. zhkd's embedded encoder: "
+                             f"{_embedded()} (default: a new --shape model)")
     parser.add_argument("--vocab-size", type=int, default=None,
                         help="keep the most frequent characters, special tokens included (default: all)")
     parser.add_argument("--min-count", type=int, default=defaults.min_count,
@@ -47,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from the last resume checkpoint in --output (same input and settings)")
 
 
+def _embedded() -> str:
+    from zhkd.models import EMBEDDED_ENCODER
+
+    return str(EMBEDDED_ENCODER)
+
+
 def _defaults():
     from zhkd.distill.pretrain import PretrainConfig
 
@@ -61,14 +71,17 @@ def run(args: argparse.Namespace) -> int:
     heldout_paths = [p.strip() for p in (args.heldout or "").split(",") if p.strip()]
     if not paths:
         raise DistillError("--input names no file")
+    if args.init and args.shape:
+        raise DistillError("--shape and --init exclude each other: a continued model keeps its own shape")
     config = PretrainConfig(
-        shape=args.shape, vocab_size=args.vocab_size, min_count=args.min_count, max_length=args.max_length,
+        shape=args.shape or _defaults().shape, init=args.init, vocab_size=args.vocab_size,
+        min_count=args.min_count, max_length=args.max_length,
         batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
         warmup=args.warmup, mask_prob=args.mask_prob, whole_word=args.whole_word, seed=args.seed,
         char_vectors=args.char_vectors,
         log_every=args.log_every, save_every=args.save_every, device=args.device,
     )
-    refuse_inputs(args.output, [*paths, *heldout_paths, args.char_vectors], directory=True)
+    refuse_inputs(args.output, [*paths, *heldout_paths, args.char_vectors, args.init], directory=True)
     counts: dict[str, int] = {}
     texts = list(read_texts(paths, counts))  # every input read (and refused, if it must be) before any write
     if not texts:
@@ -86,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             pretrain_mlm(texts, args.output, config, resume=args.resume, heldout=heldout)
     summary = json.loads((args.output / SUMMARY_FILE).read_text(encoding="utf-8"))
     held = summary.get("heldout")
-    print(f"pre-trained a {config.shape} MLM on {summary['texts']:,} texts ({summary['blocks']:,} blocks, "
+    model = f"{args.init} further" if args.init else f"a {config.shape} MLM"
+    print(f"pre-trained {model} on {summary['texts']:,} texts ({summary['blocks']:,} blocks, "
           f"vocabulary {summary['vocab_size']:,}): {summary['steps']} steps in {summary['seconds']:.0f} s "
           f"({summary['steps_per_s']} steps/s)"
           + (f", held-out masked accuracy {held['accuracy']}" if held else "") + f" -> {args.output}")
