@@ -399,3 +399,31 @@ def test_the_parallel_ceiling_sets_the_recorded_dask_ratios_beside_the_ceiling(t
     assert ceiling["ratio"] == pytest.approx((1.5 + 1.55) / 2) and ceiling["target"] == 1.6
     assert cpu["ratio"] == pytest.approx((348 / 290 + 330 / 300) / 2)
     assert dask["ratio"] == pytest.approx(1.5 / ceiling["ratio"])
+
+
+def test_finetune_curves_compare_variants_epoch_by_epoch_and_refuse_mixed_schedules(tmp_path):
+    import finetune_curves
+
+    def run(name: str, seed: int, scores: list[float], epochs: int = 3, init: str = "enc") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        events = [{"event": "finetune", "init": init, "train_rows": 100, "dev_rows": 10},
+                  {"event": "stage_start", "total_steps": 10 * epochs, "steps_per_epoch": 10,
+                   "train": {"epochs": epochs, "lr": 5e-4, "seed": seed}}]
+        events += [{"event": "dev", "step": 10 * (i + 1), "score": score, "metric": "accuracy"}
+                   for i, score in enumerate(scores)]
+        (folder / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+        return folder
+
+    base = finetune_curves.variant_of([finetune_curves.read_run(run("a0", 0, [0.70, 0.80, 0.82])),
+                                       finetune_curves.read_run(run("a1", 1, [0.72, 0.78]))])
+    assert [e["epoch"] for e in base["epochs"]] == [1, 2]  # epoch 3: not every run reached it
+    assert base["epochs"][1]["mean"] == pytest.approx(0.79) and base["seeds"] == [0, 1]
+    other = finetune_curves.variant_of([finetune_curves.read_run(run("b1", 1, [0.75, 0.80], init="tapt")),
+                                        finetune_curves.read_run(run("b0", 0, [0.71, 0.84], init="tapt"))])
+    first, second = finetune_curves.paired(other, base)
+    assert first["differences"] == pytest.approx([0.71 - 0.70, 0.75 - 0.72])  # paired by seed, not by order
+    assert second["mean"] == pytest.approx(((0.84 - 0.80) + (0.80 - 0.78)) / 2)
+    with pytest.raises(SystemExit, match="differ in more than the seed"):
+        finetune_curves.variant_of([finetune_curves.read_run(run("c0", 0, [0.7], epochs=3)),
+                                    finetune_curves.read_run(run("c1", 1, [0.7], epochs=5))])
