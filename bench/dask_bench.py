@@ -108,7 +108,7 @@ def result_of(runs: list[dict], sizes: list[int], workers: list[int], args, star
     summary = []
     largest, smallest = max(sizes), min(sizes)
     one, two = walls(largest, 1), walls(largest, 2)
-    paired = [one[r] / two[r] for r in sorted(one.keys() & two.keys())]
+    paired = round_ratios(runs, largest)
     if paired:
         mean, half = interval(paired)
         summary.append(summary_row(
@@ -139,6 +139,12 @@ def result_of(runs: list[dict], sizes: list[int], workers: list[int], args, star
             "rounds": args.rounds, "table": table, "runs": runs, "identical_shards_across_workers": identical,
             "summary": summary,
             "meta": meta("dask_bench", started, load_before, device="cpu")}
+
+
+def round_ratios(runs: list[dict], size: int) -> list[float]:
+    """1 worker's wall time over 2 workers' at `size`, per round that has both (failed runs left out)."""
+    walls = {(r["workers"], r["round"]): r["wall_s"] for r in runs if r["size"] == size and "failed" not in r}
+    return [walls[(1, r)] / walls[(2, r)] for r in sorted({r for _, r in walls}) if (1, r) in walls and (2, r) in walls]
 
 
 def two_core_ceiling(runs: list[dict], size: int) -> dict | None:

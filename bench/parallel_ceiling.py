@@ -34,7 +34,7 @@ from pathlib import Path
 from benchlib import interval, meta, summary_row, write_result  # bench/ is on the path when a bench script runs
 from build_bench import run_build, tiny_teacher, write_source
 from dask_bench import RESULTS as DASK_RESULTS
-from dask_bench import SPEEDUP_TARGET, dask_args
+from dask_bench import SPEEDUP_TARGET, dask_args, round_ratios
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -116,10 +116,7 @@ def dask_round_ratios(path: Path) -> list[float]:
     if not path.exists():
         return []
     recorded = json.loads(path.read_text("utf-8"))
-    largest = max(recorded["sizes"])
-    walls = {(r["workers"], r["round"]): r["wall_s"] for r in recorded["runs"]
-             if r["size"] == largest and "failed" not in r}
-    return [walls[(1, r)] / walls[(2, r)] for r in sorted({r for _, r in walls}) if (1, r) in walls and (2, r) in walls]
+    return round_ratios(recorded["runs"], max(recorded["sizes"]))
 
 
 def result_of(rounds: list[dict], args, started: float, load_before, dask_record: Path = DASK_RESULTS) -> dict:
