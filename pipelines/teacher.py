@@ -72,8 +72,6 @@ def inspect_teacher(name: str, task: str) -> TeacherInfo:
 
     from zhkd.models import head_mismatch, hub_reference, load_tokenizer, tokenizer_fingerprint, weights_fingerprint
 
-    if name.startswith(("/", "./", "../", "~")) and not os.path.isdir(os.path.expanduser(name)):
-        raise PipelineError(f"teacher {name}: no such directory")
     local = resolve_checkpoint(name)
     repo, revision = hub_reference(local)
     try:

@@ -345,6 +345,19 @@ def test_a_run_of_another_scale_fills_its_own_block_beside_the_small_one(demo, t
     assert report["command"] in text.split(begin)[1]
 
 
+def test_the_readmes_medium_block_is_the_committed_medium_reports_account():
+    """The recorded `medium` run (issue 11, item 5): its report.json is committed under docs/, and the
+    README's block for it is exactly what `make readme OUT=docs/demo-medium` renders from that file."""
+    from zhkd.demo_readme import markers, section
+
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "docs" / "demo-medium" / "report.json").read_text("utf-8"))
+    assert report["scale"] == "medium" and report["command"].startswith("zhkd demo --scale medium")
+    begin, end = markers("medium")
+    readme = (root / "README.md").read_text("utf-8")
+    assert readme.split(begin)[1].split(end)[0] == f"\n{section(report)}\n"
+
+
 def test_readme_without_markers_is_refused(demo, tmp_path):
     from zhkd.pipelines.errors import PipelineError
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from zhkd.augment.example import Variant
+from zhkd.models import ModelError
 from zhkd.pipelines.errors import PipelineError
 from zhkd.pipelines.label_filter import LabelFilter, judge
 from zhkd.pipelines.teacher import TeacherHandler, TeacherTokenizer, inspect_teacher, plan_batches
@@ -127,7 +128,7 @@ def test_handler_pins_the_configured_thread_count(tiny_classifier):
 
 
 def test_a_missing_teacher_directory_is_a_user_error(tmp_path):
-    with pytest.raises(PipelineError, match="no such directory"):
+    with pytest.raises(ModelError, match="nowhere: no such checkpoint directory"):
         inspect_teacher(str(tmp_path / "nowhere"), "classification")
 
 

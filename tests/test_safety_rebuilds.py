@@ -150,6 +150,19 @@ def test_inferred_labels_that_do_not_fit_the_teacher_are_refused_before_it_runs(
     assert not (tmp_path / "data").exists()
 
 
+def test_a_checkpoint_path_that_names_no_directory_is_one_line_not_a_repo_id_complaint(tmp_path, monkeypatch):
+    from zhkd.models import ModelError, hub_reference, load_model
+
+    for missing in (str(tmp_path / "nowhere"), "./nowhere", "runs/teachers/nowhere", "~/nowhere-zhkd"):
+        with pytest.raises(ModelError, match=r"nowhere(-zhkd)?: no such checkpoint directory$"):
+            hub_reference(missing)
+    with pytest.raises(ModelError, match="no such checkpoint directory"):
+        load_model("sequence", tmp_path / "nowhere")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "teacher").mkdir()
+    assert hub_reference("~/teacher") == (str(tmp_path / "teacher"), {})
+
+
 def test_a_hub_teacher_is_identified_by_its_revision(tmp_path, monkeypatch):
     from huggingface_hub import constants
 

@@ -65,12 +65,20 @@ def save_char_tokenizer(vocab: list[str], out_dir: Path):
 
 
 def hub_reference(name_or_path: str | Path) -> tuple[str, dict]:
-    """A local path as given; a hub id written `org/name@revision` split into the id and `revision=`.
+    """A local path as given (`~` expanded); a hub id written `org/name@revision` split into the id and
+    `revision=`.
 
     The revision (a commit, tag or branch) pins which weights a hub teacher is; it is part of the
-    teacher's identity in a dataset's configuration hash (see `weights_fingerprint`).
+    teacher's identity in a dataset's configuration hash (see `weights_fingerprint`). A reference that
+    can only be a path (absolute, `./`, `../`, `~`, or more than one `/`) and names no directory is a
+    ModelError here: handed on, transformers would answer that it is not a valid repo id.
     """
     text = str(name_or_path)
+    if "://" not in text and (text.startswith(("/", "./", "../", "~")) or text.count("/") > 1):
+        local = Path(text).expanduser()
+        if not local.is_dir():
+            raise ModelError(f"{text}: no such checkpoint directory")
+        return str(local), {}
     if "@" in text and "://" not in text and not Path(text).exists():
         repo, _, revision = text.rpartition("@")
         if repo and revision:
